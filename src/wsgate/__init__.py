@@ -1,0 +1,68 @@
+"""wsgate: WebSocket gateways on AnyIO structured concurrency.
+
+::
+
+    from wsgate import App, Json, WebSocket, on_message, ws_controller
+
+    @ws_controller("/echo")
+    class Echo:
+        @on_message("echo")
+        async def echo(self, body: Json[dict[str, object]]) -> dict[str, object]:
+            return body
+
+    app = App(gateways=[Echo])
+"""
+
+from . import status
+from .app import App
+from .broadcast import BroadcastGroup
+from .connection import Overflow
+from .datastructures import Headers, QueryParams, State
+from .di import injectable
+from .errors import (
+    ConfigurationError,
+    DecoratorUsageError,
+    WebSocketDisconnect,
+    WebSocketError,
+    WebSocketRouteNotFoundError,
+    WebSocketStateError,
+    WebSocketValidationError,
+)
+from .frames import Frame
+from .gateway import on_connect, on_disconnect, on_error, on_message, ws_controller
+from .params import Header, HeaderParam, Json, Query, QueryParam
+from .server import serve
+from .websocket import WebSocket, WebSocketState
+
+__all__ = [
+    "App",
+    "BroadcastGroup",
+    "ConfigurationError",
+    "DecoratorUsageError",
+    "Frame",
+    "Header",
+    "HeaderParam",
+    "Headers",
+    "Json",
+    "Overflow",
+    "Query",
+    "QueryParam",
+    "QueryParams",
+    "State",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketError",
+    "WebSocketRouteNotFoundError",
+    "WebSocketState",
+    "WebSocketStateError",
+    "WebSocketValidationError",
+    "injectable",
+    "on_connect",
+    "on_disconnect",
+    "on_error",
+    "on_message",
+    "serve",
+    "ws_controller",
+]
+
+__version__ = "0.1.0"

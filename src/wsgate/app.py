@@ -1,0 +1,349 @@
+"""The ASGI application: lifespan, routing of WebSocket scopes, providers."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from . import status
+from .broadcast import BroadcastGroup
+from .connection import Overflow, Stats
+from .datastructures import State
+from .di import Container
+from .dispatch import GatewayPlan, Session, compile_gateway
+from .encoding import encode
+from .errors import ConfigurationError, WebSocketDisconnect, WebSocketError
+from .routing import Router
+from .websocket import WebSocket, WebSocketState
+
+__all__ = ["App", "AppConfig"]
+
+logger = logging.getLogger("wsgate")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Hook = Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """Runtime limits, set through :class:`App` keyword arguments."""
+
+    #: Frames a connection may have queued for sending before senders wait (or, for
+    #: broadcasts, before the overflow policy applies).
+    outbound_queue: int = 256
+    #: Frames received but not yet handled before the reader stops reading (TCP
+    #: backpressure on the client).
+    inbound_queue: int = 64
+    #: What a broadcast does to a member whose outbox is full.
+    overflow: Overflow = Overflow.CLOSE
+    #: Seconds the handlers of a connection whose peer left may still run to handle frames
+    #: received before it left; then they are cancelled.
+    disconnect_grace: float = 1.0
+    #: Seconds an ``@on_disconnect`` hook may run.
+    disconnect_timeout: float = 5.0
+    #: Seconds shutdown waits for connections to close and their hooks to finish.
+    shutdown_timeout: float = 10.0
+
+
+class App:
+    """An ASGI 3 application serving ``@ws_controller`` gateways.
+
+    ::
+
+        app = App(gateways=[ChatGateway], providers=[Rooms])
+
+    ``providers`` are app-wide singletons injected by type: classes (built once) or
+    instances. A default :class:`~wsgate.BroadcastGroup` is provided unless one is given.
+    ``http`` is an ASGI app that receives every HTTP request (else 404). ``on_startup``
+    and ``on_shutdown`` hooks (sync or async callables) run in the lifespan; providers that
+    are async context managers are entered at startup and exited at shutdown. At shutdown
+    every open connection is closed with 1001 and its ``@on_disconnect`` hook awaited.
+
+    Every gateway is compiled here: a mistake in a gateway raises
+    :class:`~wsgate.errors.ConfigurationError` now, not on the first connection.
+    """
+
+    def __init__(
+        self,
+        gateways: Sequence[type] = (),
+        *,
+        providers: Iterable[Any] = (),
+        http: ASGIApp | None = None,
+        on_startup: Iterable[Hook] = (),
+        on_shutdown: Iterable[Hook] = (),
+        outbound_queue: int = 256,
+        inbound_queue: int = 64,
+        overflow: Overflow = Overflow.CLOSE,
+        disconnect_grace: float = 1.0,
+        disconnect_timeout: float = 5.0,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        if isinstance(gateways, type):
+            raise ConfigurationError("App(gateways=...) takes a list of gateway classes")
+        if outbound_queue < 1 or inbound_queue < 1:
+            raise ConfigurationError("outbound_queue and inbound_queue must be >= 1")
+        if not isinstance(overflow, Overflow):
+            raise ConfigurationError(f"overflow must be an Overflow member, not {overflow!r}")
+        self.config = AppConfig(
+            outbound_queue, inbound_queue, overflow, disconnect_grace, disconnect_timeout,
+            shutdown_timeout,
+        )
+        #: App-wide state, also reachable as ``ws.app_state``.
+        self.state = State()
+        #: Connection counters: opened, open, dropped frames, slow-consumer closes.
+        self.stats = Stats()
+        self.container = Container(providers, defaults=[BroadcastGroup()])
+        self.plans: tuple[GatewayPlan, ...] = tuple(
+            compile_gateway(g, self.container) for g in gateways
+        )
+        self.router: Router[GatewayPlan] = Router([(p.template, p) for p in self.plans])
+        self.http = http
+        self._on_startup = list(on_startup)
+        self._on_shutdown = list(on_shutdown)
+        self._connections: set[WebSocket] = set()
+        self._drained: anyio.Event | None = None
+        self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
+            p for p in self.container.instances() if isinstance(p, BroadcastGroup)
+        )
+
+    # -- ASGI ------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            if self.http is not None:
+                await self.http(scope, receive, send)
+            else:
+                await _not_found(send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    @property
+    def broadcasters(self) -> tuple[BroadcastGroup, ...]:
+        """Every BroadcastGroup provider; each connection is removed from all of them."""
+        return self._broadcasters
+
+    @property
+    def connections(self) -> frozenset[WebSocket]:
+        """The connections being served right now."""
+        return frozenset(self._connections)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                for provider in self.container.instances():
+                    if hasattr(provider, "__aenter__") and hasattr(provider, "__aexit__"):
+                        await stack.enter_async_context(provider)
+                for hook in self._on_startup:
+                    await _call(hook)
+            except Exception as exc:
+                logger.exception("wsgate startup failed")
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            await self.shutdown()
+            for hook in self._on_shutdown:
+                try:
+                    await _call(hook)
+                except Exception:
+                    logger.exception("wsgate shutdown hook %r failed", hook)
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def shutdown(self) -> None:
+        """Close every open connection with 1001 and wait (up to ``shutdown_timeout``) for
+        their ``@on_disconnect`` hooks. Called by the lifespan shutdown."""
+        if not self._connections:
+            return
+        self._drained = anyio.Event()
+        for ws in list(self._connections):
+            if ws.connection_state is WebSocketState.CONNECTED:
+                ws._server_closed(status.WS_1001_GOING_AWAY, "server shutting down")
+                ws._conn.close_nowait(status.WS_1001_GOING_AWAY, "server shutting down", discard=False)
+        with anyio.move_on_after(self.config.shutdown_timeout):
+            await self._drained.wait()
+
+    # -- connections -----------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        path: str = scope.get("path", "/")
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        match = self.router.match(path)
+        if match is None:
+            body = encode(
+                {"error": {"code": "not_found", "message": f"no WebSocket endpoint at {path!r}"}}
+            )
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await _http_response(send, 404, body)
+            else:
+                await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
+            return
+        route, params = match
+        plan = route.target
+        ws = WebSocket(
+            scope, receive, send, app=self, path_template=plan.template, path_params=params,
+            outbound_queue=plan.meta.outbound_queue, overflow=plan.meta.overflow,
+        )
+        self.stats.connections_total += 1
+        self.stats.connections_open += 1
+        self._connections.add(ws)
+        try:
+            await self._run(plan, ws)
+        finally:
+            self._connections.discard(ws)
+            self.stats.connections_open -= 1
+            if self._drained is not None and not self._connections:
+                self._drained.set()
+
+    async def _run(self, plan: GatewayPlan, ws: WebSocket) -> None:
+        try:
+            session = Session(plan, self, ws)
+        except Exception as exc:
+            logger.exception("could not build gateway %s for %s", plan.name, ws.path)
+            await _refuse(ws, exc)
+            return
+        try:
+            async with anyio.create_task_group() as tg:
+                ws._conn.tg = tg
+                await self._serve(plan, session, ws)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for group in self.broadcasters:
+                    await group.unsubscribe_all(ws)
+                if ws._accepted and plan.on_disconnect is not None:
+                    if ws.close_code is None:
+                        ws._server_closed(status.WS_1006_ABNORMAL_CLOSURE, "")
+                    with anyio.move_on_after(self.config.disconnect_timeout) as scope:
+                        try:
+                            await session.call_hook(plan.on_disconnect)
+                        except Exception:
+                            logger.exception(
+                                "@on_disconnect hook %s failed", plan.on_disconnect.qualname
+                            )
+                    if scope.cancelled_caught:
+                        logger.error(
+                            "@on_disconnect hook %s ran past %.1fs and was cancelled",
+                            plan.on_disconnect.qualname, self.config.disconnect_timeout,
+                        )
+
+    async def _serve(self, plan: GatewayPlan, session: Session, ws: WebSocket) -> None:
+        conn = ws._conn
+        done = conn.dispatch_done = anyio.Event()
+        try:
+            if plan.on_connect is not None:
+                try:
+                    await session.call_hook(plan.on_connect)
+                except WebSocketDisconnect:
+                    return
+                except Exception as exc:
+                    if ws.connection_state is WebSocketState.CONNECTING:
+                        await _refuse(ws, exc)
+                    elif ws.connection_state is WebSocketState.CONNECTED:
+                        await self._owner_failed(plan, session, ws, exc)
+                    return
+            st = ws.connection_state
+            if st is WebSocketState.DISCONNECTED:
+                return
+            if st is WebSocketState.CONNECTED and not plan.has_message_handlers:
+                # @on_connect accepted and owned the connection; it returned: we're done.
+                await ws.close(status.WS_1000_NORMAL_CLOSURE)
+                return
+            if st is WebSocketState.CONNECTING:
+                await ws.accept()
+            await session.dispatch()
+        finally:
+            done.set()
+
+    async def _owner_failed(
+        self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception
+    ) -> None:
+        if isinstance(exc, WebSocketError) and exc.close_code is not None:
+            await ws.close(exc.close_code, exc.message[:120])
+            return
+        logger.error("@on_connect %s failed on %s", plan.name, ws.path, exc_info=exc)
+        if plan.on_error is not None:
+            try:
+                await session.call_hook(plan.on_error, exc)
+            except Exception:
+                logger.exception("@on_error hook of %s failed", plan.name)
+        await ws.close(status.WS_1011_INTERNAL_ERROR, "internal error")
+
+
+async def _refuse(ws: WebSocket, exc: BaseException) -> None:
+    """Refuse a handshake after ``@on_connect`` raised ``exc``.
+
+    With the denial extension: HTTP 403 (WebSocketError) or 500 with a JSON body. Without
+    it: accept, then close with the error's close code (1008 by default, 1011 for
+    unexpected errors) so the client can read the code and reason.
+    """
+    if isinstance(exc, WebSocketError):
+        code = exc.close_code or status.WS_1008_POLICY_VIOLATION
+        http_status = 403
+        err = {"code": exc.code, "message": exc.message, "detail": exc.detail}
+        reason = exc.message
+    else:
+        logger.error("@on_connect failed on %s; refusing with 1011", ws.path, exc_info=exc)
+        code, http_status = status.WS_1011_INTERNAL_ERROR, 500
+        err = {"code": "internal_error", "message": "internal server error", "detail": None}
+        reason = "internal error"
+    ws._server_closed(code, reason)
+    send = ws._conn.send
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await _http_response(send, http_status, encode({"error": err}))
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code, "reason": _truncate(reason)})
+
+
+def _truncate(reason: str) -> str:
+    data = reason.encode()[:123]
+    return data.decode(errors="ignore")
+
+
+async def _http_response(send: Send, status_code: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status_code,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _not_found(send: Send) -> None:
+    body = b"Not Found"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _call(hook: Hook) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,222 @@
+"""The in-process broadcast group: encode once, enqueue to every member without waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+from ..connection import QUEUED, SLOW, Connection
+from ..encoding import encode
+from ..websocket import WebSocket
+
+__all__ = ["BroadcastGroup", "GroupStats"]
+
+Message = dict[str, Any]
+
+
+class GroupStats:
+    """Counters for one group (and, on the BroadcastGroup itself, for all of them)."""
+
+    __slots__ = ("delivered", "dropped", "slow_consumer_closes")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.dropped = 0
+        self.slow_consumer_closes = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"GroupStats({self.as_dict()!r})"
+
+
+class _Group:
+    __slots__ = ("members", "stats")
+
+    def __init__(self) -> None:
+        self.members: dict[WebSocket, Connection] = {}
+        self.stats = GroupStats()
+
+
+def build_message(message: Any, as_bytes: bool) -> Message:
+    """Encode ``message`` once into the ASGI send message every member will share."""
+    if isinstance(message, str) and not as_bytes:
+        return {"type": "websocket.send", "text": message}
+    if isinstance(message, bytes | bytearray | memoryview):
+        return {"type": "websocket.send", "bytes": bytes(message)}
+    payload = encode(message)
+    if as_bytes:
+        return {"type": "websocket.send", "bytes": payload}
+    return {"type": "websocket.send", "text": payload.decode()}
+
+
+class BroadcastGroup:
+    """Named groups of connections; a broadcast encodes once and fans out through each
+    member's outbox without awaiting any member.
+
+    Groups are created on first subscribe and removed when their last member leaves. A
+    member whose outbox is full gets its connection's overflow policy (by default it is
+    closed with 1013 and removed from every group). The runtime calls
+    :meth:`unsubscribe_all` when a connection ends.
+
+    Subclass it and register the subclass as a provider to give it a name of your own;
+    every ``BroadcastGroup`` parameter then receives that instance.
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[str, _Group] = {}
+        self._memberships: dict[WebSocket, set[str]] = {}
+        #: Totals over every group, including groups that no longer exist.
+        self.stats = GroupStats()
+
+    # -- lifespan (the App enters every provider that is an async context manager) -----
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    # -- hooks for distributed backends ------------------------------------------------
+
+    async def _group_opened(self, group: str) -> None:
+        """Called when this process gets its first member of ``group``."""
+
+    def _group_closed(self, group: str) -> None:
+        """Called (without awaiting) when this process's last member of ``group`` leaves."""
+
+    async def _publish(self, group: str, message: Message, exclude: WebSocket | None) -> int:
+        """Deliver an encoded message; the in-process group delivers locally."""
+        return self.deliver_local(group, message, exclude)
+
+    # -- membership ---------------------------------------------------------------------
+
+    async def subscribe(self, group: str, ws: WebSocket) -> None:
+        """Add ``ws`` to ``group``. Idempotent.
+
+        A connection may subscribe in ``@on_connect`` before it is accepted; frames
+        broadcast meanwhile are delivered once it is.
+        """
+        g = self._groups.get(group)
+        created = g is None
+        if g is None:
+            g = self._groups[group] = _Group()
+        if ws in g.members:
+            return
+        g.members[ws] = ws._conn
+        self._memberships.setdefault(ws, set()).add(group)
+        if created:
+            await self._group_opened(group)
+
+    async def unsubscribe(self, group: str, ws: WebSocket) -> None:
+        """Remove ``ws`` from ``group``. Safe to call if it is not a member."""
+        self._remove(group, ws)
+        groups = self._memberships.get(ws)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self._memberships[ws]
+
+    async def unsubscribe_all(self, ws: WebSocket) -> None:
+        """Remove ``ws`` from every group it is in."""
+        self._remove_all(ws)
+
+    def _remove(self, group: str, ws: WebSocket) -> None:
+        g = self._groups.get(group)
+        if g is None or g.members.pop(ws, None) is None:
+            return
+        if not g.members:
+            del self._groups[group]
+            self._group_closed(group)
+
+    def _remove_all(self, ws: WebSocket) -> None:
+        for group in self._memberships.pop(ws, ()):
+            self._remove(group, ws)
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def broadcast(
+        self,
+        group: str,
+        message: Any,
+        as_bytes: bool = False,
+        exclude: WebSocket | None = None,
+    ) -> int:
+        """Send ``message`` to every member of ``group`` except ``exclude``.
+
+        ``str`` is sent as a text frame, ``bytes`` as a binary frame, anything else is
+        JSON-encoded once (as a binary frame with ``as_bytes=True``). Never waits for a
+        member. Returns the number of frames enqueued (in this process).
+        """
+        return await self._publish(group, build_message(message, as_bytes), exclude)
+
+    def deliver_local(self, group: str, message: Message, exclude: Any = None) -> int:
+        """Enqueue an already-encoded ASGI message to this process's members of ``group``.
+
+        ``exclude`` is a WebSocket or a predicate-free identity to skip. Members that are
+        gone or closed as slow consumers are removed from every group at once.
+        """
+        g = self._groups.get(group)
+        if g is None:
+            return 0
+        sent = 0
+        dropped = 0
+        gone: list[WebSocket] | None = None
+        for ws, conn in g.members.items():
+            if ws is exclude:
+                continue
+            result = conn.offer(message)
+            if result == QUEUED:
+                sent += 1
+            elif result == 0:
+                dropped += 1
+            else:
+                if result == SLOW:
+                    g.stats.slow_consumer_closes += 1
+                    self.stats.slow_consumer_closes += 1
+                    dropped += 1
+                if gone is None:
+                    gone = []
+                gone.append(ws)
+        g.stats.delivered += sent
+        self.stats.delivered += sent
+        if dropped:
+            g.stats.dropped += dropped
+            self.stats.dropped += dropped
+        if gone:
+            for ws in gone:
+                self._remove_all(ws)
+        return sent
+
+    # -- introspection (this process) ------------------------------------------------------
+
+    def groups(self) -> list[str]:
+        """Names of the groups that have members in this process."""
+        return list(self._groups)
+
+    def members(self, group: str) -> list[WebSocket]:
+        """This process's members of ``group``."""
+        g = self._groups.get(group)
+        return list(g.members) if g is not None else []
+
+    def member_count(self, group: str) -> int:
+        """How many members ``group`` has in this process."""
+        g = self._groups.get(group)
+        return len(g.members) if g is not None else 0
+
+    def group_stats(self, group: str) -> GroupStats:
+        """Counters of ``group`` (a fresh zeroed object if the group does not exist)."""
+        g = self._groups.get(group)
+        return g.stats if g is not None else GroupStats()
+
+    def groups_of(self, ws: WebSocket) -> Iterable[str]:
+        """The groups ``ws`` belongs to."""
+        return tuple(self._memberships.get(ws, ()))

@@ -1,0 +1,197 @@
+"""Decorators that declare gateways and the metadata they attach.
+
+Metadata lives on the decorated object only: ``@ws_controller`` marks the class itself
+(a subclass is not a gateway until decorated again), and the hook decorators mark the
+function (a subclass override without the decorator is not a hook).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .connection import Overflow
+from .errors import DecoratorUsageError
+
+__all__ = [
+    "GatewayMeta",
+    "MessageMeta",
+    "on_connect",
+    "on_disconnect",
+    "on_error",
+    "on_message",
+    "ws_controller",
+]
+
+C = TypeVar("C", bound=type)
+F = TypeVar("F")
+
+GATEWAY_ATTR = "__wsgate_gateway__"
+HOOK_ATTR = "__wsgate_hooks__"
+MESSAGE_ATTR = "__wsgate_messages__"
+
+#: The event name that catches events without a specific handler.
+WILDCARD = "*"
+#: The event name that receives binary frames.
+BINARY = "__binary__"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayMeta:
+    """What ``@ws_controller`` records about a class."""
+
+    path: str
+    tags: tuple[str, ...] = ()
+    summary: str | None = None
+    description: str | None = None
+    concurrency: int = 1
+    outbound_queue: int | None = None
+    overflow: Overflow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """What one ``@on_message(event)`` records about a method."""
+
+    event: str
+    summary: str | None = None
+    description: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ws_controller(
+    path: str = "",
+    tags: list[str] | None = None,
+    summary: str | None = None,
+    description: str | None = None,
+    *,
+    concurrency: int = 1,
+    outbound_queue: int | None = None,
+    overflow: Overflow | None = None,
+) -> Callable[[C], C]:
+    """Mark a class as a WebSocket gateway mounted at ``path``.
+
+    ``path`` may hold ``{name}`` parameters (``{id:int}``, ``{key:uuid}``,
+    ``{rest:path}``), available as ``ws.path_params`` and as handler parameters of the
+    same name. One instance of the class is built per connection, its constructor
+    arguments injected by type from the App's providers.
+
+    ``concurrency`` lets up to that many handlers of one connection run at once (default
+    1: frames are handled in arrival order). ``outbound_queue`` and ``overflow`` override
+    the App's outbox size and overflow policy for this gateway's connections.
+
+    The bare form ``@ws_controller`` (no parentheses) raises
+    :class:`~wsgate.errors.DecoratorUsageError`.
+    """
+    if isinstance(path, type):
+        raise DecoratorUsageError(
+            f"@ws_controller was applied to {path.__qualname__} without parentheses; "
+            'write @ws_controller("/path") (or @ws_controller() for the root)'
+        )
+    if not isinstance(path, str):
+        raise DecoratorUsageError(f"@ws_controller path must be a str, not {type(path).__name__}")
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise DecoratorUsageError(f"@ws_controller concurrency must be an int >= 1, not {concurrency!r}")
+    if outbound_queue is not None and outbound_queue < 1:
+        raise DecoratorUsageError(f"@ws_controller outbound_queue must be >= 1, not {outbound_queue!r}")
+    meta = GatewayMeta(
+        path, tuple(tags or ()), summary, description, concurrency, outbound_queue, overflow
+    )
+
+    def decorate(cls: C) -> C:
+        if not isinstance(cls, type):
+            raise DecoratorUsageError(
+                f"@ws_controller decorates classes, not {type(cls).__name__} {cls!r}"
+            )
+        setattr(cls, GATEWAY_ATTR, meta)
+        return cls
+
+    return decorate
+
+
+def gateway_meta(cls: type) -> GatewayMeta | None:
+    """The class's own ``@ws_controller`` metadata (never a base class's)."""
+    meta = cls.__dict__.get(GATEWAY_ATTR)
+    return meta if isinstance(meta, GatewayMeta) else None
+
+
+def _target(obj: Any) -> Any:
+    """Where a marker goes: the function inside a staticmethod/classmethod."""
+    if isinstance(obj, staticmethod | classmethod):
+        return obj.__func__
+    return obj
+
+
+def _mark_hook(kind: str) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        target = _target(fn)
+        if not callable(target):
+            raise DecoratorUsageError(f"@{kind} decorates functions, not {fn!r}")
+        hooks: set[str] = set(getattr(target, HOOK_ATTR, ()))
+        hooks.add(kind)
+        setattr(target, HOOK_ATTR, frozenset(hooks))
+        return fn
+
+    decorate.__name__ = kind
+    decorate.__doc__ = f"Mark a method as the gateway's ``@{kind}`` hook."
+    return decorate
+
+
+def on_connect(fn: F) -> F:
+    """Mark the method that runs when a handshake arrives, before accept.
+
+    Return normally to accept (unless it already accepted, denied or closed); raise
+    :class:`~wsgate.errors.WebSocketError` to refuse (HTTP 403 with a JSON body, or
+    ``close_code``). In a gateway without ``@on_message`` handlers, a method that accepts
+    the connection itself owns it until it returns (then the connection closes with 1000).
+    Works above or below ``@staticmethod`` / ``@classmethod``.
+    """
+    return _mark_hook("on_connect")(fn)
+
+
+def on_disconnect(fn: F) -> F:
+    """Mark the method that runs once when an accepted connection ends, however it ends.
+
+    It runs shielded from the cancellation that ended the connection, for a bounded time;
+    ``ws.close_code`` / ``ws.close_reason`` tell how it ended. Its exceptions are logged.
+    """
+    return _mark_hook("on_disconnect")(fn)
+
+
+def on_error(fn: F) -> F:
+    """Mark the method that receives exceptions raised by message handlers.
+
+    Returning normally keeps the connection open (a frame with an ``id`` still gets its
+    ``internal_error`` frame); raising closes it with 1011.
+    """
+    return _mark_hook("on_error")(fn)
+
+
+def on_message(
+    event: str, summary: str | None = None, description: str | None = None
+) -> Callable[[F], F]:
+    """Route frames whose ``event`` is ``event`` to this method.
+
+    Stack several to route several events to one method. ``"*"`` catches events without
+    a specific handler; ``"__binary__"`` receives binary frames. The method's parameters
+    say what it needs (``body: Json[T]``, ``ws: WebSocket``, path parameters,
+    ``Query[T]``, ``Header[T]``, providers); its return value is the reply.
+    """
+    if callable(event) or isinstance(event, staticmethod | classmethod):
+        raise DecoratorUsageError(
+            '@on_message needs the event name: write @on_message("chat.send")'
+        )
+    if not isinstance(event, str) or not event:
+        raise DecoratorUsageError(f"@on_message event must be a non-empty str, not {event!r}")
+    meta = MessageMeta(event, summary, description)
+
+    def decorate(fn: F) -> F:
+        target = _target(fn)
+        if not callable(target):
+            raise DecoratorUsageError(f"@on_message decorates functions, not {fn!r}")
+        metas: tuple[MessageMeta, ...] = getattr(target, MESSAGE_ATTR, ())
+        setattr(target, MESSAGE_ATTR, (*metas, meta))
+        return fn
+
+    return decorate
