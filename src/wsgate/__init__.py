@@ -62,6 +62,7 @@ __all__ = [
     "on_error",
     "on_message",
     "serve",
+    "status",
     "ws_controller",
 ]
 

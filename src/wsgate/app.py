@@ -95,7 +95,11 @@ class App:
         if not isinstance(overflow, Overflow):
             raise ConfigurationError(f"overflow must be an Overflow member, not {overflow!r}")
         self.config = AppConfig(
-            outbound_queue, inbound_queue, overflow, disconnect_grace, disconnect_timeout,
+            outbound_queue,
+            inbound_queue,
+            overflow,
+            disconnect_grace,
+            disconnect_timeout,
             shutdown_timeout,
         )
         #: App-wide state, also reachable as ``ws.app_state``.
@@ -174,7 +178,9 @@ class App:
         for ws in list(self._connections):
             if ws.connection_state is WebSocketState.CONNECTED:
                 ws._server_closed(status.WS_1001_GOING_AWAY, "server shutting down")
-                ws._conn.close_nowait(status.WS_1001_GOING_AWAY, "server shutting down", discard=False)
+                ws._conn.close_nowait(
+                    status.WS_1001_GOING_AWAY, "server shutting down", discard=False
+                )
         with anyio.move_on_after(self.config.shutdown_timeout):
             await self._drained.wait()
 
@@ -201,8 +207,14 @@ class App:
         route, params = match
         plan = route.target
         ws = WebSocket(
-            scope, receive, send, app=self, path_template=plan.template, path_params=params,
-            outbound_queue=plan.meta.outbound_queue, overflow=plan.meta.overflow,
+            scope,
+            receive,
+            send,
+            app=self,
+            path_template=plan.template,
+            path_params=params,
+            outbound_queue=plan.meta.outbound_queue,
+            overflow=plan.meta.overflow,
         )
         self.stats.connections_total += 1
         self.stats.connections_open += 1
@@ -243,7 +255,8 @@ class App:
                     if scope.cancelled_caught:
                         logger.error(
                             "@on_disconnect hook %s ran past %.1fs and was cancelled",
-                            plan.on_disconnect.qualname, self.config.disconnect_timeout,
+                            plan.on_disconnect.qualname,
+                            self.config.disconnect_timeout,
                         )
 
     async def _serve(self, plan: GatewayPlan, session: Session, ws: WebSocket) -> None:
@@ -325,7 +338,10 @@ async def _http_response(send: Send, status_code: int, body: bytes) -> None:
         {
             "type": "websocket.http.response.start",
             "status": status_code,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "websocket.http.response.body", "body": body})
@@ -337,7 +353,10 @@ async def _not_found(send: Send) -> None:
         {
             "type": "http.response.start",
             "status": 404,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

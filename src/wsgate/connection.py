@@ -52,7 +52,7 @@ class Stats:
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
     counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
 
-    __slots__ = ("connections_total", "connections_open", "dropped_frames", "slow_consumer_closes")
+    __slots__ = ("connections_open", "connections_total", "dropped_frames", "slow_consumer_closes")
 
     def __init__(self) -> None:
         self.connections_total = 0
@@ -83,7 +83,7 @@ class Outbox:
     has sent what is queued.
     """
 
-    __slots__ = ("_queue", "capacity", "_writer_wake", "_room", "finished", "dropped")
+    __slots__ = ("_queue", "_room", "_writer_wake", "capacity", "dropped", "finished")
 
     def __init__(self, capacity: int) -> None:
         self._queue: deque[Message] = deque()
@@ -181,19 +181,19 @@ class Connection:
     """
 
     __slots__ = (
-        "ws",
-        "receive",
-        "send",
-        "tg",
-        "outbox",
-        "policy",
-        "inbound_send",
-        "inbound_recv",
-        "inbound_size",
-        "stats",
-        "peer_left",
         "dispatch_done",
         "grace",
+        "inbound_recv",
+        "inbound_send",
+        "inbound_size",
+        "outbox",
+        "peer_left",
+        "policy",
+        "receive",
+        "send",
+        "stats",
+        "tg",
+        "ws",
     )
 
     def __init__(

@@ -19,7 +19,7 @@ class Address(NamedTuple):
 class _MultiMapping(Mapping[str, str]):
     """An immutable multi-valued mapping; ``m[key]`` gives the first value."""
 
-    __slots__ = ("_items", "_dict")
+    __slots__ = ("_dict", "_items")
 
     _fold: bool = False
 
@@ -65,7 +65,9 @@ class Headers(_MultiMapping):
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any]) -> Headers:
         """Decode the ASGI ``headers`` list (latin-1, as HTTP requires)."""
-        return cls([(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())])
+        return cls(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+        )
 
 
 class QueryParams(_MultiMapping):

@@ -21,7 +21,7 @@ import msgspec
 
 from . import status
 from .connection import Overflow
-from .di import Container, constructor_params, type_hints
+from .di import Container, type_hints
 from .errors import (
     ConfigurationError,
     WebSocketDisconnect,
@@ -145,7 +145,8 @@ def _compile_param(
     container: Container,
 ) -> Param:
     where = f"{owner}, parameter {name!r}"
-    base, markers = annotation, ()
+    base: Any = annotation
+    markers: tuple[Any, ...] = ()
     if typing.get_origin(annotation) is Annotated:
         base, *rest = typing.get_args(annotation)
         markers = tuple(rest)
@@ -173,7 +174,9 @@ def _compile_param(
             except msgspec.ValidationError:
                 pass
             except TypeError as exc:
-                raise ConfigurationError(f"{where}: msgspec cannot convert to {base!r} ({exc})") from exc
+                raise ConfigurationError(
+                    f"{where}: msgspec cannot convert to {base!r} ({exc})"
+                ) from exc
             return Param(name, kind, base, key=key, default=default, value=is_list)
     if base is WebSocket:
         return Param(name, Kind.WS)
@@ -187,7 +190,9 @@ def _compile_param(
         return Param(name, Kind.FRAME)
     if base is bytes:
         if hook != "message":
-            raise ConfigurationError(f"{where}: bytes (the frame payload) is only available in @on_message handlers")
+            raise ConfigurationError(
+                f"{where}: bytes (the frame payload) is only available in @on_message handlers"
+            )
         return Param(name, Kind.BYTES)
     if hook == "error" and (
         (isinstance(base, type) and issubclass(base, BaseException))
@@ -275,9 +280,7 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
     parameter for anything that could not work at run time.
     """
     if not isinstance(cls, type):
-        raise ConfigurationError(
-            f"App(gateways=[...]) takes @ws_controller classes, not {cls!r}"
-        )
+        raise ConfigurationError(f"App(gateways=[...]) takes @ws_controller classes, not {cls!r}")
     meta = gateway_meta(cls)
     if meta is None:
         inherited = next((b for b in cls.__mro__[1:] if gateway_meta(b) is not None), None)
@@ -288,8 +291,7 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
             else ""
         )
         raise ConfigurationError(
-            f"{cls.__qualname__} is not a gateway{extra}; decorate it with "
-            '@ws_controller("/path")'
+            f'{cls.__qualname__} is not a gateway{extra}; decorate it with @ws_controller("/path")'
         )
     route = compile_template(meta.path, cls)
     path_params = dict(zip(route.param_names, route.param_types, strict=True))
@@ -303,7 +305,9 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
                 continue
             seen.add(attr)
             func = _unwrap(raw)
-            kinds: frozenset[str] = getattr(func, HOOK_ATTR, frozenset()) if callable(func) else frozenset()
+            kinds: frozenset[str] = (
+                getattr(func, HOOK_ATTR, frozenset()) if callable(func) else frozenset()
+            )
             metas = getattr(func, MESSAGE_ATTR, ()) if callable(func) else ()
             if not kinds and not metas:
                 continue
@@ -319,17 +323,29 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
                         "keep one"
                     )
                 plan = _compile_handler(
-                    cls, attr, raw, hook=kind.removeprefix("on_"), events=(),
-                    path_params=path_params, container=container,
+                    cls,
+                    attr,
+                    raw,
+                    hook=kind.removeprefix("on_"),
+                    events=(),
+                    path_params=path_params,
+                    container=container,
                 )
                 if plan.is_stream:
-                    raise ConfigurationError(f"{plan.qualname}: @{kind} cannot be an async generator")
+                    raise ConfigurationError(
+                        f"{plan.qualname}: @{kind} cannot be an async generator"
+                    )
                 hooks[kind] = plan
             if metas:
                 events = tuple(m.event for m in metas)
                 plan = _compile_handler(
-                    cls, attr, raw, hook="message", events=events,
-                    path_params=path_params, container=container,
+                    cls,
+                    attr,
+                    raw,
+                    hook="message",
+                    events=events,
+                    path_params=path_params,
+                    container=container,
                 )
                 plans.append(plan)
                 for event in events:
@@ -402,7 +418,7 @@ def _constant_value(p: Param, ws: WebSocket) -> Any:
 class Session:
     """One connection's gateway instance, bound methods and connection-constant arguments."""
 
-    __slots__ = ("plan", "app", "ws", "instance", "_bound", "_consts")
+    __slots__ = ("_bound", "_consts", "app", "instance", "plan", "ws")
 
     def __init__(self, plan: GatewayPlan, app: App, ws: WebSocket) -> None:
         self.plan = plan
@@ -461,7 +477,9 @@ class Session:
             h = plan.handlers.get(frame.event) or plan.wildcard
             if h is None:
                 await self.send_error(
-                    frame.id, "unknown_event", f"no handler for event {frame.event!r}",
+                    frame.id,
+                    "unknown_event",
+                    f"no handler for event {frame.event!r}",
                     {"event": frame.event},
                 )
                 return
@@ -471,7 +489,12 @@ class Session:
             data = message.get("bytes") or b""
             h = plan.binary or plan.wildcard
             if h is None:
-                await self.send_error(None, "unknown_event", "this endpoint does not take binary frames", {"event": BINARY})
+                await self.send_error(
+                    None,
+                    "unknown_event",
+                    "this endpoint does not take binary frames",
+                    {"event": BINARY},
+                )
                 return
         try:
             kwargs = self._kwargs(h)
@@ -531,17 +554,18 @@ class Session:
         self, h: HandlerPlan, event: str, frame_id: int | str | None, exc: BaseException
     ) -> None:
         ws = self.ws
-        logger.error(
-            "handler %s failed on %s (event %r)", h.qualname, ws.path, event, exc_info=exc
-        )
+        logger.error("handler %s failed on %s (event %r)", h.qualname, ws.path, event, exc_info=exc)
         hook = self.plan.on_error
         if hook is not None:
             try:
                 await self.call_hook(hook, exc)
             except Exception as hook_exc:
                 if not isinstance(hook_exc, WebSocketDisconnect):
-                    logger.error("@on_error hook %s raised; closing with 1011", hook.qualname,
-                                 exc_info=hook_exc)
+                    logger.error(
+                        "@on_error hook %s raised; closing with 1011",
+                        hook.qualname,
+                        exc_info=hook_exc,
+                    )
                 if ws.connection_state is WebSocketState.CONNECTED:
                     if frame_id is not None:
                         await self.send_error(frame_id, "internal_error", "internal server error")
@@ -607,4 +631,3 @@ class Session:
                     await sem.acquire()
         finally:
             done.set()
-

@@ -92,9 +92,13 @@ def ws_controller(
     if not isinstance(path, str):
         raise DecoratorUsageError(f"@ws_controller path must be a str, not {type(path).__name__}")
     if not isinstance(concurrency, int) or concurrency < 1:
-        raise DecoratorUsageError(f"@ws_controller concurrency must be an int >= 1, not {concurrency!r}")
+        raise DecoratorUsageError(
+            f"@ws_controller concurrency must be an int >= 1, not {concurrency!r}"
+        )
     if outbound_queue is not None and outbound_queue < 1:
-        raise DecoratorUsageError(f"@ws_controller outbound_queue must be >= 1, not {outbound_queue!r}")
+        raise DecoratorUsageError(
+            f"@ws_controller outbound_queue must be >= 1, not {outbound_queue!r}"
+        )
     meta = GatewayMeta(
         path, tuple(tags or ()), summary, description, concurrency, outbound_queue, overflow
     )

@@ -101,17 +101,18 @@ class Router(Generic[T]):
     def __init__(self, routes: Sequence[tuple[str, T]]) -> None:
         self._static: dict[str, Route[T]] = {}
         self._dynamic: list[Route[T]] = []
-        seen: dict[str, str] = {}
+        seen: dict[str, tuple[str, str]] = {}
         for template, target in routes:
             route = compile_template(template, target)
             # Two templates that differ only in parameter names match the same paths.
             shape = _PARAM.sub(lambda m: "{" + (m.group(2) or "str") + "}", route.template)
             if shape in seen:
+                other_template, other = seen[shape]
                 raise ConfigurationError(
-                    f"two routes share the path template {route.template!r} "
-                    f"({seen[shape]} and {_describe(target)}); give each gateway its own path"
+                    f"two routes share the path template {other_template!r} ({other}) and "
+                    f"{route.template!r} ({_describe(target)}); give each gateway its own path"
                 )
-            seen[shape] = _describe(target)
+            seen[shape] = (route.template, _describe(target))
             if route.param_names:
                 self._dynamic.append(route)
             else:

@@ -15,7 +15,7 @@ instead of hanging it.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -38,7 +38,9 @@ class WebSocketDenied(Exception):
     A refusal by close before accept is reported as status 403, as servers do.
     """
 
-    def __init__(self, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(f"handshake refused with HTTP {status}: {body[:200]!r}")
         self.status = status
         self.body = body
@@ -53,7 +55,9 @@ class WebSocketClosed(Exception):
     """The server closed the connection with ``code`` and ``reason``."""
 
     def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"server closed the connection with {code}" + (f": {reason}" if reason else ""))
+        super().__init__(
+            f"server closed the connection with {code}" + (f": {reason}" if reason else "")
+        )
         self.code = code
         self.reason = reason
 
@@ -142,7 +146,9 @@ class TestWebSocket:
         """The next text frame, decoded as JSON."""
         return decode(await self.receive_text(timeout))
 
-    async def request(self, event: str, data: Any = None, id: int | str = 1, timeout: float | None = None) -> Any:
+    async def request(
+        self, event: str, data: Any = None, id: int | str = 1, timeout: float | None = None
+    ) -> Any:
         """Send an envelope with ``id`` and return the frame answering it (reply or error)."""
         await self.send_event(event, data, id=id)
         while True:
@@ -163,7 +169,9 @@ class TestWebSocket:
         if self._client_closed:
             return
         if self.close_code is None:
-            await self._to_app.send({"type": "websocket.disconnect", "code": code, "reason": reason})
+            await self._to_app.send(
+                {"type": "websocket.disconnect", "code": code, "reason": reason}
+            )
         self._client_closed = True
 
 
@@ -214,7 +222,11 @@ class TestClient:
         assert self._tg is not None
         try:
             if self._lifespan_send is not None and self._lifespan_recv is not None:
-                with anyio.fail_after(self.timeout + self.app.config.shutdown_timeout if hasattr(self.app, "config") else self.timeout):
+                with anyio.fail_after(
+                    self.timeout + self.app.config.shutdown_timeout
+                    if hasattr(self.app, "config")
+                    else self.timeout
+                ):
                     await self._lifespan_send.send({"type": "lifespan.shutdown"})
                     await self._lifespan_recv.receive()
         finally:
@@ -226,7 +238,7 @@ class TestClient:
         self,
         path: str,
         subprotocols: list[str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         query: Mapping[str, str] | None = None,
         root_path: str = "",
     ) -> dict[str, Any]:
@@ -235,7 +247,8 @@ class TestClient:
         if query:
             qs = (qs + "&" if qs else "") + urlencode(query)
         hdrs = [(b"host", b"testserver")]
-        for k, v in (headers or {}).items():
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        for k, v in pairs:
             hdrs.append((k.lower().encode("latin-1"), v.encode("latin-1")))
         return {
             "type": "websocket",
@@ -259,7 +272,7 @@ class TestClient:
         self,
         path: str,
         subprotocols: list[str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         *,
         query: Mapping[str, str] | None = None,
         root_path: str = "",
@@ -282,10 +295,16 @@ class TestClient:
                 return {"type": "websocket.disconnect", "code": 1006}
 
         async def send(message: Message) -> None:
-            if message["type"] == "websocket.close" and ws.close_code is None and not ws._client_closed:
+            if (
+                message["type"] == "websocket.close"
+                and ws.close_code is None
+                and not ws._client_closed
+            ):
                 # As a server does: the peer answers the close, and the app then receives
                 # websocket.disconnect.
-                to_app.send_nowait({"type": "websocket.disconnect", "code": message.get("code", 1000)})
+                to_app.send_nowait(
+                    {"type": "websocket.disconnect", "code": message.get("code", 1000)}
+                )
             try:
                 app_out.send_nowait(message)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -304,7 +323,9 @@ class TestClient:
                 finished.set()
 
         if self._tg is None:
-            raise RuntimeError("use the TestClient as an async context manager: async with TestClient(app) as client")
+            raise RuntimeError(
+                "use the TestClient as an async context manager: async with TestClient(app) as client"
+            )
         self._tg.start_soon(run_app)
         await to_app.send({"type": "websocket.connect"})
         denied: WebSocketDenied | None = None

@@ -65,22 +65,22 @@ class WebSocket:
     """
 
     __slots__ = (
-        "_scope",
+        "__weakref__",
+        "_accepted",
         "_app",
         "_conn",
         "_connection_state",
-        "_peer_left",
-        "_runtime_receives",
-        "_accepted",
         "_headers",
+        "_peer_left",
         "_query_params",
+        "_runtime_receives",
+        "_scope",
         "_state",
-        "path_template",
-        "path_params",
         "accepted_subprotocol",
         "close_code",
         "close_reason",
-        "__weakref__",
+        "path_params",
+        "path_template",
     )
 
     def __init__(
@@ -300,7 +300,9 @@ class WebSocket:
         pairs = _header_pairs(headers)
         if not any(k.lower() == b"content-length" for k, _ in pairs):
             pairs.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "websocket.http.response.start", "status": status_code, "headers": pairs})
+        await send(
+            {"type": "websocket.http.response.start", "status": status_code, "headers": pairs}
+        )
         await send({"type": "websocket.http.response.body", "body": data, "more_body": False})
 
     # -- receiving -------------------------------------------------------------------
@@ -331,7 +333,9 @@ class WebSocket:
         message = await self.receive()
         text = message.get("text")
         if text is None:
-            raise TypeError("received a binary frame where a text frame was expected; use receive_bytes()")
+            raise TypeError(
+                "received a binary frame where a text frame was expected; use receive_bytes()"
+            )
         return str(text)
 
     async def receive_bytes(self) -> bytes:
@@ -339,7 +343,9 @@ class WebSocket:
         message = await self.receive()
         data = message.get("bytes")
         if data is None:
-            raise TypeError("received a text frame where a binary frame was expected; use receive_text()")
+            raise TypeError(
+                "received a text frame where a binary frame was expected; use receive_text()"
+            )
         return bytes(data)
 
     async def receive_json(self) -> Any:
@@ -409,13 +415,17 @@ class WebSocket:
     async def send_text(self, data: str) -> None:
         """Send a text frame."""
         if not isinstance(data, str):
-            raise TypeError(f"send_text() takes str, not {type(data).__name__}; use send_bytes() or send_json()")
+            raise TypeError(
+                f"send_text() takes str, not {type(data).__name__}; use send_bytes() or send_json()"
+            )
         await self.send({"type": "websocket.send", "text": data})
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send a binary frame."""
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(f"send_bytes() takes bytes, not {type(data).__name__}; use send_text() or send_json()")
+            raise TypeError(
+                f"send_bytes() takes bytes, not {type(data).__name__}; use send_text() or send_json()"
+            )
         await self.send({"type": "websocket.send", "bytes": bytes(data)})
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
