@@ -61,10 +61,14 @@ class ChatGateway:
     @on_connect
     async def join(self, ws: WebSocket, room_id: str, user: Query[str] = "anonymous") -> None:
         if len(room_id) > 64:
-            raise WebSocketError("room names are at most 64 characters", close_code=status.WS_1008_POLICY_VIOLATION)
+            raise WebSocketError(
+                "room names are at most 64 characters", close_code=status.WS_1008_POLICY_VIOLATION
+            )
         ws.state.user = user[:32]
         await self.rooms.subscribe(room_id, ws)
-        await self.rooms.broadcast(room_id, {"event": "joined", "data": {"user": ws.state.user}}, exclude=ws)
+        await self.rooms.broadcast(
+            room_id, {"event": "joined", "data": {"user": ws.state.user}}, exclude=ws
+        )
 
     @on_message("chat.send")
     async def send(self, ws: WebSocket, room_id: str, body: Json[ChatMessage]) -> None:
@@ -94,12 +98,21 @@ async def _count(rooms: BroadcastGroup, room: str) -> int:
 async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Serves the chat page at / (and 404 elsewhere)."""
     if scope["path"] in ("/", "/index.html"):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                                (b"content-length", str(len(PAGE)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(PAGE)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": PAGE})
     else:
-        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"9")]})
+        await send(
+            {"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"9")]}
+        )
         await send({"type": "http.response.body", "body": b"Not Found"})
 
 

@@ -45,7 +45,8 @@ async def serve(
     bound_port: int = sock.getsockname()[1]
 
     cfg = Config()
-    cfg.bind = [f"fd://{sock.fileno()}"]
+    # hypercorn takes ownership of the descriptor (and closes it when it stops).
+    cfg.bind = [f"fd://{sock.detach()}"]
     cfg.graceful_timeout = graceful_timeout
     cfg.accesslog = None
     for key, value in config.items():
@@ -65,13 +66,16 @@ async def serve(
 
                 await asyncio_serve(app, cfg, shutdown_trigger=stop.wait)
 
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            task_status.started(bound_port)
-            try:
-                await anyio.sleep_forever()
-            finally:
-                stop.set()
-    finally:
-        sock.close()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        task_status.started(bound_port)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            # Close our connections with 1001 (and run their hooks) before hypercorn
+            # stops: it would otherwise cancel them before the lifespan shutdown runs.
+            shutdown = getattr(app, "shutdown", None)
+            if shutdown is not None:
+                with anyio.CancelScope(shield=True):
+                    await shutdown()
+            stop.set()
