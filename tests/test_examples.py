@@ -130,30 +130,28 @@ async def test_serve_embeds_in_the_running_backend_and_stops_on_cancel() -> None
             closed.append(ws.close_code)
 
     app = App(gateways=[Echo])
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(wsgate.serve, app, "127.0.0.1", 0)
-        opened = anyio.Event()
-        stop = anyio.Event()
+    opened = anyio.Event()
+    result: list[Any] = []
 
-        def client() -> Any:
-            with connect(f"ws://127.0.0.1:{port}/echo", compression=None, open_timeout=5) as ws:
-                ws.send(json.dumps({"event": "echo", "id": 1}))
-                reply = recv_json(ws)
-                anyio.from_thread.run_sync(opened.set)
-                anyio.from_thread.run(stop.wait)
-                try:
-                    ws.recv(timeout=5)
-                except Exception as exc:
-                    return reply, getattr(getattr(exc, "rcvd", None), "code", None)
-            return reply, None
+    def client(port: int) -> Any:
+        with connect(f"ws://127.0.0.1:{port}/echo", compression=None, open_timeout=5) as ws:
+            ws.send(json.dumps({"event": "echo", "id": 1}))
+            reply = recv_json(ws)
+            anyio.from_thread.run_sync(opened.set)
+            try:
+                ws.recv(timeout=5)
+            except Exception as exc:
+                return reply, getattr(getattr(exc, "rcvd", None), "code", None)
+        return reply, None
 
-        async def run_client() -> None:
-            result.append(await anyio.to_thread.run_sync(client))
+    async def run_client(port: int) -> None:
+        result.append(await anyio.to_thread.run_sync(client, port))
 
-        result: list[Any] = []
-        tg.start_soon(run_client)
-        await opened.wait()
-        tg.cancel_scope.cancel()  # stops the server: connections are closed with 1001
-        stop.set()
+    async with anyio.create_task_group() as outer:
+        async with anyio.create_task_group() as server:
+            port = await server.start(wsgate.serve, app, "127.0.0.1", 0)
+            outer.start_soon(run_client, port)
+            await opened.wait()
+            server.cancel_scope.cancel()  # stops the server: connections are closed with 1001
     assert closed == [1001]
     assert result == [({"event": "echo", "id": 1, "data": "hello"}, 1001)]
