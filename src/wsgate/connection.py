@@ -17,6 +17,7 @@ ever stuck there; nothing else awaits it.
 from __future__ import annotations
 
 import enum
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from .websocket import WebSocket
 
 __all__ = ["Overflow", "Outbox", "Connection", "Stats"]
+
+logger = logging.getLogger("wsgate")
 
 Message = dict[str, Any]
 
@@ -269,9 +272,14 @@ class Connection:
                 return
             try:
                 await send(message)
-            except OSError:
-                # The transport is gone; the reader will see the disconnect.
+            except Exception as exc:
+                # The transport is gone (servers raise OSError subclasses or their own
+                # errors for a send after the client left): end the connection.
+                logger.debug("send failed on %s: %r", self.ws.path, exc)
                 outbox.finish(discard=True)
+                self.ws._peer_closed(1006, "")
+                assert self.tg is not None
+                self.tg.cancel_scope.cancel()
                 return
             if message["type"] == "websocket.close":
                 outbox.finish(discard=True)
