@@ -1,0 +1,829 @@
+"""Broadcast groups shared by every worker through Redis/Valkey pub/sub.
+
+::
+
+    from wsgate.broadcast.redis import RedisBroadcastGroup
+
+    app = App(gateways=[ChatGateway], providers=[RedisBroadcastGroup("redis://localhost:6379")])
+
+:class:`RedisBroadcastGroup` has the API of :class:`~wsgate.BroadcastGroup`; a broadcast
+reaches the members of the group in every worker (process or machine) that uses the same
+Redis and ``prefix``.
+
+How it works
+------------
+- **One channel per group**, ``{prefix}:g:{group}``. A worker is subscribed to it only
+  while it has local members of the group: SUBSCRIBE when the first local member joins
+  (``subscribe()`` returns once Redis acknowledged it), UNSUBSCRIBE when the last one
+  leaves. One connection per worker carries every subscription; a single task applies
+  the changes, so SUBSCRIBE/UNSUBSCRIBE of one group never reorder.
+- **A broadcast** is encoded once (the ASGI message every member shares), PUBLISHed once,
+  then delivered at once to this worker's members. Every other worker with members
+  receives it on its subscription and delivers it to its members; a worker skips the
+  copies it published itself, so each member gets each message exactly once. A sender
+  that awaits each broadcast keeps its order everywhere: one PUBLISH after the other
+  and one subscriber connection per worker.
+- **Payload**: one byte ``version << 4 | flags`` (bit 0: binary frame, bit 1: an
+  excluded connection follows), the 16-byte id of the publishing worker (random, drawn
+  when the worker starts the group, so forked workers differ), then, when a
+  member is excluded, its 16-byte connection id, then the frame's bytes (UTF-8 text for a
+  text frame). That is 17 or 33 bytes over the payload. Messages with another version or
+  too short are ignored and counted in :attr:`RedisBroadcastGroup.redis_stats`.
+- **Connection ids** for ``exclude``: each WebSocket gets, on first use, an 8-byte
+  random process token plus an 8-byte counter (kept in a weak mapping; the token is
+  renewed in a forked child). A worker that receives a message whose excluded id belongs
+  to its own process skips that member; no other process can have it.
+- **Member counts across workers** (:meth:`RedisBroadcastGroup.total_member_count`): a hash
+  ``{prefix}:m:{group}`` with one field per worker id holding its local count, and a
+  heartbeat key ``{prefix}:w:{worker id}`` with a TTL refreshed every third of it. Counts
+  of workers whose heartbeat expired are ignored and removed.
+
+Failures
+--------
+While this worker's pub/sub connection to Redis is down (and before the App's lifespan
+started it), :meth:`~RedisBroadcastGroup.broadcast` raises
+:class:`BroadcastUnavailableError` and delivers nothing, not even locally; so does a
+failed PUBLISH. The error is a :class:`~wsgate.WebSocketError`: raised out of a message
+handler it answers that frame with a ``broadcast_unavailable`` error and the connection
+stays open. The worker reconnects with exponential backoff (capped at
+``reconnect_max_delay``), subscribes again to every group that still has local members,
+and rewrites its heartbeat and counts (a restarted Redis has lost them). Subscribing and
+leaving never fail because of Redis: they take effect on Redis once it is back.
+Pub/sub delivers at most once: messages published while a worker is reconnecting do not
+reach that worker's members. Counters: :attr:`RedisBroadcastGroup.redis_stats`.
+
+Requires ``coredis`` (``pip install 'wsgate[redis]'``); it runs on trio and asyncio. One
+Redis/Valkey server (or a primary behind Sentinel or a proxy); not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import socket
+import struct
+import uuid
+import weakref
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+try:
+    import coredis
+    from coredis.exceptions import RedisError
+    from coredis.patterns.pubsub import PubSub
+    from coredis.retry import NoRetryPolicy
+    from coredis.tokens import PureToken
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "wsgate.broadcast.redis needs coredis>=6: pip install 'wsgate[redis]'"
+    ) from exc
+
+from ..errors import WebSocketError
+from ..websocket import WebSocket
+from .memory import BroadcastGroup, Message
+
+__all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
+
+logger = logging.getLogger("wsgate.broadcast.redis")
+
+# -- wire format -------------------------------------------------------------------------
+
+_VERSION = 1
+_BINARY = 0x01
+_EXCLUDE = 0x02
+_HEAD = struct.Struct("!B16s")
+_HEAD_EXCLUDE = struct.Struct("!B16s8sQ")
+
+# -- connection ids for `exclude` ----------------------------------------------------------
+
+_process_token = os.urandom(8)
+_counter = itertools.count(1)
+_ids: weakref.WeakKeyDictionary[WebSocket, int] = weakref.WeakKeyDictionary()
+_by_id: weakref.WeakValueDictionary[int, WebSocket] = weakref.WeakValueDictionary()
+
+
+def _renew_after_fork() -> None:
+    # A forked worker must not share connection ids with its parent or siblings.
+    global _process_token, _counter
+    _process_token = os.urandom(8)
+    _counter = itertools.count(1)
+    _ids.clear()
+    _by_id.clear()
+
+
+os.register_at_fork(after_in_child=_renew_after_fork)
+
+
+def _connection_number(ws: WebSocket) -> int:
+    """The number of ``ws`` in this process (assigned on first use)."""
+    n = _ids.get(ws)
+    if n is None:
+        n = next(_counter)
+        _ids[ws] = n
+        _by_id[n] = ws
+    return n
+
+
+# -- errors and counters ------------------------------------------------------------------
+
+
+class BroadcastUnavailableError(WebSocketError):
+    """Redis cannot be reached, so the broadcast was not sent to anyone.
+
+    Raised by :meth:`RedisBroadcastGroup.broadcast` while this worker's connection to
+    Redis is down (it reconnects by itself) or when the PUBLISH fails, and by
+    :meth:`RedisBroadcastGroup.total_member_count` when Redis does not answer. Raised
+    out of a message handler, it answers the frame with a ``broadcast_unavailable``
+    error; the connection stays open.
+    """
+
+    code = "broadcast_unavailable"
+
+
+class RedisStats:
+    """Counters of a :class:`RedisBroadcastGroup`'s traffic with Redis."""
+
+    __slots__ = (
+        "count_write_failures",
+        "ignored",
+        "link_failures",
+        "publish_failures",
+        "published",
+        "received",
+        "reconnects",
+    )
+
+    def __init__(self) -> None:
+        #: Messages PUBLISHed.
+        self.published = 0
+        #: Broadcasts that raised BroadcastUnavailableError (link down or PUBLISH failed).
+        self.publish_failures = 0
+        #: Messages received from other workers and delivered to local members.
+        self.received = 0
+        #: Messages received that were not ours to deliver (foreign or newer format) or
+        #: could not be delivered (logged).
+        self.ignored = 0
+        #: Times the pub/sub connection was lost or could not be opened.
+        self.link_failures = 0
+        #: Times the pub/sub connection was re-established after a failure.
+        self.reconnects = 0
+        #: Failed writes of member counts or heartbeats (retried in the background).
+        self.count_write_failures = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"RedisStats({self.as_dict()!r})"
+
+
+_REDIS_ERRORS = (
+    RedisError,
+    TimeoutError,
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups, for messages."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+# Removes the fields of workers whose heartbeat key is gone (checked atomically, so a
+# worker that has just come back is not removed). KEYS: the hash, then heartbeat keys;
+# ARGV: the matching worker ids.
+_CLEANUP_SCRIPT = """
+local removed = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    removed = removed + redis.call('HDEL', KEYS[1], ARGV[i - 1])
+  end
+end
+return removed
+"""
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class RedisBroadcastGroup(BroadcastGroup):
+    """A :class:`~wsgate.BroadcastGroup` whose groups span every worker that uses the same
+    Redis/Valkey server and ``prefix``.
+
+    Register an instance as a provider; the App connects it at lifespan startup and closes
+    it at shutdown (startup fails with :class:`BroadcastUnavailableError` if Redis cannot
+    be reached within ``connect_timeout``). :meth:`member_count`, :meth:`members` and
+    :meth:`groups` describe this worker; :meth:`total_member_count` counts every worker.
+    See the module documentation for the design and the failure behaviour.
+
+    :param url: ``redis://[[user]:password@]host:port[/db]``, ``rediss://`` or ``unix://``.
+    :param prefix: Prefix of every channel and key this group uses.
+    :param connect_timeout: Seconds to connect to Redis (also how long startup waits for
+        the first connection).
+    :param command_timeout: Seconds to wait for an answer from Redis (PUBLISH,
+        subscription acknowledgements, counts).
+    :param heartbeat_ttl: Seconds after which the counts of a worker that stopped
+        refreshing its heartbeat are ignored.
+    :param reconnect_max_delay: Cap, in seconds, of the exponential backoff between
+        reconnection attempts (which starts at 50 ms).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "wsgate",
+        connect_timeout: float = 5.0,
+        command_timeout: float = 5.0,
+        heartbeat_ttl: float = 15.0,
+        reconnect_max_delay: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if not prefix:
+            raise ValueError("RedisBroadcastGroup(prefix=...) must not be empty")
+        if heartbeat_ttl < 1:
+            raise ValueError("heartbeat_ttl must be at least 1 second")
+        self.url = url
+        self.prefix = prefix
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.heartbeat_ttl = heartbeat_ttl
+        self.reconnect_max_delay = reconnect_max_delay
+        #: Counters of the traffic with Redis.
+        self.redis_stats = RedisStats()
+        self._channel_prefix = f"{prefix}:g:"
+        self._channel_prefix_b = self._channel_prefix.encode()
+        # Set while running (between __aenter__ and __aexit__).
+        self._worker_id = b""
+        self._worker_hex = ""
+        self._client: coredis.Redis[bytes] | None = None
+        self._pubsub: PubSub[bytes] | None = None
+        self._stacks: tuple[AsyncExitStack, AsyncExitStack] | None = None
+        self._running = False
+        self._link_up = False
+        self._ever_up = False
+        self._down_since = 0.0
+        self._last_error: BaseException | None = None
+        self._link_event: anyio.Event | None = None
+        # Subscriptions on the current pub/sub connection; changed by one task only.
+        self._subscribed: set[str] = set()
+        self._sub_waiters: dict[str, anyio.Event] = {}
+        self._reconcile_wake: anyio.Event | None = None
+        # Member counts to write to Redis, serialised by a lock.
+        self._count_dirty: set[str] = set()
+        self._count_written: set[str] = set()
+        self._count_lock: anyio.Lock | None = None
+        self._housekeeping_wake: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisBroadcastGroup({_redact(self.url)!r}, prefix={self.prefix!r})"
+
+    # -- public state --------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """True while this worker is connected to Redis and broadcasts can be sent."""
+        return self._running and self._link_up
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id in Redis (hex; new each time the group is started)."""
+        return self._worker_hex
+
+    def channel(self, group: str) -> str:
+        """The Redis channel that carries ``group``."""
+        return self._channel_prefix + group
+
+    def _members_key(self, group: str) -> str:
+        return f"{self.prefix}:m:{group}"
+
+    def _heartbeat_key(self, worker_hex: str) -> str:
+        return f"{self.prefix}:w:{worker_hex}"
+
+    # -- lifespan ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Connect to Redis and start the pub/sub reader and the heartbeat.
+
+        Waits up to ``connect_timeout`` for the first connection, then raises
+        :class:`BroadcastUnavailableError`.
+        """
+        if self._running:
+            raise RuntimeError(f"{self!r} is already running; one App may enter it at a time")
+        self._worker_id = uuid.uuid4().bytes
+        self._worker_hex = self._worker_id.hex()
+        self._link_up = False
+        self._ever_up = False
+        self._last_error = None
+        self._pubsub = None
+        self._subscribed = set()
+        self._sub_waiters = {}
+        self._count_dirty = set(self._groups)
+        self._count_written = set()
+        self._count_lock = anyio.Lock()
+        self._link_event = anyio.Event()
+        self._reconcile_wake = anyio.Event()
+        self._housekeeping_wake = anyio.Event()
+        client_stack = AsyncExitStack()
+        task_stack = AsyncExitStack()
+        try:
+            client: coredis.Redis[bytes] = coredis.Redis.from_url(
+                self.url,
+                decode_responses=False,
+                # No retries: a PUBLISH retried after a timeout could be delivered twice.
+                retry_policy=NoRetryPolicy(),
+                connect_timeout=self.connect_timeout,
+                stream_timeout=self.command_timeout,
+            )
+            await client_stack.enter_async_context(client)
+            self._client = client
+            tg = await task_stack.enter_async_context(anyio.create_task_group())
+            task_stack.callback(tg.cancel_scope.cancel)
+            self._running = True
+            tg.start_soon(self._link_task)
+            tg.start_soon(self._housekeeping_task)
+            with anyio.move_on_after(self.connect_timeout):
+                await self._link_event.wait()
+            if not self._link_up:
+                raise BroadcastUnavailableError(
+                    f"could not connect to Redis at {_redact(self.url)} within "
+                    f"{self.connect_timeout:g}s: {self._last_error!r}"
+                )
+        except BaseException:
+            # (The stacks hold task groups: closing them inside a new cancel scope would
+            # break the nesting of scopes, so no shield here.)
+            self._running = False
+            try:
+                await task_stack.aclose()
+            finally:
+                self._client = None
+                await client_stack.aclose()
+            raise
+        self._stacks = (task_stack, client_stack)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the tasks, remove this worker's counts and heartbeat from Redis, close.
+
+        Members still subscribed stay members of this (now local-only, unavailable)
+        group; broadcasts raise :class:`BroadcastUnavailableError`.
+        """
+        stacks = self._stacks
+        if stacks is None:
+            return
+        self._stacks = None
+        task_stack, client_stack = stacks
+        was_up = self._link_up
+        self._running = False
+        self._link_up = False
+        self._wake_waiters()
+        pubsub = self._pubsub
+        if was_up and pubsub is not None and pubsub.subscribed:
+            # Unsubscribe now, while acknowledgements can arrive: closing a subscribed
+            # PubSub waits for them until its timeout.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.command_timeout):
+                try:
+                    await pubsub.unsubscribe()
+                except _REDIS_ERRORS:
+                    pass
+        try:
+            await task_stack.aclose()  # the pub/sub connection unsubscribes as it closes
+        finally:
+            try:
+                if was_up:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(self.command_timeout):
+                        await self._unregister_worker()
+            finally:
+                self._client = None
+                await client_stack.aclose()
+
+    async def _unregister_worker(self) -> None:
+        client = self._client
+        assert client is not None
+        groups = self._count_written | set(self._groups)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for group in groups:
+                    pipe.hdel(self._members_key(group), [self._worker_hex])
+                pipe.delete([self._heartbeat_key(self._worker_hex)])
+        except _REDIS_ERRORS as exc:
+            logger.warning("could not remove this worker's counts from Redis: %r", exc)
+        self._count_written.clear()
+
+    # -- the pub/sub connection -------------------------------------------------------------
+
+    async def _link_task(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._link_session()
+            except Exception as exc:
+                was_up = self._link_up
+                self._link_down(_leaf(exc))
+                if was_up:
+                    attempt = 0
+                    self._down_since = anyio.current_time()
+                    logger.warning(
+                        "lost the Redis pub/sub connection to %s; broadcasts fail until it "
+                        "is back; reconnecting: %r", _redact(self.url), self._last_error,
+                    )
+                elif attempt == 0:
+                    logger.warning(
+                        "cannot connect to Redis at %s: %r", _redact(self.url), self._last_error
+                    )
+                else:
+                    logger.debug("reconnect attempt %d failed: %r", attempt, self._last_error)
+            # Exponential backoff from 50 ms, capped, with jitter (workers do not stampede).
+            delay = min(self.reconnect_max_delay, 0.05 * 2 ** min(attempt, 30))
+            attempt += 1
+            await anyio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def _link_down(self, exc: BaseException) -> None:
+        self._pubsub = None
+        self.redis_stats.link_failures += 1
+        self._last_error = exc
+        self._link_up = False
+        self._subscribed.clear()
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        waiters, self._sub_waiters = self._sub_waiters, {}
+        for ev in waiters.values():
+            ev.set()
+
+    async def _link_session(self) -> None:
+        client = self._client
+        assert client is not None
+        pubsub: PubSub[bytes] = PubSub(
+            client.connection_pool,
+            ignore_subscribe_messages=True,
+            retry_policy=None,  # we reconnect ourselves and resubscribe what is still needed
+            subscription_timeout=self.command_timeout,
+            unsubscription_timeout=min(1.0, self.command_timeout),
+            max_idle_seconds=max(1.0, min(15.0, self.heartbeat_ttl)),
+        )
+        async with pubsub, anyio.create_task_group() as tg:
+            self._pubsub = pubsub
+            self._subscribed = set()
+            tg.start_soon(self._read_loop, pubsub)
+            await self._apply_subscriptions(pubsub)
+            self._link_up = True
+            try:
+                await self._register_worker()
+            except _REDIS_ERRORS as exc:
+                # Broadcasts work without it; the housekeeping task retries.
+                self.redis_stats.count_write_failures += 1
+                logger.warning("could not write this worker's heartbeat and counts: %r", exc)
+                self._poke_housekeeping()
+            if self._ever_up:
+                self.redis_stats.reconnects += 1
+                logger.warning(
+                    "reconnected to Redis at %s after %.1fs; resubscribed to %d groups",
+                    _redact(self.url), anyio.current_time() - self._down_since,
+                    len(self._subscribed),
+                )
+            self._ever_up = True
+            assert self._link_event is not None
+            self._link_event.set()
+            # The only task that SUBSCRIBEs and UNSUBSCRIBEs on this connection.
+            while True:
+                self._reconcile_wake = anyio.Event()
+                await self._apply_subscriptions(pubsub)
+                if self._subscribed == self._wanted():
+                    await self._reconcile_wake.wait()
+
+    def _wanted(self) -> set[str]:
+        return set(self._groups) if self._running else set()
+
+    async def _apply_subscriptions(self, pubsub: PubSub[bytes]) -> None:
+        """Make this connection's subscriptions match the groups with local members."""
+        drop = self._subscribed - self._wanted()
+        if drop:
+            # Forget them first: a member joining meanwhile waits for a new SUBSCRIBE.
+            self._subscribed -= drop
+            await pubsub.unsubscribe(*(self.channel(g) for g in drop))
+        add = self._wanted() - self._subscribed
+        if add:
+            await pubsub.subscribe(*(self.channel(g) for g in add))
+            self._subscribed |= add
+            for group in add:
+                ev = self._sub_waiters.pop(group, None)
+                if ev is not None:
+                    ev.set()
+
+    async def _read_loop(self, pubsub: PubSub[bytes]) -> None:
+        # Drains coredis's (unbounded) buffer as fast as messages arrive: each one is
+        # handed to the members' bounded outboxes without waiting.
+        while True:
+            message = await pubsub.get_message()
+            if message is None or message["type"] != "message":
+                continue
+            channel = message["channel"]
+            data = message["data"]
+            if isinstance(channel, bytes) and isinstance(data, bytes):
+                try:
+                    self._received(channel, data)
+                except Exception:
+                    self.redis_stats.ignored += 1
+                    logger.exception("could not deliver a message from %r", channel)
+
+    def _received(self, channel: bytes, data: bytes) -> None:
+        if len(data) < _HEAD.size:
+            self.redis_stats.ignored += 1
+            return
+        flags, origin = _HEAD.unpack_from(data)
+        if flags >> 4 != _VERSION:
+            self.redis_stats.ignored += 1
+            return
+        if origin == self._worker_id:
+            return  # our own broadcast: already delivered locally
+        exclude: WebSocket | None = None
+        offset = _HEAD.size
+        if flags & _EXCLUDE:
+            if len(data) < _HEAD_EXCLUDE.size:
+                self.redis_stats.ignored += 1
+                return
+            _, _, token, number = _HEAD_EXCLUDE.unpack_from(data)
+            offset = _HEAD_EXCLUDE.size
+            if token == _process_token:
+                exclude = _by_id.get(number)
+        body = data[offset:]
+        message: Message
+        if flags & _BINARY:
+            message = {"type": "websocket.send", "bytes": body}
+        else:
+            try:
+                message = {"type": "websocket.send", "text": body.decode()}
+            except UnicodeDecodeError:
+                self.redis_stats.ignored += 1
+                return
+        if not channel.startswith(self._channel_prefix_b):
+            self.redis_stats.ignored += 1
+            return
+        group = channel[len(self._channel_prefix_b) :].decode(errors="replace")
+        self.redis_stats.received += 1
+        self.deliver_local(group, message, exclude)
+
+    # -- hooks of BroadcastGroup ----------------------------------------------------------------
+
+    async def _group_opened(self, group: str) -> None:
+        self._count_dirty.add(group)
+        if not self._link_up or group in self._subscribed:
+            return
+        ev = self._sub_waiters.get(group)
+        if ev is None:
+            ev = self._sub_waiters[group] = anyio.Event()
+        self._poke_reconciler()
+        with anyio.move_on_after(self.command_timeout) as scope:
+            await ev.wait()
+        if scope.cancelled_caught:
+            logger.warning("Redis did not acknowledge SUBSCRIBE %s in time", self.channel(group))
+
+    def _group_closed(self, group: str) -> None:
+        # Sync (it runs inside fan-outs too): the reconciler task sends the UNSUBSCRIBE.
+        self._poke_reconciler()
+
+    def _poke_reconciler(self) -> None:
+        ev = self._reconcile_wake
+        if ev is not None:
+            ev.set()
+
+    def _poke_housekeeping(self) -> None:
+        ev = self._housekeeping_wake
+        if ev is not None:
+            ev.set()
+
+    async def broadcast(
+        self,
+        group: str,
+        message: Any,
+        as_bytes: bool = False,
+        exclude: WebSocket | None = None,
+    ) -> int:
+        """Send ``message`` to every member of ``group`` in every worker, except ``exclude``.
+
+        Encodes once (``str``: text frame, ``bytes``: binary frame, anything else JSON,
+        binary with ``as_bytes=True``), PUBLISHes once, then enqueues to this worker's
+        members without waiting for any of them; other workers deliver their copy when it
+        arrives. Broadcasts awaited one after the other reach every member in that order.
+
+        Returns the number of frames enqueued **in this process** (other workers' members
+        are not counted). Raises :class:`BroadcastUnavailableError`, having delivered
+        nothing, while Redis is unreachable or if the PUBLISH fails. If cancelled while
+        waiting for Redis, the message may have reached other workers but not this one.
+        """
+        return await super().broadcast(group, message, as_bytes, exclude)
+
+    async def _publish(self, group: str, message: Message, exclude: WebSocket | None) -> int:
+        client = self._client
+        if client is None or not self._running:
+            self.redis_stats.publish_failures += 1
+            raise BroadcastUnavailableError(
+                f"{self!r} is not running: the App starts it at lifespan startup (is the "
+                "ASGI server's lifespan support turned off?)"
+            )
+        if not self._link_up:
+            self.redis_stats.publish_failures += 1
+            raise BroadcastUnavailableError(
+                f"Redis at {_redact(self.url)} is unreachable (reconnecting); the broadcast "
+                f"to {group!r} was not sent: {self._last_error!r}"
+            )
+        try:
+            await client.publish(self.channel(group), self._encode(message, exclude))
+        except _REDIS_ERRORS as exc:
+            self.redis_stats.publish_failures += 1
+            raise BroadcastUnavailableError(
+                f"PUBLISH to Redis at {_redact(self.url)} failed; the broadcast to {group!r} "
+                f"was not delivered: {exc!r}"
+            ) from exc
+        self.redis_stats.published += 1
+        return self.deliver_local(group, message, exclude)
+
+    def _encode(self, message: Message, exclude: WebSocket | None) -> bytes:
+        text = message.get("text")
+        if text is not None:
+            flags = _VERSION << 4
+            body: bytes = text.encode()
+        else:
+            flags = _VERSION << 4 | _BINARY
+            body = message["bytes"]
+        if exclude is None:
+            return _HEAD.pack(flags, self._worker_id) + body
+        number = _connection_number(exclude)
+        head = _HEAD_EXCLUDE.pack(flags | _EXCLUDE, self._worker_id, _process_token, number)
+        return head + body
+
+    # -- membership ----------------------------------------------------------------------------
+
+    async def subscribe(self, group: str, ws: WebSocket) -> None:
+        """Add ``ws`` to ``group``. Idempotent.
+
+        The first local member of a group makes this worker SUBSCRIBE to the group's
+        channel. This returns once Redis acknowledged that and this worker's member count
+        is written (or after ``command_timeout``), so broadcasts from any worker reach
+        ``ws`` and :meth:`total_member_count` counts it. While Redis is unreachable it
+        returns at once; the subscription is made when the connection is back.
+        """
+        g = self._groups.get(group)
+        if g is not None and ws in g.members:
+            return
+        await super().subscribe(group, ws)
+        self._count_dirty.add(group)
+        if not self._link_up:
+            return
+        with anyio.move_on_after(self.command_timeout):
+            try:
+                await self._flush_counts()
+            except _REDIS_ERRORS as exc:
+                self.redis_stats.count_write_failures += 1
+                logger.debug("could not write member counts: %r", exc)
+                self._poke_housekeeping()
+
+    def _remove(self, group: str, ws: WebSocket) -> None:
+        # Every removal passes here, including slow consumers dropped during a fan-out
+        # (sync code): the count is written by the housekeeping task, without waiting.
+        g = self._groups.get(group)
+        if g is not None and ws in g.members:
+            self._count_dirty.add(group)
+            self._poke_housekeeping()
+        super()._remove(group, ws)
+
+    # -- member counts ---------------------------------------------------------------------------
+
+    async def total_member_count(self, group: str) -> int:
+        """How many members ``group`` has in every worker.
+
+        This worker's count is exact; other workers' counts are as they last wrote them
+        (each writes at once on every change). Workers whose heartbeat expired are not
+        counted and their entries are removed. Raises :class:`BroadcastUnavailableError` if
+        Redis does not answer.
+        """
+        local = self.member_count(group)
+        client = self._client
+        if client is None or not self._running:
+            raise BroadcastUnavailableError(
+                f"{self!r} is not running (the App starts it at lifespan startup)"
+            )
+        key = self._members_key(group)
+        try:
+            fields = await client.hgetall(key)
+            others: dict[str, int] = {}
+            for field, value in fields.items():
+                worker = field.decode(errors="replace")
+                if worker != self._worker_hex:
+                    try:
+                        others[worker] = int(value)
+                    except ValueError:
+                        continue
+            if not others:
+                return local
+            workers = list(others)
+            alive = await client.mget([self._heartbeat_key(w) for w in workers])
+            stale = [w for w, hb in zip(workers, alive, strict=True) if hb is None]
+            if stale:
+                await client.eval(
+                    _CLEANUP_SCRIPT,
+                    keys=[key, *(self._heartbeat_key(w) for w in stale)],
+                    args=stale,
+                )
+        except _REDIS_ERRORS as exc:
+            raise BroadcastUnavailableError(
+                f"could not read member counts from Redis at {_redact(self.url)}: {exc!r}"
+            ) from exc
+        return local + sum(n for w, n in others.items() if w not in stale)
+
+    async def _flush_counts(self) -> None:
+        """Write this worker's count of every changed group (serialised; absolute values)."""
+        client = self._client
+        lock = self._count_lock
+        if client is None or lock is None:
+            return
+        async with lock:
+            if not self._count_dirty or not self._link_up or not self._running:
+                return
+            groups, self._count_dirty = self._count_dirty, set()
+            counts = {g: self.member_count(g) for g in groups}
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for group, n in counts.items():
+                        if n:
+                            pipe.hset(self._members_key(group), {self._worker_hex: n})
+                        else:
+                            pipe.hdel(self._members_key(group), [self._worker_hex])
+            except BaseException:
+                self._count_dirty |= groups
+                raise
+            for group, n in counts.items():
+                if n:
+                    self._count_written.add(group)
+                else:
+                    self._count_written.discard(group)
+
+    async def _set_heartbeat(self, *, only_if_exists: bool) -> bool:
+        client = self._client
+        assert client is not None
+        value = f"{socket.gethostname()}:{os.getpid()}"
+        ms = int(self.heartbeat_ttl * 1000)
+        key = self._heartbeat_key(self._worker_hex)
+        if only_if_exists:
+            return bool(await client.set(key, value, px=ms, condition=PureToken.XX))
+        return bool(await client.set(key, value, px=ms))
+
+    async def _register_worker(self) -> None:
+        """Heartbeat, then every local count: after a (re)connect Redis may have lost them."""
+        await self._set_heartbeat(only_if_exists=False)
+        self._count_dirty |= set(self._groups) | self._count_written
+        await self._flush_counts()
+
+    async def _housekeeping_task(self) -> None:
+        interval = self.heartbeat_ttl / 3
+        next_beat = anyio.current_time() + interval
+        while True:
+            wake = self._housekeeping_wake
+            if wake is not None:
+                with anyio.move_on_after(max(0.0, next_beat - anyio.current_time())):
+                    await wake.wait()
+            self._housekeeping_wake = anyio.Event()
+            if not self._link_up:
+                next_beat = anyio.current_time() + interval
+                continue
+            try:
+                if anyio.current_time() >= next_beat:
+                    next_beat = anyio.current_time() + interval
+                    if not await self._set_heartbeat(only_if_exists=True):
+                        # Expired (a long pause) or lost: others may have dropped our counts.
+                        await self._register_worker()
+                await self._flush_counts()
+            except _REDIS_ERRORS as exc:
+                self.redis_stats.count_write_failures += 1
+                logger.debug("could not write heartbeat or member counts: %r", exc)
+                # Retried at the next beat, or rewritten when the connection is back.
+                next_beat = min(next_beat, anyio.current_time() + 1.0)
+            except Exception:
+                logger.exception("wsgate Redis housekeeping failed")
+                next_beat = anyio.current_time() + interval
