@@ -6,11 +6,15 @@ sessions use it to run the suite once per backend.
 
 from __future__ import annotations
 
+import inspect
 import os
+from typing import Any
 
 import pytest
 
-BACKENDS = [b.strip() for b in os.environ.get("WSGATE_BACKENDS", "trio,asyncio").split(",") if b.strip()]
+BACKENDS = [
+    b.strip() for b in os.environ.get("WSGATE_BACKENDS", "trio,asyncio").split(",") if b.strip()
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -18,14 +22,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every coroutine test runs under the anyio plugin (so on each backend above).
-    for item in items:
-        if isinstance(item, pytest.Function) and _is_coroutine(item.obj):
-            item.add_marker(pytest.mark.anyio)
-
-
-def _is_coroutine(obj: object) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(obj)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> None:
+    # Mark coroutine tests before pytest parametrizes them, so that the backend
+    # parameter combines with any other parametrization (and honours WSGATE_BACKENDS).
+    if inspect.iscoroutinefunction(obj) and name.startswith("test"):
+        pytest.mark.anyio(obj)
+        pytest.mark.usefixtures("anyio_backend")(obj)

@@ -3,6 +3,7 @@
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from wsgate import App, WebSocket, on_connect, on_disconnect, on_message, ws_controller
@@ -60,7 +61,9 @@ async def test_lifespan_hooks_and_context_manager_providers() -> None:
     async def started() -> None:
         log.append("startup")
 
-    app = App(providers=[Resource()], on_startup=[started], on_shutdown=[lambda: log.append("shutdown")])
+    app = App(
+        providers=[Resource()], on_startup=[started], on_shutdown=[lambda: log.append("shutdown")]
+    )
     async with TestClient(app):
         assert log == ["enter", "startup"]
     assert log == ["enter", "startup", "shutdown", "exit"]
@@ -92,7 +95,7 @@ async def test_shutdown_closes_every_connection_with_1001_and_waits_for_hooks() 
 
         @on_disconnect
         async def bye(self, ws: WebSocket) -> None:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             hooks.append(ws.close_code)
 
     app = App(gateways=[G])

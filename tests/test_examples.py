@@ -27,8 +27,12 @@ class Example:
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def url(self, timeout: float = 20.0) -> str:
@@ -71,7 +75,9 @@ async def test_chat_demo_serves_the_page_and_chats() -> None:
             page = urllib.request.urlopen(base.replace("ws://", "http://") + "/", timeout=5).read()
             assert b"<title>wsgate chat</title>" in page
             with connect(f"{base}/chat/lobby?user=ann", compression=None, open_timeout=5) as ann:
-                with connect(f"{base}/chat/lobby?user=bob", compression=None, open_timeout=5) as bob:
+                with connect(
+                    f"{base}/chat/lobby?user=bob", compression=None, open_timeout=5
+                ) as bob:
                     joined = recv_json(ann)
                     ann.send(json.dumps({"event": "who", "id": 1}))
                     who = recv_json(ann)
@@ -85,7 +91,10 @@ async def test_chat_demo_serves_the_page_and_chats() -> None:
         joined, who, got, err, left = await anyio.to_thread.run_sync(talk)
         assert joined == {"event": "joined", "data": {"user": "bob"}}
         assert who == {"event": "who", "id": 1, "data": {"room": "lobby", "members": 2}}
-        assert got == {"event": "chat.message", "data": {"room": "lobby", "user": "ann", "text": "hi bob"}}
+        assert got == {
+            "event": "chat.message",
+            "data": {"room": "lobby", "user": "ann", "text": "hi bob"},
+        }
         assert err["data"]["code"] == "validation_error"
         assert err["data"]["detail"][0]["path"] == "$.data.text"
         assert left == {"event": "left", "data": {"user": "bob"}}

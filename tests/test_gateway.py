@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal, TypedDict
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
@@ -101,7 +102,9 @@ def test_gateway_status_is_not_inherited() -> None:
     class Child(Base):
         pass
 
-    with pytest.raises(ConfigurationError, match="Child is not a gateway.*inherits from the gateway"):
+    with pytest.raises(
+        ConfigurationError, match="Child is not a gateway.*inherits from the gateway"
+    ):
         App(gateways=[Child])
     # Re-decorated, the subclass is a gateway of its own.
     ws_controller("/child")(Child)
@@ -156,7 +159,9 @@ def test_json_outside_message_handlers_is_a_startup_error() -> None:
         @on_connect
         async def connect(self, body: Json[int]) -> None: ...
 
-    with pytest.raises(ConfigurationError, match=r"G.connect, parameter 'body'.*only works in @on_message"):
+    with pytest.raises(
+        ConfigurationError, match=r"G.connect, parameter 'body'.*only works in @on_message"
+    ):
         App(gateways=[G])
 
 
@@ -449,7 +454,14 @@ async def test_replies_and_exactly_once_answers() -> None:
 
 async def test_invalid_frames_get_invalid_frame_and_the_connection_stays_open() -> None:
     async with TestClient(App(gateways=[Wire])) as client, client.websocket_connect("/wire") as ws:
-        for bad in ["not json", "[1, 2]", '"str"', '{"data": 1}', '{"event": 5}', '{"event": "echo", "id": [1]}']:
+        for bad in [
+            "not json",
+            "[1, 2]",
+            '"str"',
+            '{"data": 1}',
+            '{"event": 5}',
+            '{"event": "echo", "id": [1]}',
+        ]:
             await ws.send_text(bad)
             frame = await ws.receive_json()
             assert frame["event"] == "error", bad
@@ -582,7 +594,9 @@ async def test_on_connect_error_refuses_with_403_json_or_close_code() -> None:
             assert await ws.wait_closed() == (4003, "bad token")
 
 
-async def test_on_connect_unexpected_error_refuses_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+async def test_on_connect_unexpected_error_refuses_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     @ws_controller("/")
     class G:
         @on_connect
@@ -620,7 +634,9 @@ async def test_on_disconnect_runs_exactly_once_for_every_ending() -> None:
 
         @on_disconnect
         async def gone(self, ws: WebSocket, how: str) -> None:
-            await anyio.sleep(0)  # a checkpoint: the hook is shielded from the cancellation
+            await (
+                anyio.lowlevel.checkpoint()
+            )  # a checkpoint: the hook is shielded from the cancellation
             ends.append((how, ws.close_code))
 
     app = App(gateways=[G])
@@ -651,7 +667,7 @@ async def test_frames_are_handled_in_order_by_default() -> None:
         @on_message("n")
         async def n(self, body: Json[int]) -> int:
             for _ in range(body % 3):
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             return body
 
     async with TestClient(App(gateways=[G])) as client, client.websocket_connect("/") as ws:
@@ -835,7 +851,9 @@ class CycleB:
 
 
 def test_dependency_cycle_is_a_startup_error() -> None:
-    with pytest.raises(ConfigurationError, match="dependency cycle between providers: CycleA -> CycleB -> CycleA"):
+    with pytest.raises(
+        ConfigurationError, match="dependency cycle between providers: CycleA -> CycleB -> CycleA"
+    ):
         App(providers=[CycleA, CycleB])
 
 

@@ -315,9 +315,7 @@ async def test_properties() -> None:
     app = App(gateways=[owning("/items/{item_id:int}", body)])
     app.state.name = "demo"
     async with TestClient(app) as client:
-        async with client.websocket_connect(
-            "/items/7?tag=a&tag=b", headers={"x-token": "t"}
-        ) as ws:
+        async with client.websocket_connect("/items/7?tag=a&tag=b", headers={"x-token": "t"}) as ws:
             got = await ws.receive_json()
     assert got == {
         "path": "/items/7",
@@ -344,7 +342,9 @@ async def test_multi_valued_headers() -> None:
     async with TestClient(app) as client:
         scope_headers = client.websocket_scope("/")["headers"]
         assert (b"host", b"testserver") in scope_headers
-        async with client.websocket_connect("/", headers=[("x-multi", "1"), ("X-Multi", "2")]) as ws:
+        async with client.websocket_connect(
+            "/", headers=[("x-multi", "1"), ("X-Multi", "2")]
+        ) as ws:
             assert await ws.receive_json() == ["1", "2"]
 
 
