@@ -239,6 +239,7 @@ class App:
                 ws._conn.tg = tg
                 await self._serve(plan, session, ws)
         finally:
+            ws._conn.outbox.finish(discard=True)
             with anyio.CancelScope(shield=True):
                 for group in self.broadcasters:
                     await group.unsubscribe_all(ws)
@@ -261,31 +262,35 @@ class App:
 
     async def _serve(self, plan: GatewayPlan, session: Session, ws: WebSocket) -> None:
         conn = ws._conn
-        done = conn.dispatch_done = anyio.Event()
-        try:
-            if plan.on_connect is not None:
-                try:
-                    await session.call_hook(plan.on_connect)
-                except WebSocketDisconnect:
-                    return
-                except Exception as exc:
-                    if ws.connection_state is WebSocketState.CONNECTING:
-                        await _refuse(ws, exc)
-                    elif ws.connection_state is WebSocketState.CONNECTED:
-                        await self._owner_failed(plan, session, ws, exc)
-                    return
-            st = ws.connection_state
-            if st is WebSocketState.DISCONNECTED:
+        # A gateway without @on_message handlers may own the connection from @on_connect:
+        # if it accepts, a reader task feeds its receive_*() calls.
+        conn.reader_on_accept = not plan.has_message_handlers
+        if plan.on_connect is not None:
+            try:
+                await session.call_hook(plan.on_connect)
+            except WebSocketDisconnect:
                 return
-            if st is WebSocketState.CONNECTED and not plan.has_message_handlers:
-                # @on_connect accepted and owned the connection; it returned: we're done.
-                await ws.close(status.WS_1000_NORMAL_CLOSURE)
+            except Exception as exc:
+                if ws.connection_state is WebSocketState.CONNECTING:
+                    await _refuse(ws, exc)
+                elif ws.connection_state is WebSocketState.CONNECTED:
+                    await self._owner_failed(plan, session, ws, exc)
                 return
-            if st is WebSocketState.CONNECTING:
-                await ws.accept()
-            await session.dispatch()
-        finally:
-            done.set()
+        st = ws.connection_state
+        if st is WebSocketState.DISCONNECTED:
+            return
+        if st is WebSocketState.CONNECTED and conn.reader_task:
+            # @on_connect accepted and owned the connection; it returned: we're done.
+            await ws.close(status.WS_1000_NORMAL_CLOSURE)
+            return
+        if st is WebSocketState.CONNECTING:
+            conn.reader_on_accept = False
+            await ws.accept()
+        # From here the runtime owns the receive side: this task reads, a dispatcher
+        # task (started with the first frame) handles.
+        ws._runtime_receives = True
+        conn.consumer = session.dispatch
+        await conn.read_loop()
 
     async def _owner_failed(
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception

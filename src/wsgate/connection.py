@@ -2,16 +2,21 @@
 
 ::
 
-    ASGI receive --reader--> inbound channel (bounded) --> dispatcher / handlers
+    ASGI receive --reader--> Inbox (bounded) --dispatcher--> handlers
     ws.send_* / broadcasts --> Outbox (bounded) --writer--> ASGI send
 
 The reader is the only caller of ``receive`` and the writer the only caller of ``send``
 once a connection is accepted. A send that can wait (a handler replying) waits while the
-outbox is full; a send that must not wait (a broadcast) calls :meth:`Outbox.offer`,
+outbox is full; a send that must not wait (a broadcast) calls :meth:`Connection.offer`,
 which never blocks and applies the connection's :class:`Overflow` policy. The writer
-drains everything queued on each wake-up. On hypercorn's trio worker an ASGI ``send`` to
+takes everything queued at each wake-up. On hypercorn's trio worker an ASGI ``send`` to
 a client that stopped reading blocks and cannot be cancelled: only this one writer is
 ever stuck there; nothing else awaits it.
+
+The reader of a gateway with ``@on_message`` handlers is the connection's own ASGI task;
+the dispatcher and the writer are started in the connection's task group when the first
+frame arrives and when the first frame is queued for sending, so an idle connection
+costs one task, like a bare ASGI app, and a busy one three.
 """
 
 from __future__ import annotations
@@ -24,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import status
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["Overflow", "Outbox", "Connection", "Stats"]
+__all__ = ["Connection", "Inbox", "Outbox", "Overflow", "Stats"]
 
 logger = logging.getLogger("wsgate")
 
@@ -71,127 +75,231 @@ class Stats:
         return f"Stats({self.as_dict()!r})"
 
 
-# Outcomes of Outbox.try_put / Connection.offer
+# Outcomes of Connection.offer
 QUEUED = 1
 DROPPED = 0
 CLOSED = -1  # the connection was already closing
 SLOW = -2  # the outbox was full and the policy closed this consumer
+REPLACED = 2  # queued after dropping the oldest queued frame (Overflow.DROP_OLDEST)
 
 
 class Outbox:
-    """A bounded FIFO of ASGI send messages with one consumer, the writer task.
+    """The frames queued for one connection's writer; bounded by ``capacity``.
 
-    :meth:`put` waits while full; :meth:`offer` never waits. Once :meth:`finish` is called
-    (the connection is closing) nothing more is accepted, and the writer stops after it
-    has sent what is queued.
+    Producers append; the writer takes the whole list at each wake-up (frames it holds
+    but has not sent yet still count against the capacity). Once :meth:`finish` is called
+    nothing more is accepted but the final close frame.
     """
 
-    __slots__ = ("_queue", "_room", "_writer_wake", "capacity", "dropped", "finished")
+    __slots__ = (
+        "_abandon",
+        "_conn",
+        "_inflight",
+        "_queue",
+        "_room",
+        "_wake",
+        "capacity",
+        "finished",
+        "started",
+        "writer_running",
+    )
 
-    def __init__(self, capacity: int) -> None:
-        self._queue: deque[Message] = deque()
+    def __init__(self, capacity: int, conn: Connection) -> None:
+        self._queue: list[Message] = []
         self.capacity = capacity
-        self._writer_wake: anyio.Event | None = None
+        self._inflight = 0
+        self._wake: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self.finished = False
-        self.dropped = 0
+        self._abandon = False
+        self._conn = conn
+        #: True once the handshake was accepted: before, frames wait for the accept.
+        self.started = False
+        self.writer_running = False
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + self._inflight
 
-    def _wake_writer(self) -> None:
-        ev = self._writer_wake
-        if ev is not None:
-            self._writer_wake = None
-            ev.set()
-
-    def append(self, message: Message) -> None:
-        """Queue ``message`` past the capacity (used for the final close frame)."""
+    def _push(self, message: Message) -> None:
         self._queue.append(message)
-        self._wake_writer()
+        ev = self._wake
+        if ev is not None:
+            self._wake = None
+            ev.set()
+        elif not self.writer_running and self.started:
+            self._conn.start_writer()
+
+    def start(self) -> None:
+        """The handshake is accepted: the writer may send (and sends what is queued)."""
+        self.started = True
+        if self._queue and not self.writer_running:
+            self._conn.start_writer()
+
+    def put_nowait(self, message: Message) -> bool:
+        """Queue ``message`` if there is room (and the outbox is open); False otherwise."""
+        if self.finished or len(self._queue) + self._inflight >= self.capacity:
+            return False
+        self._push(message)
+        return True
 
     async def put(self, message: Message) -> bool:
         """Queue ``message``, waiting while the outbox is full. False if finished."""
-        while len(self._queue) >= self.capacity and not self.finished:
+        while len(self._queue) + self._inflight >= self.capacity and not self.finished:
             if self._room is None:
                 self._room = anyio.Event()
             await self._room.wait()
         if self.finished:
             return False
-        self._queue.append(message)
-        self._wake_writer()
+        self._push(message)
         return True
 
     def try_put(self, message: Message, policy: Overflow) -> int:
         """Queue without waiting; on a full outbox apply ``policy``.
 
-        Returns QUEUED, DROPPED (the new frame was dropped) or CLOSED (the policy says
-        close the consumer; the caller closes it).
+        Returns QUEUED, REPLACED (queued, the oldest frame dropped), DROPPED (the new
+        frame dropped), CLOSED (the outbox is finished) or SLOW (the policy says close
+        this consumer; the caller closes it).
         """
         if self.finished:
             return CLOSED
         q = self._queue
-        if len(q) < self.capacity:
-            q.append(message)
-            self._wake_writer()
+        if len(q) + self._inflight < self.capacity:
+            self._push(message)
             return QUEUED
-        if policy is Overflow.DROP_NEWEST:
-            self.dropped += 1
+        if policy is Overflow.DROP_NEWEST or (policy is Overflow.DROP_OLDEST and not q):
             return DROPPED
         if policy is Overflow.DROP_OLDEST:
-            q.popleft()
+            del q[0]
             q.append(message)
-            self.dropped += 1
-            self._wake_writer()
-            return QUEUED
-        return CLOSED
+            return REPLACED
+        return SLOW
 
     def finish(self, discard: bool) -> int:
-        """Accept nothing more; with ``discard`` drop what is queued. Returns frames dropped."""
+        """Accept nothing more; with ``discard`` drop what is queued (and what the writer
+        holds unsent). Returns the number of frames dropped."""
         self.finished = True
         dropped = 0
         if discard:
-            dropped = len(self._queue)
-            self._queue.clear()
-        self._wake_writer()
+            dropped = len(self._queue) + self._inflight
+            self._queue = []
+            self._abandon = True
+        ev = self._wake
+        if ev is not None:
+            self._wake = None
+            ev.set()
         room = self._room
         if room is not None:
             self._room = None
             room.set()
         return dropped
 
-    async def next(self) -> Message | None:
-        """The next message for the writer, or None once finished and empty."""
-        q = self._queue
-        while not q:
+    def _sent_one(self) -> None:
+        self._inflight -= 1
+        room = self._room
+        if room is not None and len(self._queue) + self._inflight < self.capacity:
+            self._room = None
+            room.set()
+
+    async def take(self) -> list[Message] | None:
+        """Everything queued, waiting while there is nothing; None once finished and
+        drained (or when the writer should retire)."""
+        while not self._queue:
             if self.finished:
                 return None
-            ev = self._writer_wake = anyio.Event()
+            ev = self._wake = anyio.Event()
             await ev.wait()
+        batch = self._queue
+        self._queue = []
+        self._inflight = len(batch)
+        self._abandon = False
+        return batch
+
+
+class Inbox:
+    """Frames received and not yet handled; bounded: the reader waits while it is full,
+    which stops reading from the socket (TCP backpressure on the client)."""
+
+    __slots__ = ("_queue", "_room", "_wake", "capacity", "closed")
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: deque[Message] | None = None
+        self.capacity = capacity
+        self._wake: anyio.Event | None = None
+        self._room: anyio.Event | None = None
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._queue) if self._queue is not None else 0
+
+    async def put(self, message: Message) -> None:
+        """Queue a received frame, waiting while the inbox is full."""
+        q = self._queue
+        if q is None:
+            q = self._queue = deque()
+        while len(q) >= self.capacity:
+            room = self._room = anyio.Event()
+            await room.wait()
+        q.append(message)
+        ev = self._wake
+        if ev is not None:
+            self._wake = None
+            ev.set()
+
+    def get_nowait(self) -> Message | None:
+        """The next frame, or None if there is none right now."""
+        q = self._queue
+        if not q:
+            return None
         message = q.popleft()
         room = self._room
-        if room is not None and len(q) < self.capacity:
+        if room is not None:
             self._room = None
             room.set()
         return message
 
+    async def wait(self) -> None:
+        """Wait until a frame arrives or the inbox is closed."""
+        if self._queue or self.closed:
+            return
+        ev = self._wake = anyio.Event()
+        await ev.wait()
+
+    async def get(self) -> Message | None:
+        """The next frame, waiting for one; None once closed and empty."""
+        while True:
+            message = self.get_nowait()
+            if message is not None:
+                return message
+            if self.closed:
+                return None
+            await self.wait()
+
+    def close(self) -> None:
+        """No more frames will come (the peer left)."""
+        self.closed = True
+        ev = self._wake
+        if ev is not None:
+            self._wake = None
+            ev.set()
+
 
 class Connection:
-    """The runtime state of one accepted connection: its task group, channels and tasks.
+    """The runtime state of one connection: its task group, inbox, outbox and tasks.
 
     Created by :class:`~wsgate.App` for each WebSocket scope. Not part of the public API:
     handlers use the :class:`~wsgate.WebSocket` facade.
     """
 
     __slots__ = (
-        "dispatch_done",
+        "consumer",
+        "consumer_done",
+        "consumer_running",
         "grace",
-        "inbound_recv",
-        "inbound_send",
-        "inbound_size",
+        "inbox",
         "outbox",
-        "peer_left",
         "policy",
+        "reader_on_accept",
+        "reader_task",
         "receive",
         "send",
         "stats",
@@ -215,49 +323,77 @@ class Connection:
         self.receive = receive
         self.send = send
         self.tg: TaskGroup | None = None
-        self.outbox = Outbox(outbound_size)
+        self.outbox = Outbox(outbound_size, self)
+        self.inbox = Inbox(inbound_size)
         self.policy = policy
-        self.inbound_send: MemoryObjectSendStream[Message] | None = None
-        self.inbound_recv: MemoryObjectReceiveStream[Message] | None = None
-        self.inbound_size = inbound_size
         self.stats = stats
-        self.peer_left = False
-        self.dispatch_done: anyio.Event | None = None
         self.grace = grace
+        #: True when a reader task feeds the inbox (gateways that own their connection).
+        self.reader_task = False
+        #: Start a reader task at accept (set for gateways whose @on_connect owns the
+        #: connection; a dispatching gateway's own task reads after @on_connect).
+        self.reader_on_accept = False
+        #: Started when the first frame arrives (the dispatcher), if set.
+        self.consumer: Callable[[], Awaitable[None]] | None = None
+        self.consumer_running = False
+        self.consumer_done: anyio.Event | None = None
 
-    def start(self) -> None:
-        """Start the reader and writer in the connection's task group (after accept)."""
+    # -- tasks -----------------------------------------------------------------------
+
+    def start_writer(self) -> None:
+        """Start the writer task (called when the first frame is queued after accept)."""
+        tg = self.tg
+        assert tg is not None
+        self.outbox.writer_running = True
+        tg.start_soon(self._writer)
+
+    def start_reader_task(self) -> None:
+        """Read in a task of its own (for gateways whose handler owns the connection)."""
         assert self.tg is not None
-        self.inbound_send, self.inbound_recv = anyio.create_memory_object_stream[Message](
-            self.inbound_size
-        )
-        self.tg.start_soon(self._reader)
-        self.tg.start_soon(self._writer)
+        self.reader_task = True
+        self.tg.start_soon(self.read_loop)
 
-    async def _reader(self) -> None:
+    async def _run_consumer(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        try:
+            await consumer()
+        finally:
+            self.consumer_running = False
+            done = self.consumer_done
+            if done is not None:
+                done.set()
+
+    async def read_loop(self) -> None:
+        """Receive frames into the inbox until the peer leaves, then end the connection.
+
+        Frames already received are still handled, for at most ``grace`` seconds; then
+        the connection's task group is cancelled, so no handler keeps running for a
+        client that is gone.
+        """
         receive = self.receive
-        assert self.inbound_send is not None
-        inbound = self.inbound_send
+        inbox = self.inbox
         ws = self.ws
         try:
             while True:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
-                    await inbound.send(message)
+                    await inbox.put(message)
+                    if self.consumer is not None and not self.consumer_running:
+                        self.consumer_running = True
+                        assert self.tg is not None
+                        self.tg.start_soon(self._run_consumer)
                 elif kind == "websocket.disconnect":
                     ws._peer_closed(message.get("code", 1005), message.get("reason") or "")
                     break
         finally:
-            inbound.close()
-        # The peer is gone: nothing more can be sent. Frames already received are still
-        # handled, for at most ``grace`` seconds, then every handler is cancelled.
-        self.peer_left = True
+            inbox.close()
         dropped = self.outbox.finish(discard=True)
         if dropped:
             self.stats.dropped_frames += dropped
-        done = self.dispatch_done
-        if done is not None and self.grace > 0:
+        if self.consumer_running and self.grace > 0:
+            done = self.consumer_done = anyio.Event()
             with anyio.move_on_after(self.grace):
                 await done.wait()
         assert self.tg is not None
@@ -266,26 +402,38 @@ class Connection:
     async def _writer(self) -> None:
         send = self.send
         outbox = self.outbox
-        while True:
-            message = await outbox.next()
-            if message is None:
-                return
-            try:
-                await send(message)
-            except Exception as exc:
-                # The transport is gone (servers raise OSError subclasses or their own
-                # errors for a send after the client left): end the connection.
-                logger.debug("send failed on %s: %r", self.ws.path, exc)
-                outbox.finish(discard=True)
-                self.ws._peer_closed(1006, "")
-                assert self.tg is not None
-                self.tg.cancel_scope.cancel()
-                return
-            if message["type"] == "websocket.close":
-                outbox.finish(discard=True)
-                assert self.tg is not None
-                self.tg.cancel_scope.cancel()
-                return
+        try:
+            while True:
+                batch = await outbox.take()
+                if batch is None:
+                    return
+                for message in batch:
+                    if outbox._abandon:
+                        break
+                    try:
+                        await send(message)
+                    except Exception as exc:
+                        # The transport is gone (servers raise OSError subclasses or their
+                        # own errors for a send after the client left): end the connection.
+                        logger.debug("send failed on %s: %r", self.ws.path, exc)
+                        outbox.finish(discard=True)
+                        self.ws._peer_closed(1006, "")
+                        self._cancel()
+                        return
+                    outbox._sent_one()
+                    if message["type"] == "websocket.close":
+                        outbox.finish(discard=True)
+                        self._cancel()
+                        return
+                outbox._inflight = 0
+        finally:
+            outbox.writer_running = False
+
+    def _cancel(self) -> None:
+        assert self.tg is not None
+        self.tg.cancel_scope.cancel()
+
+    # -- closing and fan-out -----------------------------------------------------------
 
     def close_nowait(self, code: int, reason: str, *, discard: bool) -> None:
         """Queue the close frame behind (or, with ``discard``, instead of) what is queued.
@@ -298,20 +446,22 @@ class Connection:
         dropped = outbox.finish(discard=discard)
         if dropped:
             self.stats.dropped_frames += dropped
-        outbox.append({"type": "websocket.close", "code": code, "reason": reason})
+        outbox._push({"type": "websocket.close", "code": code, "reason": reason})
 
     def offer(self, message: Message) -> int:
-        """Non-blocking enqueue for fan-out; applies the overflow policy. See Outbox.try_put."""
+        """Non-blocking enqueue for fan-out; applies the overflow policy.
+
+        Returns QUEUED, REPLACED (queued; the oldest frame dropped), DROPPED, CLOSED
+        (already closing) or SLOW (closed now as a slow consumer; what it had queued is
+        dropped).
+        """
         outbox = self.outbox
         result = outbox.try_put(message, self.policy)
-        if result == QUEUED:
-            return QUEUED
-        if result == DROPPED:
+        if result == QUEUED or result == CLOSED:
+            return result
+        if result == DROPPED or result == REPLACED:
             self.stats.dropped_frames += 1
-            return DROPPED
-        if outbox.finished:
-            return CLOSED
-        # Slow consumer: close it; what it had queued is dropped.
+            return result
         code = (
             status.WS_1008_POLICY_VIOLATION
             if self.policy is Overflow.CLOSE_POLICY

@@ -602,32 +602,36 @@ class Session:
                 await agen.aclose()
 
     async def dispatch(self) -> None:
-        """Read frames from the inbound channel and handle them until the peer leaves."""
-        ws = self.ws
-        conn = ws._conn
-        ws._runtime_receives = True
-        inbound = conn.inbound_recv
-        assert inbound is not None and conn.tg is not None
-        done = conn.dispatch_done = anyio.Event()
+        """Handle the frames the reader puts in the inbox until it is closed and empty.
+
+        Runs as the connection's dispatcher task, started with the first frame. Frames
+        are handled in arrival order, or up to ``concurrency`` at once.
+        """
+        conn = self.ws._conn
+        inbox = conn.inbox
         n = self.plan.meta.concurrency
-        try:
-            if n == 1:
-                async for message in inbound:
-                    await self.handle(message)
-            else:
-                sem = anyio.Semaphore(n)
-                tg = conn.tg
+        if n == 1:
+            handle = self.handle
+            while True:
+                message = inbox.get_nowait()
+                if message is None:
+                    if inbox.closed:
+                        return
+                    await inbox.wait()
+                    continue
+                await handle(message)
+        sem = anyio.Semaphore(n)
+        tg = conn.tg
+        assert tg is not None
 
-                async def run(message: dict[str, Any]) -> None:
-                    try:
-                        await self.handle(message)
-                    finally:
-                        sem.release()
+        async def run(message: dict[str, Any]) -> None:
+            try:
+                await self.handle(message)
+            finally:
+                sem.release()
 
-                async for message in inbound:
-                    await sem.acquire()
-                    tg.start_soon(run, message)
-                for _ in range(n):
-                    await sem.acquire()
-        finally:
-            done.set()
+        while (message := await inbox.get()) is not None:
+            await sem.acquire()
+            tg.start_soon(run, message)
+        for _ in range(n):
+            await sem.acquire()

@@ -6,11 +6,10 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import anyio
 import msgspec
 
 from . import status
-from .connection import QUEUED, Connection, Overflow
+from .connection import QUEUED, REPLACED, Connection, Overflow
 from .datastructures import Address, Headers, QueryParams, State
 from .encoding import decode as _json_decode
 from .encoding import encode as _json_encode
@@ -267,11 +266,14 @@ class WebSocket:
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers is not None:
             message["headers"] = _header_pairs(headers)
-        await self._conn.send(message)
+        conn = self._conn
+        await conn.send(message)
         self._connection_state = WebSocketState.CONNECTED
         self._accepted = True
         self.accepted_subprotocol = subprotocol
-        self._conn.start()
+        conn.outbox.start()
+        if conn.reader_on_accept:
+            conn.start_reader_task()
 
     async def deny(
         self,
@@ -321,12 +323,19 @@ class WebSocket:
                 "(e.g. body: Json[T]) or remove the @on_message handlers to loop over "
                 "receive_*() in @on_connect"
             )
-        inbound = self._conn.inbound_recv
-        assert inbound is not None
-        try:
-            return await inbound.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise WebSocketDisconnect(self.close_code or 1005, self.close_reason) from None
+        conn = self._conn
+        if conn.reader_task:
+            message = await conn.inbox.get()
+            if message is None:
+                raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
+            return message
+        # No reader task (inside @on_connect of a dispatching gateway): read directly.
+        message = await conn.receive()
+        if message["type"] == "websocket.disconnect":
+            self._peer_closed(message.get("code", 1005), message.get("reason") or "")
+            conn.outbox.finish(discard=True)
+            raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
+        return message
 
     async def receive_text(self) -> str:
         """The next text frame. A binary frame raises ``TypeError`` (no silent decoding)."""
@@ -409,7 +418,8 @@ class WebSocket:
         """Queue a raw ASGI ``websocket.send`` message; waits while the outbox is full."""
         if self._connection_state is not WebSocketState.CONNECTED:
             raise self._state_error("send")
-        if not await self._conn.outbox.put(message):
+        outbox = self._conn.outbox
+        if not outbox.put_nowait(message) and not await outbox.put(message):
             raise self._state_error("send")
 
     async def send_text(self, data: str) -> None:
@@ -450,7 +460,7 @@ class WebSocket:
         """
         if self._connection_state is not WebSocketState.CONNECTED:
             return False
-        return self._conn.offer(message) == QUEUED
+        return self._conn.offer(message) in (QUEUED, REPLACED)
 
     async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection; idempotent.

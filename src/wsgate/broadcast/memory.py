@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
-from ..connection import QUEUED, SLOW, Connection
+from ..connection import DROPPED, QUEUED, REPLACED, SLOW, Connection
 from ..encoding import encode
 from ..websocket import WebSocket
 
@@ -176,7 +176,10 @@ class BroadcastGroup:
             result = conn.offer(message)
             if result == QUEUED:
                 sent += 1
-            elif result == 0:
+            elif result == DROPPED:
+                dropped += 1
+            elif result == REPLACED:
+                sent += 1
                 dropped += 1
             else:
                 if result == SLOW:

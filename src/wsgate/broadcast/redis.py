@@ -450,7 +450,9 @@ class RedisBroadcastGroup(BroadcastGroup):
                     self._down_since = anyio.current_time()
                     logger.warning(
                         "lost the Redis pub/sub connection to %s; broadcasts fail until it "
-                        "is back; reconnecting: %r", _redact(self.url), self._last_error,
+                        "is back; reconnecting: %r",
+                        _redact(self.url),
+                        self._last_error,
                     )
                 elif attempt == 0:
                     logger.warning(
@@ -504,7 +506,8 @@ class RedisBroadcastGroup(BroadcastGroup):
                 self.redis_stats.reconnects += 1
                 logger.warning(
                     "reconnected to Redis at %s after %.1fs; resubscribed to %d groups",
-                    _redact(self.url), anyio.current_time() - self._down_since,
+                    _redact(self.url),
+                    anyio.current_time() - self._down_since,
                     len(self._subscribed),
                 )
             self._ever_up = True
