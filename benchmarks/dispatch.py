@@ -296,15 +296,15 @@ class _Conn:
         # A second Session on the same connection: same plan, same WebSocket, same
         # outbox and writer as the one the runtime built (which sits idle in dispatch()).
         self.session = Session(app.plans[0], app, ws)
-        self.outbox = ws._conn.outbox._queue
+        self.outbox = ws._conn.outbox
 
     async def handle_only(self, n: int) -> float:
-        handle, q, message = self.session.handle, self.outbox, MESSAGE
+        handle, outbox, message = self.session.handle, self.outbox, MESSAGE
         gc.collect()
         t0 = time.perf_counter()
         for _ in range(n):
             await handle(message)
-            q.clear()
+            outbox._queue.clear()
         rate = n / (time.perf_counter() - t0)
         # Let the writer (woken by the first put) run and find the outbox empty.
         await anyio.lowlevel.checkpoint()

@@ -95,6 +95,10 @@ class HandlerPlan:
     constant: tuple[Param, ...]
     json: Param | None
     per_frame: tuple[Param, ...]
+    #: True if every parameter can be passed positionally (the fast call path).
+    positional: bool = False
+    #: Positions of the per-frame parameters (Json, bytes, Frame, exception).
+    slots: tuple[tuple[int, Param], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +240,10 @@ def _compile_handler(
     names = list(sig.parameters.items())
     if not isinstance(raw, staticmethod):
         names = names[1:]  # self or cls
+    positional = True
     for name, p in names:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional = False
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise ConfigurationError(f"{owner}: *args/**kwargs cannot be injected ({name!r})")
         default = p.default if p.default is not p.empty else _MISSING
@@ -270,6 +277,8 @@ def _compile_handler(
         constant=tuple(p for p in params if p.kind in _CONSTANT),
         json=jsons[0] if jsons else None,
         per_frame=tuple(p for p in params if p.kind in (Kind.BYTES, Kind.FRAME, Kind.EXCEPTION)),
+        positional=positional,
+        slots=tuple((i, p) for i, p in enumerate(params) if p.kind not in _CONSTANT),
     )
 
 
@@ -386,6 +395,17 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         ) from None
 
 
+def _frame_value(p: Param, value: Any, frame: Frame | None, data: bytes | None) -> Any:
+    kind = p.kind
+    if kind is Kind.JSON:
+        return value
+    if kind is Kind.BYTES:
+        return data if frame is None else bytes(frame.data)
+    if kind is Kind.FRAME:
+        return frame
+    return None
+
+
 def _constant_value(p: Param, ws: WebSocket) -> Any:
     kind = p.kind
     if kind is Kind.WS:
@@ -418,29 +438,32 @@ def _constant_value(p: Param, ws: WebSocket) -> Any:
 class Session:
     """One connection's gateway instance, bound methods and connection-constant arguments."""
 
-    __slots__ = ("_bound", "_consts", "app", "instance", "plan", "ws")
+    __slots__ = ("_entries", "app", "instance", "plan", "ws")
 
     def __init__(self, plan: GatewayPlan, app: App, ws: WebSocket) -> None:
         self.plan = plan
         self.app = app
         self.ws = ws
         self.instance = plan.cls(**plan.ctor_kwargs)
-        self._bound: dict[str, Callable[..., Any]] = {}
-        self._consts: dict[str, dict[str, Any]] = {}
+        self._entries: dict[str, tuple[Callable[..., Any], dict[str, Any], list[Any]]] = {}
 
-    def _kwargs(self, h: HandlerPlan) -> dict[str, Any]:
-        consts = self._consts.get(h.attr)
-        if consts is None:
+    def _entry(self, h: HandlerPlan) -> tuple[Callable[..., Any], dict[str, Any], list[Any]]:
+        """The bound method, the connection-constant arguments by name, and the positional
+        argument list with the constants in place (per-frame slots left None)."""
+        entry = self._entries.get(h.attr)
+        if entry is None:
             ws = self.ws
             consts = {p.name: _constant_value(p, ws) for p in h.constant}
-            self._consts[h.attr] = consts
-        return consts
+            args = [consts.get(p.name) for p in h.params]
+            entry = (getattr(self.instance, h.attr), consts, args)
+            self._entries[h.attr] = entry
+        return entry
+
+    def _kwargs(self, h: HandlerPlan) -> dict[str, Any]:
+        return self._entry(h)[1]
 
     def bound(self, h: HandlerPlan) -> Callable[..., Any]:
-        fn = self._bound.get(h.attr)
-        if fn is None:
-            fn = self._bound[h.attr] = getattr(self.instance, h.attr)
-        return fn
+        return self._entry(h)[0]
 
     async def call_hook(self, h: HandlerPlan, exc: BaseException | None = None) -> Any:
         kwargs = dict(self._kwargs(h))
@@ -497,36 +520,45 @@ class Session:
                 )
                 return
         try:
-            kwargs = self._kwargs(h)
-            if h.json is not None or h.per_frame:
-                kwargs = dict(kwargs)
-                j = h.json
-                if j is not None:
-                    raw = frame.data if frame is not None else data
-                    if j.default is not _MISSING and bytes(raw) == _NULL_DATA:  # type: ignore[arg-type]
-                        kwargs[j.name] = j.default
-                    else:
-                        try:
-                            kwargs[j.name] = j.decoder.decode(raw)
-                        except msgspec.ValidationError as exc:
-                            raise WebSocketValidationError(
-                                f"invalid data for {event!r}: {exc}",
-                                validation_errors(exc, "$.data"),
-                            ) from None
-                        except msgspec.DecodeError as exc:
-                            raise WebSocketValidationError(
-                                f"invalid data for {event!r}: {exc}",
-                                [{"path": "$.data", "message": str(exc)}],
-                            ) from None
-                for p in h.per_frame:
-                    if p.kind is Kind.BYTES:
-                        kwargs[p.name] = data if frame is None else bytes(frame.data)
-                    elif p.kind is Kind.FRAME:
-                        kwargs[p.name] = frame
+            entry = self._entries.get(h.attr) or self._entry(h)
+            fn = entry[0]
+            value: Any = None
+            j = h.json
+            if j is not None:
+                raw = frame.data if frame is not None else data
+                if j.default is not _MISSING and bytes(raw) == _NULL_DATA:  # type: ignore[arg-type]
+                    value = j.default
+                else:
+                    try:
+                        value = j.decoder.decode(raw)
+                    except msgspec.ValidationError as exc:
+                        raise WebSocketValidationError(
+                            f"invalid data for {event!r}: {exc}",
+                            validation_errors(exc, "$.data"),
+                        ) from None
+                    except msgspec.DecodeError as exc:
+                        raise WebSocketValidationError(
+                            f"invalid data for {event!r}: {exc}",
+                            [{"path": "$.data", "message": str(exc)}],
+                        ) from None
             if h.is_stream:
+                kwargs = dict(entry[1])
+                for _, p in h.slots:
+                    kwargs[p.name] = _frame_value(p, value, frame, data)
                 self._start_stream(h, kwargs, event, frame_id)
                 return
-            result = self.bound(h)(**kwargs)
+            if not h.slots:
+                result = fn(*entry[2]) if h.positional else fn(**entry[1])
+            elif h.positional:
+                args = entry[2].copy()
+                for i, p in h.slots:
+                    args[i] = value if p.kind is Kind.JSON else _frame_value(p, value, frame, data)
+                result = fn(*args)
+            else:
+                kwargs = dict(entry[1])
+                for _, p in h.slots:
+                    kwargs[p.name] = _frame_value(p, value, frame, data)
+                result = fn(**kwargs)
             if h.is_async:
                 result = await result
         except WebSocketValidationError as exc:

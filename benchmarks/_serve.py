@@ -1,0 +1,86 @@
+"""Server launcher: ``python -m benchmarks._serve KIND MODULE:APP``.
+
+Binds 127.0.0.1 on a free port, prints ``PORT <n>`` on stdout, then serves the app in
+this one process (no supervisor, so ``/proc/PID`` is the server) with:
+
+``hypercorn-trio``
+    ``hypercorn.trio.serve`` (what ``hypercorn --worker-class trio`` runs in its worker)
+``hypercorn-asyncio``
+    ``hypercorn.asyncio.serve`` (``hypercorn --worker-class asyncio``), stdlib event loop
+``uvicorn``
+    ``uvicorn.Server.serve`` with ``--loop asyncio --http h11 --ws websockets-sansio``
+    (named explicitly so the result does not depend on whether uvloop is installed)
+
+Defaults otherwise (access log off). The open-file limit is raised to the hard limit
+first. Stopped by the harness with SIGTERM (SIGKILL after a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import socket
+import sys
+from typing import Any
+
+from benchmarks._proc import raise_nofile
+
+KINDS = ("hypercorn-trio", "hypercorn-asyncio", "uvicorn")
+
+
+def load(spec: str) -> Any:
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr or "app")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._serve")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("app", help="module:attribute")
+    args = parser.parse_args()
+    raise_nofile()
+    app = load(args.app)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    os.dup2(2, 1)  # the harness reads one line; anything the server prints goes to its log
+
+    if args.kind.startswith("hypercorn"):
+        from hypercorn.config import Config
+
+        cfg = Config()
+        cfg.bind = [f"fd://{sock.fileno()}"]
+        cfg.accesslog = None
+        cfg.errorlog = "-"
+        if args.kind == "hypercorn-trio":
+            import trio
+            from hypercorn.trio import serve as trio_serve
+
+            trio.run(trio_serve, app, cfg)
+        else:
+            import asyncio
+
+            from hypercorn.asyncio import serve as asyncio_serve
+
+            asyncio.run(asyncio_serve(app, cfg))
+    else:
+        import uvicorn
+
+        config = uvicorn.Config(
+            app,
+            loop="asyncio",
+            http="h11",
+            ws="websockets-sansio",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

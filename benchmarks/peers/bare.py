@@ -1,0 +1,75 @@
+"""Bare ASGI apps: the floors the frameworks are measured against.
+
+``echo`` sends every text frame back unchanged (the server's own cost: the floor of every
+echo figure). ``json_echo`` decodes each frame with msgspec (untyped, into a dict) and
+encodes the reply ``{"event", "id", "data"}``: the floor plus the JSON work any
+framework must do. Neither validates anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+__all__ = ["echo", "json_echo"]
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _not_found(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def echo(scope: Message, receive: Receive, send: Send) -> None:
+    """Every text (or binary) frame back, unchanged."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    if scope["type"] != "websocket":
+        return await _not_found(send)
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes")})
+
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+async def json_echo(scope: Message, receive: Receive, send: Send) -> None:
+    """Decode the envelope, answer ``{"event", "id", "data"}``."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    if scope["type"] != "websocket":
+        return await _not_found(send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        frame = _decode(message.get("text") or message.get("bytes") or b"null")
+        reply = {"event": frame["event"], "id": frame.get("id"), "data": frame.get("data")}
+        await send({"type": "websocket.send", "text": _encode(reply).decode()})
