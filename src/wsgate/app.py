@@ -66,8 +66,11 @@ class App:
     instances. A default :class:`~wsgate.BroadcastGroup` is provided unless one is given.
     ``http`` is an ASGI app that receives every HTTP request (else 404). ``on_startup``
     and ``on_shutdown`` hooks (sync or async callables) run in the lifespan; providers that
-    are async context managers are entered at startup and exited at shutdown. At shutdown
-    every open connection is closed with 1001 and its ``@on_disconnect`` hook awaited.
+    are async context managers are entered at startup and exited at shutdown. At lifespan
+    shutdown every connection still open is closed with 1001 and its ``@on_disconnect``
+    hook awaited. (hypercorn and uvicorn end open connections themselves before the
+    lifespan shutdown when they stop on a signal; :func:`wsgate.serve` closes them with
+    1001 first.)
 
     Every gateway is compiled here: a mistake in a gateway raises
     :class:`~wsgate.errors.ConfigurationError` now, not on the first connection.
@@ -310,13 +313,13 @@ class App:
 async def _refuse(ws: WebSocket, exc: BaseException) -> None:
     """Refuse a handshake after ``@on_connect`` raised ``exc``.
 
-    With the denial extension: HTTP 403 (WebSocketError) or 500 with a JSON body. Without
-    it: accept, then close with the error's close code (1008 by default, 1011 for
-    unexpected errors) so the client can read the code and reason.
+    With the denial extension: the error's ``http_status`` (403 for a WebSocketError) or
+    500 with a JSON body. Without it: accept, then close with the error's close code
+    (1008 by default, 1011 for unexpected errors) so the client can read code and reason.
     """
     if isinstance(exc, WebSocketError):
-        code = exc.close_code or status.WS_1008_POLICY_VIOLATION
-        http_status = 403
+        code = exc.close_code or exc.default_close_code
+        http_status = exc.http_status
         err = {"code": exc.code, "message": exc.message, "detail": exc.detail}
         reason = exc.message
     else:

@@ -92,5 +92,14 @@ class State:
     def __init__(self, **values: Any) -> None:
         self.__dict__.update(values)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only called for missing attributes: say which one, and what is there.
+        raise AttributeError(
+            f"state has no attribute {name!r} (it has: {', '.join(self.__dict__) or 'nothing'})"
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+
     def __repr__(self) -> str:
         return f"State({self.__dict__!r})"

@@ -32,6 +32,12 @@ class WebSocketError(Exception):
 
     #: The ``code`` field of the error frame sent to the client.
     code: str = "error"
+    #: The HTTP status of a refused handshake (raised from ``@on_connect``) where the
+    #: server supports the denial extension.
+    http_status: int = 403
+    #: The close code of a refused handshake where it does not, unless ``close_code``
+    #: is given.
+    default_close_code: int = 1008
 
     def __init__(
         self,

@@ -197,6 +197,7 @@ class TestClient:
         self._tg: TaskGroup | None = None
         self._lifespan_send: MemoryObjectSendStream[Message] | None = None
         self._lifespan_recv: MemoryObjectReceiveStream[Message] | None = None
+        self._lifespan_streams: tuple[Any, ...] = ()
 
     async def __aenter__(self) -> Self:
         self._tg = await anyio.create_task_group().__aenter__()
@@ -204,12 +205,17 @@ class TestClient:
             to_app, app_in = anyio.create_memory_object_stream[Message](math.inf)
             app_out, from_app = anyio.create_memory_object_stream[Message](math.inf)
             self._lifespan_send, self._lifespan_recv = to_app, from_app
+            self._lifespan_streams = (to_app, app_in, app_out, from_app)
             scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
             self._tg.start_soon(self.app, scope, app_in.receive, app_out.send)
             await to_app.send({"type": "lifespan.startup"})
             with anyio.fail_after(self.timeout):
                 reply = await from_app.receive()
             if reply["type"] != "lifespan.startup.complete":
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+                for stream in self._lifespan_streams:
+                    stream.close()
                 raise RuntimeError(f"app startup failed: {reply.get('message')}")
         return self
 
@@ -232,6 +238,8 @@ class TestClient:
         finally:
             self._tg.cancel_scope.cancel()
             result = await self._tg.__aexit__(exc_type, exc, tb)
+            for stream in self._lifespan_streams:
+                stream.close()
         return result
 
     def websocket_scope(
@@ -343,9 +351,15 @@ class TestClient:
                     if not message.get("more_body"):
                         break
                 denied = WebSocketDenied(first["status"], body, list(first.get("headers", [])))
+
+        def close_streams() -> None:
+            for stream in (to_app, app_in, app_out, from_app):
+                stream.close()
+
         if denied is not None:
             with anyio.fail_after(self.timeout):
                 await finished.wait()
+            close_streams()
             if failure:
                 raise failure[0]
             raise denied
@@ -359,5 +373,6 @@ class TestClient:
             hook_time = getattr(getattr(self.app, "config", None), "disconnect_timeout", 0.0)
             with anyio.fail_after(self.timeout + hook_time):
                 await finished.wait()
+            close_streams()
         if failure:
             raise failure[0]

@@ -140,10 +140,13 @@ class BroadcastUnavailableError(WebSocketError):
     Redis is down (it reconnects by itself) or when the PUBLISH fails, and by
     :meth:`RedisBroadcastGroup.total_member_count` when Redis does not answer. Raised
     out of a message handler, it answers the frame with a ``broadcast_unavailable``
-    error; the connection stays open.
+    error; the connection stays open. Raised out of ``@on_connect``, it refuses the
+    handshake with HTTP 503 (or a close with 1013, try again later).
     """
 
     code = "broadcast_unavailable"
+    http_status = 503
+    default_close_code = 1013
 
 
 class RedisStats:
