@@ -39,10 +39,12 @@ pytestmark = pytest.mark.usefixtures("anyio_backend", "server_logs_clean")
 FLOOD_FRAMES = 10_000
 FLOOD_SIZE = 2048
 #: The room: 5,000 broadcasts of 1 KiB, published in chunks.
-ROOM_MESSAGES = 5_000
 ROOM_SIZE = 1024
 ROOM_CHUNK = 100
-ROOM_READERS = 20
+#: (readers, messages): the full scale on hypercorn's trio worker, whose send to a
+#: client that stopped reading cannot even be cancelled; a smaller room elsewhere.
+ROOM_SCALE = {"hypercorn-trio": (100, 10_000)}
+ROOM_SCALE_DEFAULT = (20, 5_000)
 #: The default outbox of a connection (AppConfig.outbound_queue).
 OUTBOX = 256
 
@@ -147,8 +149,9 @@ async def test_slow_room_member_is_closed_and_the_others_get_everything(
 ) -> None:
     url = isolation_server
     room = f"room-{uuid.uuid4().hex}"
+    n_readers, n_messages = ROOM_SCALE.get(url.kind, ROOM_SCALE_DEFAULT)
     readers: list[Client] = []
-    with anyio.fail_after(90):
+    with anyio.fail_after(240):
         slow = await anyio.to_thread.run_sync(
             lambda: RawClient.connect(f"{url}/room/{room}", rcvbuf=4096)
         )
@@ -156,12 +159,12 @@ async def test_slow_room_member_is_closed_and_the_others_get_everything(
         publisher = await Client.connect(f"{url}/room/{room}?role=publisher")
         try:
             probe = Probe(probe_client)
-            for _ in range(ROOM_READERS):
+            for _ in range(n_readers):
                 readers.append(await Client.connect(f"{url}/room/{room}"))
             before = await probe.ask("room", room)
-            assert before["members"] == ROOM_READERS + 1, before
+            assert before["members"] == n_readers + 1, before
 
-            received = [0] * ROOM_READERS
+            received = [0] * n_readers
 
             async def read_chunk(r: int, start: int) -> None:
                 msgs = await readers[r].recv_many(ROOM_CHUNK, timeout=10)
@@ -174,25 +177,25 @@ async def test_slow_room_member_is_closed_and_the_others_get_everything(
             # The publisher broadcasts in chunks; the readers read each chunk before the
             # next one is published, so a reader is never more than a chunk behind (less
             # than its outbox): only the member that never reads may overflow.
-            for start in range(0, ROOM_MESSAGES, ROOM_CHUNK):
+            for start in range(0, n_messages, ROOM_CHUNK):
                 reply = await publisher.request(
                     "publish",
                     {"start": start, "count": ROOM_CHUNK, "size": ROOM_SIZE},
                     id=start,
                     timeout=10,
                 )
-                assert reply["data"]["enqueued"] >= ROOM_READERS * ROOM_CHUNK, reply
+                assert reply["data"]["enqueued"] >= n_readers * ROOM_CHUNK, reply
                 async with anyio.create_task_group() as tg:
-                    for r in range(ROOM_READERS):
+                    for r in range(n_readers):
                         tg.start_soon(read_chunk, r, start)
-            assert received == [ROOM_MESSAGES] * ROOM_READERS
+            assert received == [n_messages] * n_readers
 
             # The slow member was closed by the overflow policy and left the room; the
             # others are all still members.
             after = await probe.ask("room", room)
-            assert after["members"] == ROOM_READERS, after
+            assert after["members"] == n_readers, after
             assert after["group"]["slow_consumer_closes"] == 1, after
-            assert after["group"]["delivered"] >= ROOM_READERS * ROOM_MESSAGES, after
+            assert after["group"]["delivered"] >= n_readers * n_messages, after
             assert (
                 after["app"]["slow_consumer_closes"] - before["app"]["slow_consumer_closes"] == 1
             ), (before, after)
@@ -203,7 +206,7 @@ async def test_slow_room_member_is_closed_and_the_others_get_everything(
                 lambda: slow.read_until_close(timeout=10)
             )
             assert (code, reason) == (1013, "slow consumer")
-            assert 0 < len(payloads) < ROOM_MESSAGES
+            assert 0 < len(payloads) < n_messages
             assert [p.decode() for p in payloads] == [
                 numbered(i, ROOM_SIZE) for i in range(len(payloads))
             ]
@@ -212,15 +215,15 @@ async def test_slow_room_member_is_closed_and_the_others_get_everything(
             # The readers are still subscribed and got nothing extra: the next message
             # each receives is the next one published.
             reply = await publisher.request(
-                "publish", {"start": ROOM_MESSAGES, "count": 1, "size": ROOM_SIZE}, id="last"
+                "publish", {"start": n_messages, "count": 1, "size": ROOM_SIZE}, id="last"
             )
-            assert reply["data"]["enqueued"] == ROOM_READERS, reply
+            assert reply["data"]["enqueued"] == n_readers, reply
 
             async def read_last(r: int) -> None:
-                assert await readers[r].recv(timeout=10) == numbered(ROOM_MESSAGES, ROOM_SIZE)
+                assert await readers[r].recv(timeout=10) == numbered(n_messages, ROOM_SIZE)
 
             async with anyio.create_task_group() as tg:
-                for r in range(ROOM_READERS):
+                for r in range(n_readers):
                     tg.start_soon(read_last, r)
         finally:
             with anyio.CancelScope(shield=True):
