@@ -9,10 +9,12 @@ from typing import Any
 
 import attrs
 import msgspec
+import anyio
 import pytest
 
 from wsgate import (
     App,
+    Json,
     WebSocket,
     WebSocketDisconnect,
     WebSocketState,
@@ -436,3 +438,40 @@ async def test_owning_gateway_closes_with_1000_when_it_returns() -> None:
         assert await ws.wait_closed() == (1000, "")
         with pytest.raises(WebSocketClosed):
             await ws.receive_text()
+
+
+async def test_an_owning_handler_gets_the_frames_sent_just_before_the_peer_left() -> None:
+    seen: list[str] = []
+    release = anyio.Event()
+
+    async def body(ws: WebSocket) -> None:
+        await ws.accept()
+        await release.wait()  # busy while the client sends three frames and leaves
+        async for text in ws.iter_text():
+            seen.append(text)
+
+    app = App(gateways=[owning("/", body)])
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/") as ws:
+            for text in ("a", "b", "c"):
+                await ws.send_text(text)
+            await ws.close()
+            release.set()
+    assert seen == ["a", "b", "c"]
+
+
+async def test_frames_sent_just_before_the_peer_left_are_still_dispatched() -> None:
+    seen: list[int] = []
+
+    @ws_controller("/")
+    class G:
+        @on_message("n")
+        async def n(self, body: Json[int]) -> None:
+            await anyio.sleep(0)
+            seen.append(body)
+
+    async with TestClient(App(gateways=[G])) as client:
+        async with client.websocket_connect("/") as ws:
+            for i in range(20):
+                await ws.send_event("n", i)
+    assert seen == list(range(20))

@@ -267,8 +267,11 @@ class App:
         conn = ws._conn
         # A gateway without @on_message handlers may own the connection from @on_connect:
         # if it accepts, a reader task feeds its receive_*() calls.
-        conn.reader_on_accept = not plan.has_message_handlers
+        owner = conn.reader_on_accept = not plan.has_message_handlers
         if plan.on_connect is not None:
+            # While an owning @on_connect runs, it is the connection's consumer: when the
+            # peer leaves, it gets the grace period to finish the frames already read.
+            conn.consumer_running = owner
             try:
                 await session.call_hook(plan.on_connect)
             except WebSocketDisconnect:
@@ -279,6 +282,9 @@ class App:
                 elif ws.connection_state is WebSocketState.CONNECTED:
                     await self._owner_failed(plan, session, ws, exc)
                 return
+            finally:
+                if owner:
+                    conn.consumer_finished()
         st = ws.connection_state
         if st is WebSocketState.DISCONNECTED:
             return

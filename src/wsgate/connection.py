@@ -31,6 +31,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import status
+from .datastructures import Counters
 
 if TYPE_CHECKING:
     from .websocket import WebSocket
@@ -55,24 +56,15 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop_oldest"
 
 
-class Stats:
+class Stats(Counters):
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
     counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
 
     __slots__ = ("connections_open", "connections_total", "dropped_frames", "slow_consumer_closes")
-
-    def __init__(self) -> None:
-        self.connections_total = 0
-        self.connections_open = 0
-        self.dropped_frames = 0
-        self.slow_consumer_closes = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"Stats({self.as_dict()!r})"
+    connections_total: int
+    connections_open: int
+    dropped_frames: int
+    slow_consumer_closes: int
 
 
 # Outcomes of Connection.offer
@@ -359,10 +351,14 @@ class Connection:
         try:
             await consumer()
         finally:
-            self.consumer_running = False
-            done = self.consumer_done
-            if done is not None:
-                done.set()
+            self.consumer_finished()
+
+    def consumer_finished(self) -> None:
+        """The consumer of the inbox (dispatcher, or an owning handler) has returned."""
+        self.consumer_running = False
+        done = self.consumer_done
+        if done is not None:
+            done.set()
 
     async def read_loop(self) -> None:
         """Receive frames into the inbox until the peer leaves, then end the connection.

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
-__all__ = ["Address", "Headers", "QueryParams", "State"]
+__all__ = ["Address", "Counters", "Headers", "QueryParams", "State"]
 
 
 class Address(NamedTuple):
@@ -103,3 +103,21 @@ class State:
 
     def __repr__(self) -> str:
         return f"State({self.__dict__!r})"
+
+
+class Counters:
+    """Base of the counter objects (``app.stats``, group and Redis stats): integer
+    attributes named in ``__slots__``, all starting at 0."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.as_dict()!r})"

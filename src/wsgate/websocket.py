@@ -314,7 +314,11 @@ class WebSocket:
 
         Raises :class:`~wsgate.errors.WebSocketDisconnect` when the peer has closed.
         """
-        if self._connection_state is not WebSocketState.CONNECTED:
+        conn = self._conn
+        if self._connection_state is not WebSocketState.CONNECTED and not (
+            # Frames that arrived before the peer left are still delivered.
+            self._peer_left and conn.reader_task and len(conn.inbox)
+        ):
             raise self._state_error("receive")
         if self._runtime_receives:
             raise WebSocketStateError(
@@ -323,7 +327,6 @@ class WebSocket:
                 "(e.g. body: Json[T]) or remove the @on_message handlers to loop over "
                 "receive_*() in @on_connect"
             )
-        conn = self._conn
         if conn.reader_task:
             message = await conn.inbox.get()
             if message is None:

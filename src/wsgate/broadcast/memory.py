@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ..connection import DROPPED, QUEUED, REPLACED, SLOW, Connection
+from ..datastructures import Counters
 from ..encoding import encode
 from ..websocket import WebSocket
 
@@ -15,22 +16,13 @@ __all__ = ["BroadcastGroup", "GroupStats"]
 Message = dict[str, Any]
 
 
-class GroupStats:
+class GroupStats(Counters):
     """Counters for one group (and, on the BroadcastGroup itself, for all of them)."""
 
     __slots__ = ("delivered", "dropped", "slow_consumer_closes")
-
-    def __init__(self) -> None:
-        self.delivered = 0
-        self.dropped = 0
-        self.slow_consumer_closes = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"GroupStats({self.as_dict()!r})"
+    delivered: int
+    dropped: int
+    slow_consumer_closes: int
 
 
 class _Group:

@@ -84,6 +84,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "wsgate.broadcast.redis needs coredis>=6: pip install 'wsgate[redis]'"
     ) from exc
 
+from ..datastructures import Counters
 from ..errors import WebSocketError
 from ..websocket import WebSocket
 from .memory import BroadcastGroup, Message
@@ -149,7 +150,7 @@ class BroadcastUnavailableError(WebSocketError):
     default_close_code = 1013
 
 
-class RedisStats:
+class RedisStats(Counters):
     """Counters of a :class:`RedisBroadcastGroup`'s traffic with Redis."""
 
     __slots__ = (
@@ -161,30 +162,21 @@ class RedisStats:
         "received",
         "reconnects",
     )
-
-    def __init__(self) -> None:
-        #: Messages PUBLISHed.
-        self.published = 0
-        #: Broadcasts that raised BroadcastUnavailableError (link down or PUBLISH failed).
-        self.publish_failures = 0
-        #: Messages received from other workers and delivered to local members.
-        self.received = 0
-        #: Messages received that were not ours to deliver (foreign or newer format) or
-        #: could not be delivered (logged).
-        self.ignored = 0
-        #: Times the pub/sub connection was lost or could not be opened.
-        self.link_failures = 0
-        #: Times the pub/sub connection was re-established after a failure.
-        self.reconnects = 0
-        #: Failed writes of member counts or heartbeats (retried in the background).
-        self.count_write_failures = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"RedisStats({self.as_dict()!r})"
+    #: Messages PUBLISHed.
+    published: int
+    #: Broadcasts that raised BroadcastUnavailableError (link down or PUBLISH failed).
+    publish_failures: int
+    #: Messages received from other workers and delivered to local members.
+    received: int
+    #: Messages received that were not ours to deliver (foreign or newer format) or
+    #: could not be delivered (logged).
+    ignored: int
+    #: Times the pub/sub connection was lost or could not be opened.
+    link_failures: int
+    #: Times the pub/sub connection was re-established after a failure.
+    reconnects: int
+    #: Failed writes of member counts or heartbeats (retried in the background).
+    count_write_failures: int
 
 
 _REDIS_ERRORS = (
