@@ -58,14 +58,11 @@ Redis/Valkey server (or a primary behind Sentinel or a proxy); not Redis Cluster
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import random
 import socket
-import struct
 import uuid
-import weakref
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
@@ -87,49 +84,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..datastructures import Counters
 from ..errors import WebSocketError
 from ..websocket import WebSocket
+from . import _wire
 from .memory import BroadcastGroup, Message
 
 __all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
 
 logger = logging.getLogger("wsgate.broadcast.redis")
-
-# -- wire format -------------------------------------------------------------------------
-
-_VERSION = 1
-_BINARY = 0x01
-_EXCLUDE = 0x02
-_HEAD = struct.Struct("!B16s")
-_HEAD_EXCLUDE = struct.Struct("!B16s8sQ")
-
-# -- connection ids for `exclude` ----------------------------------------------------------
-
-_process_token = os.urandom(8)
-_counter = itertools.count(1)
-_ids: weakref.WeakKeyDictionary[WebSocket, int] = weakref.WeakKeyDictionary()
-_by_id: weakref.WeakValueDictionary[int, WebSocket] = weakref.WeakValueDictionary()
-
-
-def _renew_after_fork() -> None:
-    # A forked worker must not share connection ids with its parent or siblings.
-    global _process_token, _counter
-    _process_token = os.urandom(8)
-    _counter = itertools.count(1)
-    _ids.clear()
-    _by_id.clear()
-
-
-os.register_at_fork(after_in_child=_renew_after_fork)
-
-
-def _connection_number(ws: WebSocket) -> int:
-    """The number of ``ws`` in this process (assigned on first use)."""
-    n = _ids.get(ws)
-    if n is None:
-        n = next(_counter)
-        _ids[ws] = n
-        _by_id[n] = ws
-    return n
-
 
 # -- errors and counters ------------------------------------------------------------------
 
@@ -551,41 +511,15 @@ class RedisBroadcastGroup(BroadcastGroup):
                     logger.exception("could not deliver a message from %r", channel)
 
     def _received(self, channel: bytes, data: bytes) -> None:
-        if len(data) < _HEAD.size:
+        decoded = _wire.decode(data)
+        if decoded is None or not channel.startswith(self._channel_prefix_b):
             self.redis_stats.ignored += 1
             return
-        flags, origin = _HEAD.unpack_from(data)
-        if flags >> 4 != _VERSION:
-            self.redis_stats.ignored += 1
-            return
-        if origin == self._worker_id:
+        if decoded.origin == self._worker_id:
             return  # our own broadcast: already delivered locally
-        exclude: WebSocket | None = None
-        offset = _HEAD.size
-        if flags & _EXCLUDE:
-            if len(data) < _HEAD_EXCLUDE.size:
-                self.redis_stats.ignored += 1
-                return
-            _, _, token, number = _HEAD_EXCLUDE.unpack_from(data)
-            offset = _HEAD_EXCLUDE.size
-            if token == _process_token:
-                exclude = _by_id.get(number)
-        body = data[offset:]
-        message: Message
-        if flags & _BINARY:
-            message = {"type": "websocket.send", "bytes": body}
-        else:
-            try:
-                message = {"type": "websocket.send", "text": body.decode()}
-            except UnicodeDecodeError:
-                self.redis_stats.ignored += 1
-                return
-        if not channel.startswith(self._channel_prefix_b):
-            self.redis_stats.ignored += 1
-            return
         group = channel[len(self._channel_prefix_b) :].decode(errors="replace")
         self.redis_stats.received += 1
-        self.deliver_local(group, message, exclude)
+        self.deliver_local(group, decoded.message, decoded.exclude)
 
     # -- hooks of BroadcastGroup ----------------------------------------------------------------
 
@@ -663,18 +597,7 @@ class RedisBroadcastGroup(BroadcastGroup):
         return self.deliver_local(group, message, exclude)
 
     def _encode(self, message: Message, exclude: WebSocket | None) -> bytes:
-        text = message.get("text")
-        if text is not None:
-            flags = _VERSION << 4
-            body: bytes = text.encode()
-        else:
-            flags = _VERSION << 4 | _BINARY
-            body = message["bytes"]
-        if exclude is None:
-            return _HEAD.pack(flags, self._worker_id) + body
-        number = _connection_number(exclude)
-        head = _HEAD_EXCLUDE.pack(flags | _EXCLUDE, self._worker_id, _process_token, number)
-        return head + body
+        return _wire.encode(message, self._worker_id, exclude)
 
     # -- membership ----------------------------------------------------------------------------
 
