@@ -1,0 +1,130 @@
+"""Overflow policies: what a broadcast does to a member whose outbox is full."""
+
+import logging
+
+import anyio
+import pytest
+
+from wsgate import (
+    App,
+    BroadcastGroup,
+    Overflow,
+    WebSocket,
+    on_connect,
+    on_disconnect,
+    on_message,
+    ws_controller,
+)
+from wsgate.testing import TestClient
+
+
+def gateway(overflow: Overflow | None) -> type:
+    @ws_controller("/", outbound_queue=4, overflow=overflow)
+    class Burst:
+        def __init__(self, groups: BroadcastGroup) -> None:
+            self.groups = groups
+
+        @on_connect
+        async def join(self, ws: WebSocket) -> None:
+            await self.groups.subscribe("g", ws)
+
+        @on_message("burst")
+        async def burst(self) -> None:
+            # Ten broadcasts without a checkpoint in between: the writer cannot run, so
+            # the four-frame outbox overflows.
+            for i in range(10):
+                await self.groups.broadcast("g", str(i))
+
+    return Burst
+
+
+async def burst(app: App) -> tuple[list[str], tuple[int, str] | None]:
+    received: list[str] = []
+    closed = None
+    async with TestClient(app) as client, client.websocket_connect("/") as ws:
+        await ws.send_event("burst")
+        while True:
+            try:
+                received.append(await ws.receive_text(timeout=0.5))
+            except TimeoutError:
+                break
+            except Exception:
+                closed = (ws.close_code or 0, ws.close_reason)
+                break
+    return received, closed
+
+
+async def test_drop_newest_keeps_the_first_frames_and_counts_the_rest() -> None:
+    app = App(gateways=[gateway(Overflow.DROP_NEWEST)])
+    received, closed = await burst(app)
+    assert received == ["0", "1", "2", "3"]
+    assert closed is None
+    groups = app.container.get(BroadcastGroup)
+    assert groups.stats.dropped == 6
+    assert groups.stats.delivered == 4
+    assert app.stats.dropped_frames == 6
+
+
+async def test_drop_oldest_keeps_the_last_frames() -> None:
+    app = App(gateways=[gateway(Overflow.DROP_OLDEST)])
+    received, closed = await burst(app)
+    assert received == ["6", "7", "8", "9"]
+    assert closed is None
+    assert app.stats.dropped_frames == 6
+    assert app.container.get(BroadcastGroup).stats.dropped == 6
+
+
+@pytest.mark.parametrize(
+    ("policy", "code"), [(None, 1013), (Overflow.CLOSE, 1013), (Overflow.CLOSE_POLICY, 1008)]
+)
+async def test_close_policies_close_the_slow_consumer_and_drop_its_queue(
+    policy: Overflow | None, code: int
+) -> None:
+    app = App(gateways=[gateway(policy)])  # None: the App's default, Overflow.CLOSE
+    received, closed = await burst(app)
+    assert received == []  # what was queued is dropped, the close goes first
+    assert closed == (code, "slow consumer")
+    groups = app.container.get(BroadcastGroup)
+    assert groups.stats.slow_consumer_closes == 1
+    assert app.stats.slow_consumer_closes == 1
+    assert groups.groups() == []  # removed from its groups at once
+
+
+async def test_app_wide_policy_applies_where_the_gateway_sets_none() -> None:
+    app = App(gateways=[gateway(None)], overflow=Overflow.DROP_NEWEST)
+    received, _ = await burst(app)
+    assert received == ["0", "1", "2", "3"]
+
+
+async def test_send_waits_for_room_instead_of_dropping() -> None:
+    @ws_controller("/", outbound_queue=2)
+    class Sender:
+        @on_message("many")
+        async def many(self, ws: WebSocket) -> None:
+            for i in range(50):
+                await ws.send_text(str(i))  # backpressure: waits while the outbox is full
+
+    app = App(gateways=[Sender])
+    async with TestClient(app) as client, client.websocket_connect("/") as ws:
+        await ws.send_event("many")
+        assert [await ws.receive_text() for _ in range(50)] == [str(i) for i in range(50)]
+    assert app.stats.dropped_frames == 0
+
+
+async def test_on_disconnect_runs_for_a_bounded_time(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="wsgate")
+
+    @ws_controller("/")
+    class Stuck:
+        @on_disconnect
+        async def gone(self) -> None:
+            await anyio.sleep_forever()
+
+    app = App(gateways=[Stuck], disconnect_timeout=0.2)
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/"):
+            pass
+        # The app still serves new connections.
+        async with client.websocket_connect("/"):
+            pass
+    assert any("ran past 0.2s and was cancelled" in r.getMessage() for r in caplog.records)
