@@ -8,6 +8,7 @@ import pytest
 from wsgate import (
     App,
     BroadcastGroup,
+    Json,
     Overflow,
     WebSocket,
     on_connect,
@@ -128,3 +129,40 @@ async def test_on_disconnect_runs_for_a_bounded_time(caplog: pytest.LogCaptureFi
         async with client.websocket_connect("/"):
             pass
     assert any("ran past 0.2s and was cancelled" in r.getMessage() for r in caplog.records)
+
+
+async def test_idle_dispatcher_and_writer_stop_and_start_again() -> None:
+    @ws_controller("/")
+    class Echo:
+        @on_message("echo")
+        async def echo(self, body: Json[int]) -> int:
+            return body
+
+    # The App calls retire_idle_tasks() every idle_tasks_after / 2 seconds; here the test
+    # makes the two calls itself.
+    app = App(gateways=[Echo], idle_tasks_after=None)
+    async with TestClient(app) as client, client.websocket_connect("/") as ws:
+        await anyio.wait_all_tasks_blocked()
+        idle = len(anyio.get_running_tasks())
+        assert (await ws.request("echo", 1, id=1))["data"] == 1
+        await anyio.wait_all_tasks_blocked()
+        busy = len(anyio.get_running_tasks())
+        assert busy == idle + 2  # the dispatcher and the writer
+        conn = next(iter(app.connections))._conn
+        conn.retire_idle_tasks()  # first look: they are waiting; remember what arrived
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == busy
+        conn.retire_idle_tasks()  # nothing arrived since: both stop
+        await anyio.wait_all_tasks_blocked()
+        assert not conn.consumer_running and not conn.outbox.writer_running
+        assert len(anyio.get_running_tasks()) == idle
+        # The next frame starts them again.
+        assert (await ws.request("echo", 2, id=2))["data"] == 2
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == busy
+        # Work in between keeps them.
+        conn.retire_idle_tasks()
+        assert (await ws.request("echo", 3, id=3))["data"] == 3
+        conn.retire_idle_tasks()
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == busy

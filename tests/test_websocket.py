@@ -7,9 +7,9 @@ import enum
 import uuid
 from typing import Any
 
+import anyio.lowlevel
 import attrs
 import msgspec
-import anyio
 import pytest
 
 from wsgate import (
@@ -467,7 +467,7 @@ async def test_frames_sent_just_before_the_peer_left_are_still_dispatched() -> N
     class G:
         @on_message("n")
         async def n(self, body: Json[int]) -> None:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             seen.append(body)
 
     async with TestClient(App(gateways=[G])) as client:

@@ -53,6 +53,9 @@ class AppConfig:
     disconnect_timeout: float = 5.0
     #: Seconds shutdown waits for connections to close and their hooks to finish.
     shutdown_timeout: float = 10.0
+    #: A connection's dispatcher and writer tasks stop after this many seconds (up to
+    #: twice as many) without work, and start again with the next frame; None keeps them.
+    idle_tasks_after: float | None = 30.0
 
 
 class App:
@@ -90,6 +93,7 @@ class App:
         disconnect_grace: float = 1.0,
         disconnect_timeout: float = 5.0,
         shutdown_timeout: float = 10.0,
+        idle_tasks_after: float | None = 30.0,
     ) -> None:
         if isinstance(gateways, type):
             raise ConfigurationError("App(gateways=...) takes a list of gateway classes")
@@ -104,6 +108,7 @@ class App:
             disconnect_grace,
             disconnect_timeout,
             shutdown_timeout,
+            idle_tasks_after,
         )
         #: App-wide state, also reachable as ``ws.app_state``.
         self.state = State()
@@ -163,7 +168,11 @@ class App:
                 await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
             await send({"type": "lifespan.startup.complete"})
-            message = await receive()
+            async with anyio.create_task_group() as tg:
+                if self.config.idle_tasks_after:
+                    tg.start_soon(self._retire_idle_tasks, self.config.idle_tasks_after)
+                message = await receive()
+                tg.cancel_scope.cancel()
             await self.shutdown()
             for hook in self._on_shutdown:
                 try:
@@ -171,6 +180,18 @@ class App:
                 except Exception:
                     logger.exception("wsgate shutdown hook %r failed", hook)
         await send({"type": "lifespan.shutdown.complete"})
+
+    async def _retire_idle_tasks(self, after: float) -> None:
+        # Every connection's dispatcher and writer that waited a whole period with nothing
+        # to do stops (a connection that goes quiet costs one task again).
+        while True:
+            await anyio.sleep(after / 2)
+            self._retire_idle_tasks_once()
+
+    def _retire_idle_tasks_once(self) -> None:
+        # A function of its own, so no connection stays referenced between two sweeps.
+        for ws in list(self._connections):
+            ws._conn.retire_idle_tasks()
 
     async def shutdown(self) -> None:
         """Close every open connection with 1001 and wait (up to ``shutdown_timeout``) for
@@ -299,6 +320,7 @@ class App:
         # task (started with the first frame) handles.
         ws._runtime_receives = True
         conn.consumer = session.dispatch
+        conn.consumer_retires = plan.meta.concurrency == 1
         await conn.read_loop()
 
     async def _owner_failed(

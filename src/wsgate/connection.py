@@ -75,7 +75,34 @@ SLOW = -2  # the outbox was full and the policy closed this consumer
 REPLACED = 2  # queued after dropping the oldest queued frame (Overflow.DROP_OLDEST)
 
 
-class Outbox:
+class _Waitable:
+    """One task waits on ``_wake``; :meth:`_notify` wakes it. :meth:`retire_if_idle`
+    asks a task that has waited since the previous call, with nothing arriving, to stop
+    (it is started again when work arrives)."""
+
+    __slots__ = ()
+    _wake: anyio.Event | None
+    _arrived: int
+    _seen: int
+    retire: bool
+
+    def _notify(self) -> None:
+        ev = self._wake
+        if ev is not None:
+            self._wake = None
+            ev.set()
+
+    def retire_if_idle(self) -> bool:
+        """Called periodically; True if the waiting task was asked to stop."""
+        idle = self._wake is not None and self._arrived == self._seen
+        self._seen = self._arrived
+        if idle:
+            self.retire = True
+            self._notify()
+        return idle
+
+
+class Outbox(_Waitable):
     """The frames queued for one connection's writer; bounded by ``capacity``.
 
     Producers append; the writer takes the whole list at each wake-up (frames it holds
@@ -85,12 +112,15 @@ class Outbox:
 
     __slots__ = (
         "_abandon",
+        "_arrived",
         "_conn",
         "_inflight",
         "_queue",
         "_room",
+        "_seen",
         "_wake",
         "capacity",
+        "retire",
         "finished",
         "started",
         "writer_running",
@@ -101,6 +131,8 @@ class Outbox:
         self.capacity = capacity
         self._inflight = 0
         self._wake: anyio.Event | None = None
+        self._arrived = self._seen = 0
+        self.retire = False
         self._room: anyio.Event | None = None
         self.finished = False
         self._abandon = False
@@ -114,6 +146,7 @@ class Outbox:
 
     def _push(self, message: Message) -> None:
         self._queue.append(message)
+        self._arrived += 1
         ev = self._wake
         if ev is not None:
             self._wake = None
@@ -194,9 +227,10 @@ class Outbox:
 
     async def take(self) -> list[Message] | None:
         """Everything queued, waiting while there is nothing; None once finished and
-        drained (or when the writer should retire)."""
+        drained, or when the writer was idle long enough to retire."""
         while not self._queue:
-            if self.finished:
+            if self.finished or self.retire:
+                self.retire = False
                 return None
             ev = self._wake = anyio.Event()
             await ev.wait()
@@ -207,16 +241,18 @@ class Outbox:
         return batch
 
 
-class Inbox:
+class Inbox(_Waitable):
     """Frames received and not yet handled; bounded: the reader waits while it is full,
     which stops reading from the socket (TCP backpressure on the client)."""
 
-    __slots__ = ("_queue", "_room", "_wake", "capacity", "closed")
+    __slots__ = ("_arrived", "_queue", "_room", "_seen", "_wake", "capacity", "closed", "retire")
 
     def __init__(self, capacity: int) -> None:
         self._queue: deque[Message] | None = None
         self.capacity = capacity
         self._wake: anyio.Event | None = None
+        self._arrived = self._seen = 0
+        self.retire = False
         self._room: anyio.Event | None = None
         self.closed = False
 
@@ -232,6 +268,7 @@ class Inbox:
             room = self._room = anyio.Event()
             await room.wait()
         q.append(message)
+        self._arrived += 1
         ev = self._wake
         if ev is not None:
             self._wake = None
@@ -286,6 +323,7 @@ class Connection:
         "consumer",
         "consumer_done",
         "consumer_running",
+        "consumer_retires",
         "grace",
         "inbox",
         "outbox",
@@ -328,6 +366,8 @@ class Connection:
         #: Started when the first frame arrives (the dispatcher), if set.
         self.consumer: Callable[[], Awaitable[None]] | None = None
         self.consumer_running = False
+        #: The dispatcher may stop when idle (sequential dispatch only).
+        self.consumer_retires = False
         self.consumer_done: anyio.Event | None = None
 
     # -- tasks -----------------------------------------------------------------------
@@ -424,6 +464,15 @@ class Connection:
                 outbox._inflight = 0
         finally:
             outbox.writer_running = False
+
+    def retire_idle_tasks(self) -> None:
+        """Stop the dispatcher and writer if they have waited, with nothing arriving, since
+        the previous call; they start again with the next frame. Called periodically by
+        the App, so a connection that goes quiet costs one task again."""
+        if self.outbox.writer_running:
+            self.outbox.retire_if_idle()
+        if self.consumer_running and self.consumer_retires:
+            self.inbox.retire_if_idle()
 
     def _cancel(self) -> None:
         assert self.tg is not None

@@ -647,7 +647,8 @@ class Session:
             while True:
                 message = inbox.get_nowait()
                 if message is None:
-                    if inbox.closed:
+                    if inbox.closed or inbox.retire:
+                        inbox.retire = False  # idle: the next frame starts a dispatcher
                         return
                     await inbox.wait()
                     continue
