@@ -80,7 +80,7 @@ class _Waitable:
     asks a task that has waited since the previous call, with nothing arriving, to stop
     (it is started again when work arrives)."""
 
-    __slots__ = ()
+    __slots__ = ("_arrived", "_seen", "_wake", "retire")
     _wake: anyio.Event | None
     _arrived: int
     _seen: int
@@ -112,15 +112,11 @@ class Outbox(_Waitable):
 
     __slots__ = (
         "_abandon",
-        "_arrived",
         "_conn",
         "_inflight",
         "_queue",
         "_room",
-        "_seen",
-        "_wake",
         "capacity",
-        "retire",
         "finished",
         "started",
         "writer_running",
@@ -245,7 +241,7 @@ class Inbox(_Waitable):
     """Frames received and not yet handled; bounded: the reader waits while it is full,
     which stops reading from the socket (TCP backpressure on the client)."""
 
-    __slots__ = ("_arrived", "_queue", "_room", "_seen", "_wake", "capacity", "closed", "retire")
+    __slots__ = ("_queue", "_room", "capacity", "closed")
 
     def __init__(self, capacity: int) -> None:
         self._queue: deque[Message] | None = None
