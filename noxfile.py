@@ -42,7 +42,20 @@ def examples(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-m", "examples", *session.posargs)
 
 
-@nox.session(python=False)
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmarks; results go to benchmarks/results/."""
+    """The benchmarks, wsgate side by side with its peers; results go to
+    benchmarks/results/ (peers.md, peers.png). The peers (Starlette, Litestar,
+    python-socketio) are installed in this session's own virtualenv only: they are never
+    dependencies of wsgate. ``nox -s bench -- --quick`` for a smoke run."""
+    session.install(
+        "-e",
+        ".[trio,hypercorn,uvicorn]",
+        "starlette",
+        "litestar",
+        "python-socketio",
+        "matplotlib",
+        "websockets",
+        "pydantic",  # benchmarks/dispatch.py compares with Pydantic
+    )
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,9 +1,26 @@
-"""Run the benchmarks: ``python -m benchmarks [dispatch|fanout ...] [--quick]``.
+"""Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
 
-With no name, runs every benchmark (about two and a half minutes on a 2-core machine). Each writes
-its markdown report to ``benchmarks/results/``. ``--quick`` uses fewer rounds (a smoke
-test; the figures are noisier). Each benchmark also runs alone with its own options:
-``python -m benchmarks.dispatch --help``, ``python -m benchmarks.fanout --help``.
+With no name, runs the five that compare wsgate with the bare servers and its peers
+(about seven minutes on a 2-core machine; ``--quick``: under two):
+
+``dispatch``   the dispatch hot path in process, vs msgspec and Pydantic (results/dispatch.md)
+``echo``       echo round trips under hypercorn trio/asyncio and uvicorn, vs the bare floor
+``broadcast``  fan-out to 1,000 members and the slow-consumer runs
+``memory``     server RSS per idle connection
+
+The last three run real servers and a load client in subprocesses on 127.0.0.1 (see
+``benchmarks/servers_bench.py`` for how to read them); they need the peers installed
+(``nox -s bench`` installs them in its own virtualenv). Everything ends up in
+``benchmarks/results/peers.md`` and ``peers.png`` (plus ``dispatch.md`` and the raw
+``peers-*.json``).
+
+``fanout`` (the in-process fan-out of BroadcastGroup vs send loops, two minutes) runs
+only when named. ``python -m benchmarks.profile_server`` (needs py-spy) shows where the
+server's CPU goes per round trip or per delivered frame, package by package.
+``--quick`` uses fewer rounds and shorter windows (a smoke test; the figures are
+noisier). Each benchmark also runs alone with its own options:
+``python -m benchmarks.dispatch --help``, ``python -m benchmarks.fanout --help``,
+``python -m benchmarks.servers_bench --help``.
 """
 
 from __future__ import annotations
@@ -11,35 +28,61 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from benchmarks import dispatch, fanout
+from benchmarks import report, servers_bench
 
-BENCHMARKS: dict[str, tuple[Callable[..., str], dict[str, int], dict[str, int]]] = {
-    # name: (run, default options, --quick options)
-    "dispatch": (dispatch.run, {}, {"rounds": 3}),
-    "fanout": (fanout.run, {}, {"rounds": 2}),
+BenchFn = Callable[..., Any]
+
+
+def _dispatch(**kw: Any) -> Any:
+    from benchmarks import dispatch  # imports pydantic
+
+    return dispatch.run(**kw)
+
+
+def _fanout(**kw: Any) -> Any:
+    from benchmarks import fanout
+
+    return fanout.run(**kw)
+
+
+#: name: (run, default options, --quick options, part of the default run)
+BENCHMARKS: dict[str, tuple[BenchFn, dict[str, Any], dict[str, Any], bool]] = {
+    "dispatch": (_dispatch, {"rounds": 7}, {"rounds": 3}, True),
+    **{name: (*spec, True) for name, spec in servers_bench.BENCHMARKS.items()},
+    "fanout": (_fanout, {}, {"rounds": 2}, False),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "names",
         nargs="*",
         metavar="name",
-        help=f"one or more of {', '.join(BENCHMARKS)} (default: all)",
+        help=f"one or more of {', '.join(BENCHMARKS)} (default: all but fanout)",
     )
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter windows")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    names = args.names or [n for n, spec in BENCHMARKS.items() if spec[3]]
     started = time.perf_counter()
-    for name in args.names or BENCHMARKS:
-        fn, options, quick = BENCHMARKS[name]
+    for name in names:
+        fn, options, quick, _ = BENCHMARKS[name]
+        t0 = time.perf_counter()
         print(f"== {name}", flush=True)
         fn(**(quick if args.quick else options), out=not args.no_write)
+        print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.no_write and set(names) - {"fanout"}:
+        print(report.write())
     print(f"\nall done in {time.perf_counter() - started:.0f} s")
 
 

@@ -13,11 +13,16 @@ this one process (no supervisor, so ``/proc/PID`` is the server) with:
 
 Defaults otherwise (access log off). The open-file limit is raised to the hard limit
 first. Stopped by the harness with SIGTERM (SIGKILL after a second).
+
+For experiments, ``BENCH_SERVER_GC=off`` disables the garbage collector in the server and
+``BENCH_SERVER_GC=freeze`` calls ``gc.freeze()`` once the app is imported (the
+benchmarks themselves leave the collector as it is).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import socket
@@ -41,6 +46,12 @@ def main() -> None:
     args = parser.parse_args()
     raise_nofile()
     app = load(args.app)
+    gc_mode = os.environ.get("BENCH_SERVER_GC", "")
+    if gc_mode == "off":
+        gc.disable()
+    elif gc_mode == "freeze":
+        gc.collect()
+        gc.freeze()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -82,9 +82,11 @@ class Server:
 
     def start(self) -> Server:
         LOG_DIR.mkdir(exist_ok=True)
-        safe = f"{self.kind}-{self.app}".replace(":", "-").replace("/", "-")
-        self.log = LOG_DIR / f"{safe}.log"
-        self._log_file = self.log.open("wb")
+        if not self.log.name:
+            safe = f"{self.kind}-{self.app}".replace(":", "-").replace("/", "-")
+            self.log = LOG_DIR / f"{safe}-{os.getpid()}-{time.monotonic_ns()}.log"
+        # Appended to: a server restarted after a failure keeps the log of its first life.
+        self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks._serve", self.kind, self.app],
             cwd=ROOT,
@@ -204,6 +206,8 @@ def serving(specs: Iterable[tuple[str, str]]) -> Iterator[list[Server]]:
     finally:
         for server in servers:
             server.stop()
+            if not server.errors_logged():  # keep only the logs worth reading
+                server.log.unlink(missing_ok=True)
 
 
 def _client_cmd(args: Iterable[Any]) -> list[str]:

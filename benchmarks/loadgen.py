@@ -529,10 +529,20 @@ def run_fanout(args: argparse.Namespace) -> dict[str, Any]:
                 break
         else:
             raise RuntimeError(f"no broadcast reached all {args.members} members")
-        fan.running = fan.measuring = True
-        start = meter.read()
+        fan.running = True
         for _ in range(fan.window):
             fan.publish()
+        # Warm up into a steady state, and fill the stalled member's buffers: until
+        # --warmup-bytes went to each member or --warmup seconds passed (a server whose
+        # broadcast loop stalls never completes these broadcasts).
+        wire = args.size + 40
+        first = fan.seq
+        loop.run(
+            time.perf_counter() + args.warmup,
+            lambda: (fan.seq - first) * wire >= args.warmup_bytes,
+        )
+        fan.measuring = True
+        start = meter.read()
         loop.run(start[0] + args.duration)
         fan.running = fan.measuring = False
         end = meter.read()
@@ -624,6 +634,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--stall", action="store_true", help="add a member that never reads")
     p.add_argument("--rcvbuf", type=int, default=4096, help="its SO_RCVBUF")
+    p.add_argument(
+        "--warmup-bytes",
+        type=int,
+        default=65536,
+        help="broadcast this much (to each member) before the window...",
+    )
+    p.add_argument("--warmup", type=float, default=1.0, help="...or for this long")
     p = sub.add_parser("idle", parents=[common])
     p.add_argument("--warm", type=int, default=100)
     p.add_argument("--conns", type=int, default=5000)

@@ -1,0 +1,610 @@
+"""``results/peers.md`` and ``results/peers.png`` from the latest results of each
+benchmark (``results/peers-{echo,broadcast,memory}.json`` and ``results/dispatch.md``).
+
+``python -m benchmarks.report`` rebuilds both without running anything. The JSON files
+are not committed (``.gitignore``): in a fresh checkout, a benchmark run alone rebuilds
+the page with its own section only; ``python -m benchmarks`` rebuilds all of it. Each section
+says when it was measured and with which settings; the plot shows the ratios (median
+bar, min-max whiskers over the rounds) and, as dashed lines, the goals wsgate is held
+to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import RESULTS, markdown_table
+
+__all__ = ["machine", "write"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DISTS = (
+    "wsgate",
+    "anyio",
+    "msgspec",
+    "trio",
+    "hypercorn",
+    "wsproto",
+    "uvicorn",
+    "websockets",
+    "h11",
+    "starlette",
+    "litestar",
+    "python-socketio",
+    "python-engineio",
+    "matplotlib",
+)
+KIND_ORDER = {"hypercorn-trio": 0, "hypercorn-asyncio": 1, "uvicorn": 2}
+TARGET_ORDER = {
+    "bare ASGI echo": 0,
+    "bare ASGI + JSON": 1,
+    "wsgate": 2,
+    "Starlette": 3,
+    "Litestar": 4,
+    "python-socketio": 5,
+}
+COLORS = {
+    "bare ASGI echo": "#999999",
+    "bare ASGI + JSON": "#bbbbbb",
+    "wsgate": "#d62728",
+    "Starlette": "#1f77b4",
+    "Litestar": "#9467bd",
+    "python-socketio": "#2ca02c",
+}
+SHORT = {"hypercorn-trio": "trio", "hypercorn-asyncio": "asyncio", "uvicorn": "uvicorn"}
+# Goals wsgate is held to (see DESIGN.md and the benchmark's brief).
+ECHO_GOAL = 0.85
+FANOUT_GOAL = 3.0
+ISOLATION_GOAL = 0.9
+RSS_GOAL_MB = 50.0
+MEMORY_GOAL_KIB = 8.0
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model, Python, library versions, git revision, load at start."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in DISTS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        rev = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "versions": versions,
+        "git": rev,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    v = ", ".join(f"{k} {val}" for k, val in m["versions"].items() if val)
+    return (
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']}; {v}; "
+        f"wsgate at git `{m['git']}`; load average at start "
+        + "/".join(f"{x:.1f}" for x in m["loadavg"])
+    )
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _values(row: dict[str, Any], key: str) -> list[float]:
+    return [v for v in row.get(key, []) if v is not None]
+
+
+def _med(row: dict[str, Any], key: str) -> float | None:
+    vals = _values(row, key)
+    return statistics.median(vals) if vals else None
+
+
+def _cell(row: dict[str, Any], key: str, spec: str, rng: bool = True) -> str:
+    vals = _values(row, key)
+    if not vals:
+        return "n/a"
+    med = f"{statistics.median(vals):{spec}}"
+    if not rng or len(vals) < 2:
+        return med
+    return f"{med} ({min(vals):{spec}}-{max(vals):{spec}})"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"peers-{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _sorted(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for k in keys:
+            v = r[k]
+            if k == "kind":
+                v = KIND_ORDER.get(v, 9)
+            elif k == "target":
+                v = TARGET_ORDER.get(v, 9)
+            out.append(v)
+        return tuple(out)
+
+    return sorted(rows, key=key)
+
+
+def _settings(data: dict[str, Any]) -> str:
+    s = ", ".join(f"{k} {v}" for k, v in data["settings"].items())
+    return f"Measured {data['date']} ({data['seconds']} s; {s})."
+
+
+def _failures(data: dict[str, Any]) -> list[str]:
+    if not data.get("failures"):
+        return []
+    return ["", "Failures and server errors:", "", *(f"- {f}" for f in data["failures"])]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def echo_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in _sorted(data["rows"], "kind", "conns", "target"):
+        rows.append(
+            [
+                r["kind"],
+                str(r["conns"]),
+                r["target"],
+                _cell(r, "rate", ",.0f"),
+                _cell(r, "ratio", ".2f"),
+                _cell(r, "server_cpu_us", ".0f", rng=False),
+                _cell(r, "client_cpu", ".2f", rng=False),
+            ]
+        )
+    header = ["server", "conns", "target", "round trips/s", "ratio to floor", "server µs/rt"]
+    return [
+        "## 1. Echo round trips",
+        "",
+        _settings(data),
+        "",
+        markdown_table([*header, "client CPU"], rows, left=3),
+        *_failures(data),
+    ]
+
+
+def fanout_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    base = [r for r in data["rows"] if r["size"] == 64 and not r["stall"]]
+    for r in _sorted(base, "kind", "target"):
+        rows.append(
+            [
+                r["kind"],
+                r["target"],
+                _cell(r, "rate", ",.0f"),
+                _cell(r, "vs_socketio", ".2f"),
+                _cell(r, "p50_ms", ".0f", rng=False),
+                _cell(r, "p99_ms", ".0f"),
+                _cell(r, "server_cpu_us", ".1f"),
+                _cell(r, "cpu_vs_naive", ".2f"),
+                _cell(r, "client_cpu", ".2f", rng=False),
+            ]
+        )
+    s = data["settings"]
+    header = ["server", "target", "delivered/s", "x python-socketio", "p50 ms", "p99 ms"]
+    return [
+        "## 2. Fan-out",
+        "",
+        _settings(data)
+        + f" {s['members']:,} members, 64-byte ticks, {s['window']} broadcasts in flight.",
+        "",
+        markdown_table([*header, "server µs/frame", "CPU vs naive", "client CPU"], rows, left=2),
+    ]
+
+
+def slow_section(data: dict[str, Any]) -> list[str]:
+    by_key = {(r["kind"], r["target"], r["size"], r["stall"]): r for r in data["rows"]}
+    rows = []
+    keys = sorted(
+        {(r["kind"], r["target"], r["size"]) for r in data["rows"]},
+        key=lambda k: (k[2], KIND_ORDER.get(k[0], 9), TARGET_ORDER.get(k[1], 9)),
+    )
+    for kind, target, size in keys:
+        off = by_key.get((kind, target, size, False), {})
+        on = by_key.get((kind, target, size, True), {})
+        rows.append(
+            [
+                f"{size:,} B",
+                kind,
+                target,
+                _cell(off, "rate", ",.0f", rng=False),
+                _cell(on, "rate", ",.0f", rng=False),
+                _cell(on, "vs_no_stall", ".2f"),
+                _cell(off, "peak_rss_mb", ".0f", rng=False),
+                _cell(on, "peak_rss_mb", ".0f", rng=False),
+                _cell(on, "peak_rss_delta_mb", "+.1f"),
+            ]
+        )
+    header = ["tick", "server", "target", "delivered/s", "with stalled member", "others keep"]
+    return [
+        "## 3. Slow consumer",
+        "",
+        _settings(data)
+        + " One extra member with SO_RCVBUF 4 KiB that never reads after the handshake.",
+        "",
+        markdown_table(
+            [*header, "peak RSS MB", "with stalled", "peak RSS Δ MB"],
+            rows,
+            left=3,
+        ),
+        *_failures(data),
+    ]
+
+
+def memory_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in _sorted(data["rows"], "kind", "target"):
+        rows.append([r["kind"], r["target"], _cell(r, "kib", ".1f"), _cell(r, "over_bare", "+.1f")])
+    return [
+        "## 4. Memory per idle connection",
+        "",
+        _settings(data),
+        "",
+        markdown_table(["server", "target", "KiB/conn", "over bare KiB"], rows, left=2),
+        *_failures(data),
+    ]
+
+
+def dispatch_section() -> list[str]:
+    path = RESULTS / "dispatch.md"
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    table = [ln for ln in lines if ln.startswith("|")]
+    intro = next((ln for ln in lines if ln.startswith("`python -m benchmarks.dispatch")), "")
+    return [
+        "## 5. Dispatch hot path (in process)",
+        "",
+        intro + " From `results/dispatch.md`.",
+        "",
+        *table,
+    ]
+
+
+def goals(
+    echo: dict[str, Any] | None, bc: dict[str, Any] | None, mem: dict[str, Any] | None
+) -> list[str]:
+    rows: list[list[str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+    if echo:
+        for r in _sorted([r for r in echo["rows"] if r["target"] == "wsgate"], "kind", "conns"):
+            m = _med(r, "ratio")
+            rows.append(
+                [
+                    f"echo, {r['kind']}, {r['conns']} conns",
+                    f">= {ECHO_GOAL} of the floor",
+                    _cell(r, "ratio", ".2f"),
+                    verdict(None if m is None else m >= ECHO_GOAL),
+                ]
+            )
+    if bc:
+        for r in _sorted(bc["rows"], "kind"):
+            if r["target"] != "wsgate":
+                continue
+            if r["size"] == 64 and not r["stall"]:
+                m = _med(r, "vs_socketio")
+                rows.append(
+                    [
+                        f"fan-out, {r['kind']}",
+                        f">= {FANOUT_GOAL:.0f}x python-socketio",
+                        _cell(r, "vs_socketio", ".2f"),
+                        verdict(None if m is None else m >= FANOUT_GOAL),
+                    ]
+                )
+                m = _med(r, "cpu_vs_naive")
+                rows.append(
+                    [
+                        f"fan-out CPU/frame, {r['kind']}",
+                        "<= Starlette naive loop",
+                        _cell(r, "cpu_vs_naive", ".2f"),
+                        verdict(None if m is None else m <= 1.0),
+                    ]
+                )
+            if r["stall"]:
+                m = _med(r, "vs_no_stall")
+                d = _med(r, "peak_rss_delta_mb")
+                rows.append(
+                    [
+                        f"slow consumer, {r['size']:,} B, {r['kind']}",
+                        f"others >= {ISOLATION_GOAL}, peak RSS +{RSS_GOAL_MB:.0f} MB at most",
+                        f"{_cell(r, 'vs_no_stall', '.2f')}; {_cell(r, 'peak_rss_delta_mb', '+.1f')} MB",
+                        verdict(
+                            None
+                            if m is None or d is None
+                            else m >= ISOLATION_GOAL and d <= RSS_GOAL_MB
+                        ),
+                    ]
+                )
+    if mem:
+        for r in _sorted([r for r in mem["rows"] if r["target"] == "wsgate"], "kind"):
+            m = _med(r, "over_bare")
+            rows.append(
+                [
+                    f"memory, {r['kind']}",
+                    f"<= {MEMORY_GOAL_KIB:.0f} KiB over bare",
+                    _cell(r, "over_bare", "+.1f") + " KiB",
+                    verdict(None if m is None else m <= MEMORY_GOAL_KIB),
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "## wsgate against its goals",
+        "",
+        markdown_table(["figure", "goal", "measured", "met"], rows),
+    ]
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def _bars(
+    ax: Any,
+    groups: Sequence[str],
+    series: dict[str, list[tuple[float, float, float] | None]],
+    values: bool = False,
+) -> None:
+    """Grouped bars: ``series[label][i]`` = (median, min, max) for group i, or None;
+    ``values`` writes each median above its bar."""
+    n = max(len(series), 1)
+    width = 0.8 / n
+    for j, (label, vals) in enumerate(series.items()):
+        xs, ys, lo, hi = [], [], [], []
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(v[0])
+            lo.append(v[0] - v[1])
+            hi.append(v[2] - v[0])
+        color = COLORS.get(label.split(" (")[0], None)
+        ax.bar(xs, ys, width, label=label, color=color, yerr=[lo, hi], capsize=2, ecolor="black")
+        if values:
+            for x, y in zip(xs, ys, strict=True):
+                ax.text(x, y, f"{y:.2f}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+
+
+def _triple(row: dict[str, Any] | None, key: str) -> tuple[float, float, float] | None:
+    if row is None:
+        return None
+    vals = _values(row, key)
+    if not vals:
+        return None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def _goal(ax: Any, y: float, text: str) -> None:
+    ax.axhline(y, color="#d62728", linestyle="--", linewidth=0.8)
+    ax.text(ax.get_xlim()[1], y, f" {text}", color="#d62728", fontsize=6, va="bottom", ha="right")
+
+
+def _dispatch_ratios() -> list[tuple[str, tuple[float, float, float]]]:
+    path = RESULTS / "dispatch.md"
+    if not path.exists():
+        return []
+    out = []
+    pat = re.compile(r"([\d.]+) \(([\d.]+)-([\d.]+)\)\s*\|\s*$")
+    for line in path.read_text().splitlines():
+        m = pat.search(line)
+        if not line.startswith("|") or m is None:
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        label = cells[0] + ("" if cells[1] == "-" else f" ({cells[1]})")
+        out.append((label, (float(m[1]), float(m[2]), float(m[3]))))
+    return out
+
+
+def plot(
+    echo: dict[str, Any] | None,
+    bc: dict[str, Any] | None,
+    mem: dict[str, Any] | None,
+    path: Path,
+) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return None
+    fig, axes = plt.subplots(3, 2, figsize=(13, 13))
+    (a_echo, a_fan), (a_cpu, a_slow), (a_mem, a_disp) = axes
+
+    if echo:
+        idx = {(r["kind"], r["conns"], r["target"]): r for r in echo["rows"]}
+        groups = sorted(
+            {(r["kind"], r["conns"]) for r in echo["rows"]},
+            key=lambda g: (KIND_ORDER.get(g[0], 9), g[1]),
+        )
+        targets = sorted(
+            {r["target"] for r in echo["rows"]} - {"bare ASGI echo"},
+            key=lambda t: TARGET_ORDER.get(t, 9),
+        )
+        _bars(
+            a_echo,
+            [f"{SHORT.get(k, k)}\n{c} conns" for k, c in groups],
+            {t: [_triple(idx.get((k, c, t)), "ratio") for k, c in groups] for t in targets},
+        )
+        a_echo.set_title("1. Echo round trips/s, ratio to the bare ASGI echo", fontsize=9)
+        a_echo.axhline(1.0, color="black", linewidth=0.6)
+        _goal(a_echo, ECHO_GOAL, f"wsgate goal {ECHO_GOAL}")
+        a_echo.legend(fontsize=6, loc="lower left")
+
+    if bc:
+        base = [r for r in bc["rows"] if r["size"] == 64 and not r["stall"]]
+        base = _sorted(base, "kind", "target")
+        labels = [f"{SHORT.get(r['kind'], r['kind'])}\n{r['target']}" for r in base]
+        for ax, key, title, goal, goal_text in (
+            (
+                a_fan,
+                "vs_socketio",
+                "2. Fan-out to 1,000, delivered/s, ratio to python-socketio (asyncio)",
+                FANOUT_GOAL,
+                f"wsgate goal {FANOUT_GOAL:.0f}x",
+            ),
+            (
+                a_cpu,
+                "cpu_vs_naive",
+                "2. Fan-out, server CPU per delivered frame, ratio to Starlette naive loop",
+                1.0,
+                "wsgate goal: <= 1",
+            ),
+        ):
+            for i, r in enumerate(base):
+                t = _triple(r, key)
+                if t is None:
+                    continue
+                ax.bar(
+                    i,
+                    t[0],
+                    0.6,
+                    color=COLORS.get(r["target"]),
+                    yerr=[[t[0] - t[1]], [t[2] - t[0]]],
+                    capsize=3,
+                )
+            ax.set_xticks(range(len(base)))
+            ax.set_xticklabels(labels, fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(title, fontsize=9)
+            _goal(ax, goal, goal_text)
+        stall = _sorted([r for r in bc["rows"] if r["stall"]], "kind", "target")
+        pairs = sorted(
+            {(r["kind"], r["target"]) for r in stall},
+            key=lambda p: (KIND_ORDER.get(p[0], 9), TARGET_ORDER.get(p[1], 9)),
+        )
+        sizes = sorted({r["size"] for r in stall})
+        idx2 = {(r["kind"], r["target"], r["size"]): r for r in stall}
+        _bars(
+            a_slow,
+            [f"{SHORT.get(k, k)}\n{t}" for k, t in pairs],
+            {
+                f"{s:,} B ticks": [_triple(idx2.get((k, t, s)), "vs_no_stall") for k, t in pairs]
+                for s in sizes
+            },
+            values=True,
+        )
+        a_slow.set_title(
+            "3. Slow consumer: delivered/s to the others, ratio to the run without it", fontsize=9
+        )
+        a_slow.axhline(1.0, color="black", linewidth=0.6)
+        _goal(a_slow, ISOLATION_GOAL, f"wsgate goal {ISOLATION_GOAL}")
+        a_slow.legend(fontsize=6, loc="lower left")
+
+    if mem:
+        rows = _sorted(mem["rows"], "kind", "target")
+        for i, r in enumerate(rows):
+            t = _triple(r, "kib")
+            if t is None:
+                continue
+            a_mem.bar(
+                i,
+                t[0],
+                0.6,
+                color=COLORS.get(r["target"]),
+                yerr=[[t[0] - t[1]], [t[2] - t[0]]],
+                capsize=3,
+            )
+            a_mem.text(i, t[0], f"{t[0]:.1f}", ha="center", va="bottom", fontsize=6)
+        a_mem.set_xticks(range(len(rows)))
+        a_mem.set_xticklabels(
+            [f"{SHORT.get(r['kind'], r['kind'])}\n{r['target']}" for r in rows], fontsize=7
+        )
+        a_mem.tick_params(axis="y", labelsize=7)
+        a_mem.set_title("4. Server RSS per idle connection, KiB", fontsize=9)
+
+    disp = _dispatch_ratios()
+    if disp:
+        for i, (label, (m, lo, hi)) in enumerate(disp):
+            color = "#d62728" if label.startswith("wsgate") else "#888888"
+            a_disp.barh(i, m, 0.6, color=color, xerr=[[m - lo], [hi - m]], capsize=3)
+        a_disp.set_yticks(range(len(disp)))
+        a_disp.set_yticklabels([d[0] for d in disp], fontsize=7)
+        a_disp.invert_yaxis()
+        a_disp.tick_params(axis="x", labelsize=7)
+        a_disp.set_title("5. Dispatch in process, frames/s ratio to the msgspec floor", fontsize=9)
+    for ax in axes.flat:
+        if not ax.has_data():
+            ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- write
+
+
+def write() -> str:
+    """Rebuild ``results/peers.md`` and ``results/peers.png``; returns a summary line."""
+    echo, bc, mem = _load("echo"), _load("broadcast"), _load("memory")
+    latest = max((d for d in (echo, bc, mem) if d), key=lambda d: d["date"], default=None)
+    parts = [
+        "# wsgate and its peers under real servers",
+        "",
+        "Written by `python -m benchmarks` (see `benchmarks/servers_bench.py` for how to "
+        "read each figure). Every ratio is computed within a round, between runs seconds "
+        "apart, then summarised: median (min-max) over the rounds.",
+        "",
+    ]
+    if latest is not None:
+        parts += [f"Machine: {_machine_line(latest['machine'])}.", ""]
+    parts += [*goals(echo, bc, mem), ""]
+    if echo:
+        parts += [*echo_section(echo), ""]
+    if bc:
+        parts += [*fanout_section(bc), "", *slow_section(bc), ""]
+    if mem:
+        parts += [*memory_section(mem), ""]
+    parts += [*dispatch_section(), "", "![the figures as bar charts](peers.png)", ""]
+    RESULTS.mkdir(exist_ok=True)
+    md = RESULTS / "peers.md"
+    md.write_text("\n".join(parts))
+    png = plot(echo, bc, mem, RESULTS / "peers.png")
+    return f"written to {md}" + (f" and {png}" if png else "")
+
+
+if __name__ == "__main__":
+    print(write())
