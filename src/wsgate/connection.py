@@ -143,10 +143,8 @@ class Outbox(_Waitable):
     def _push(self, message: Message) -> None:
         self._queue.append(message)
         self._arrived += 1
-        ev = self._wake
-        if ev is not None:
-            self._wake = None
-            ev.set()
+        if self._wake is not None:
+            self._notify()
         elif not self.writer_running and self.started:
             self._conn.start_writer()
 
@@ -204,10 +202,7 @@ class Outbox(_Waitable):
             dropped = len(self._queue) + self._inflight
             self._queue = []
             self._abandon = True
-        ev = self._wake
-        if ev is not None:
-            self._wake = None
-            ev.set()
+        self._notify()
         room = self._room
         if room is not None:
             self._room = None
@@ -265,10 +260,7 @@ class Inbox(_Waitable):
             await room.wait()
         q.append(message)
         self._arrived += 1
-        ev = self._wake
-        if ev is not None:
-            self._wake = None
-            ev.set()
+        self._notify()
 
     def get_nowait(self) -> Message | None:
         """The next frame, or None if there is none right now."""
@@ -302,10 +294,7 @@ class Inbox(_Waitable):
     def close(self) -> None:
         """No more frames will come (the peer left)."""
         self.closed = True
-        ev = self._wake
-        if ev is not None:
-            self._wake = None
-            ev.set()
+        self._notify()
 
 
 class Connection:
