@@ -20,7 +20,7 @@ from .dispatch import GatewayPlan, Session, compile_gateway
 from .encoding import encode
 from .errors import ConfigurationError, WebSocketDisconnect, WebSocketError
 from .routing import Router
-from .websocket import WebSocket, WebSocketState
+from .websocket import WebSocket, WebSocketState, truncate_reason
 
 __all__ = ["App", "AppConfig"]
 
@@ -53,6 +53,9 @@ class AppConfig:
     disconnect_timeout: float = 5.0
     #: Seconds shutdown waits for connections to close and their hooks to finish.
     shutdown_timeout: float = 10.0
+    #: Streams (async-generator handlers) that may run at once on one connection; a
+    #: request for one more is answered with a ``too_many_streams`` error frame.
+    max_streams: int = 64
     #: A connection's dispatcher and writer tasks stop after this many seconds (up to
     #: twice as many) without work, and start again with the next frame; None keeps them.
     idle_tasks_after: float | None = 30.0
@@ -94,6 +97,7 @@ class App:
         disconnect_timeout: float = 5.0,
         shutdown_timeout: float = 10.0,
         idle_tasks_after: float | None = 30.0,
+        max_streams: int = 64,
     ) -> None:
         if isinstance(gateways, type):
             raise ConfigurationError("App(gateways=...) takes a list of gateway classes")
@@ -108,6 +112,7 @@ class App:
             disconnect_grace,
             disconnect_timeout,
             shutdown_timeout,
+            max_streams,
             idle_tasks_after,
         )
         #: App-wide state, also reachable as ``ws.app_state``.
@@ -295,7 +300,13 @@ class App:
             conn.consumer_running = owner
             try:
                 await session.call_hook(plan.on_connect)
-            except WebSocketDisconnect:
+            except WebSocketDisconnect as exc:
+                if ws.connection_state is WebSocketState.DISCONNECTED:
+                    return  # the peer left: the normal end of an owning handler
+                if ws.connection_state is WebSocketState.CONNECTING:
+                    await _refuse(ws, exc)
+                else:
+                    await ws.close(exc.close_code or status.WS_1011_INTERNAL_ERROR, exc.reason)
                 return
             except Exception as exc:
                 if ws.connection_state is WebSocketState.CONNECTING:
@@ -327,7 +338,7 @@ class App:
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception
     ) -> None:
         if isinstance(exc, WebSocketError) and exc.close_code is not None:
-            await ws.close(exc.close_code, exc.message[:120])
+            await ws.close(exc.close_code, exc.message)
             return
         logger.error("@on_connect %s failed on %s", plan.name, ws.path, exc_info=exc)
         if plan.on_error is not None:
@@ -361,12 +372,7 @@ async def _refuse(ws: WebSocket, exc: BaseException) -> None:
         await _http_response(send, http_status, encode({"error": err}))
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code, "reason": _truncate(reason)})
-
-
-def _truncate(reason: str) -> str:
-    data = reason.encode()[:123]
-    return data.decode(errors="ignore")
+    await send({"type": "websocket.close", "code": code, "reason": truncate_reason(reason)})
 
 
 async def _http_response(send: Send, status_code: int, body: bytes) -> None:

@@ -509,6 +509,11 @@ class Connection:
         if result == DROPPED or result == REPLACED:
             self.stats.dropped_frames += 1
             return result
+        if not outbox.started:
+            # Not accepted yet: closing would refuse a handshake nobody has answered;
+            # drop the frame instead (the client has not seen any of them).
+            self.stats.dropped_frames += 1
+            return DROPPED
         code = (
             status.WS_1008_POLICY_VIOLATION
             if self.policy is Overflow.CLOSE_POLICY

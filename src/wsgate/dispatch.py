@@ -438,7 +438,7 @@ def _constant_value(p: Param, ws: WebSocket) -> Any:
 class Session:
     """One connection's gateway instance, bound methods and connection-constant arguments."""
 
-    __slots__ = ("_entries", "app", "instance", "plan", "ws")
+    __slots__ = ("_entries", "app", "instance", "plan", "streams", "ws")
 
     def __init__(self, plan: GatewayPlan, app: App, ws: WebSocket) -> None:
         self.plan = plan
@@ -446,6 +446,8 @@ class Session:
         self.ws = ws
         self.instance = plan.cls(**plan.ctor_kwargs)
         self._entries: dict[str, tuple[Callable[..., Any], dict[str, Any], list[Any]]] = {}
+        #: Streams (async-generator handlers) running on this connection.
+        self.streams = 0
 
     def _entry(self, h: HandlerPlan) -> tuple[Callable[..., Any], dict[str, Any], list[Any]]:
         """The bound method, the connection-constant arguments by name, and the positional
@@ -471,14 +473,22 @@ class Session:
             if p.kind is Kind.EXCEPTION:
                 kwargs[p.name] = exc
         result = self.bound(h)(**kwargs)
-        if h.is_async:
+        if h.is_async or inspect.isawaitable(result):
             result = await result
         return result
 
     # -- frames ----------------------------------------------------------------------
 
     async def _send_frame(self, payload: bytes) -> None:
-        await self.ws.send({"type": "websocket.send", "text": payload.decode()})
+        # A frame answered after the connection closed (the client left mid-request, a
+        # handler closed it, shutdown) has nobody to go to: drop the answer quietly.
+        ws = self.ws
+        if ws._connection_state is not WebSocketState.CONNECTED:
+            return
+        try:
+            await ws.send({"type": "websocket.send", "text": payload.decode()})
+        except (WebSocketDisconnect, WebSocketStateError):
+            return
 
     async def send_error(
         self, id: int | str | None, code: str, message: str, detail: Any = None
@@ -541,12 +551,6 @@ class Session:
                             f"invalid data for {event!r}: {exc}",
                             [{"path": "$.data", "message": str(exc)}],
                         ) from None
-            if h.is_stream:
-                kwargs = dict(entry[1])
-                for _, p in h.slots:
-                    kwargs[p.name] = _frame_value(p, value, frame, data)
-                self._start_stream(h, kwargs, event, frame_id)
-                return
             if not h.slots:
                 result = fn(*entry[2]) if h.positional else fn(**entry[1])
             elif h.positional:
@@ -559,8 +563,17 @@ class Session:
                 for _, p in h.slots:
                     kwargs[p.name] = _frame_value(p, value, frame, data)
                 result = fn(**kwargs)
-            if h.is_async:
+            if h.is_async or inspect.isawaitable(result):
                 result = await result
+            elif inspect.isasyncgen(result):
+                await self._start_stream(h, result, event, frame_id)
+                return
+            if frame_id is not None:
+                payload = encode_reply(event, frame_id, result)
+            elif result is not None:
+                payload = encode_push(event, result)
+            else:
+                return
         except WebSocketValidationError as exc:
             await self.send_error(frame_id, "validation_error", exc.message, exc.errors)
             return
@@ -572,15 +585,12 @@ class Session:
         except WebSocketError as exc:
             await self.send_error(frame_id, exc.code, exc.message, exc.detail)
             if exc.close_code is not None:
-                await self.ws.close(exc.close_code, exc.message[:120])
+                await self.ws.close(exc.close_code, exc.message)
             return
         except Exception as exc:
             await self._failed(h, event, frame_id, exc)
             return
-        if frame_id is not None:
-            await self._send_frame(encode_reply(event, frame_id, result))
-        elif result is not None:
-            await self._send_frame(encode_push(event, result))
+        await self._send_frame(payload)
 
     async def _failed(
         self, h: HandlerPlan, event: str, frame_id: int | str | None, exc: BaseException
@@ -608,28 +618,38 @@ class Session:
         if ws.connection_state is WebSocketState.CONNECTED:
             await self.send_error(frame_id, "internal_error", "internal server error")
 
-    def _start_stream(
-        self, h: HandlerPlan, kwargs: dict[str, Any], event: str, frame_id: int | str | None
+    async def _start_stream(
+        self, h: HandlerPlan, agen: Any, event: str, frame_id: int | str | None
     ) -> None:
-        tg = self.ws._conn.tg
-        assert tg is not None
-        tg.start_soon(self._run_stream, h, kwargs, event, frame_id)
-
-    async def _run_stream(
-        self, h: HandlerPlan, kwargs: dict[str, Any], event: str, frame_id: int | str | None
-    ) -> None:
+        """Run an async-generator handler's stream beside the dispatcher."""
+        if self.streams >= self.app.config.max_streams:
+            await agen.aclose()
+            await self.send_error(
+                frame_id,
+                "too_many_streams",
+                f"at most {self.app.config.max_streams} streams may run on one connection",
+            )
+            return
+        self.streams += 1
+        # The request is answered before the stream's first item.
         if frame_id is not None:
             await self._send_frame(encode_reply(event, frame_id, None))
-        agen = self.bound(h)(**kwargs)
+        tg = self.ws._conn.tg
+        assert tg is not None
+        tg.start_soon(self._run_stream, h, agen, event)
+
+    async def _run_stream(self, h: HandlerPlan, agen: Any, event: str) -> None:
+        ws = self.ws
         try:
             async for item in agen:
+                if ws._connection_state is not WebSocketState.CONNECTED:
+                    break
                 await self._send_frame(encode_push(event, item))
-        except (WebSocketDisconnect, WebSocketStateError) as exc:
-            if self.ws.connection_state is not WebSocketState.DISCONNECTED:
-                await self._failed(h, event, None, exc)
         except Exception as exc:
-            await self._failed(h, event, None, exc)
+            if ws.connection_state is WebSocketState.CONNECTED:
+                await self._failed(h, event, None, exc)
         finally:
+            self.streams -= 1
             with anyio.CancelScope(shield=True):
                 await agen.aclose()
 

@@ -15,6 +15,7 @@ instead of hanging it.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -84,6 +85,8 @@ class TestWebSocket:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._client_closed = False
+        # Frames request() read past while looking for its answer, for later receives.
+        self._pending: deque[Message] = deque()
 
     async def _put(self, message: Message) -> None:
         if self._client_closed:
@@ -112,6 +115,8 @@ class TestWebSocket:
     async def receive(self, timeout: float | None = None) -> Message:
         """The next raw ASGI message the app sent. Raises :class:`WebSocketClosed` on a close
         and ``TimeoutError`` if nothing comes within the timeout."""
+        if self._pending:
+            return self._pending.popleft()
         if self.close_code is not None:
             raise WebSocketClosed(self.close_code, self.close_reason)
         limit = self.timeout if timeout is None else timeout
@@ -149,12 +154,23 @@ class TestWebSocket:
     async def request(
         self, event: str, data: Any = None, id: int | str = 1, timeout: float | None = None
     ) -> Any:
-        """Send an envelope with ``id`` and return the frame answering it (reply or error)."""
+        """Send an envelope with ``id`` and return the frame answering it (reply or error).
+
+        Frames that arrive before the answer are kept for the next ``receive*()`` calls.
+        """
         await self.send_event(event, data, id=id)
-        while True:
-            frame = await self.receive_json(timeout)
-            if isinstance(frame, dict) and frame.get("id") == id:
-                return frame
+        skipped: list[Message] = []
+        try:
+            while True:
+                message = await self.receive(timeout)
+                text = message.get("text")
+                if text is not None:
+                    frame = decode(text)
+                    if isinstance(frame, dict) and "id" in frame and frame["id"] == id:
+                        return frame
+                skipped.append(message)
+        finally:
+            self._pending.extendleft(reversed(skipped))
 
     async def wait_closed(self, timeout: float | None = None) -> tuple[int, str]:
         """Wait for the server's close, skipping frames; returns ``(code, reason)``."""
@@ -209,14 +225,17 @@ class TestClient:
             scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
             self._tg.start_soon(self.app, scope, app_in.receive, app_out.send)
             await to_app.send({"type": "lifespan.startup"})
-            with anyio.fail_after(self.timeout):
-                reply = await from_app.receive()
-            if reply["type"] != "lifespan.startup.complete":
+            try:
+                with anyio.fail_after(self.timeout):
+                    reply = await from_app.receive()
+                if reply["type"] != "lifespan.startup.complete":
+                    raise RuntimeError(f"app startup failed: {reply.get('message')}")
+            except BaseException:
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)
                 for stream in self._lifespan_streams:
                     stream.close()
-                raise RuntimeError(f"app startup failed: {reply.get('message')}")
+                raise
         return self
 
     async def __aexit__(

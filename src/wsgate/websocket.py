@@ -24,6 +24,12 @@ T = TypeVar("T")
 Message = dict[str, Any]
 
 
+def truncate_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
+
+
 class WebSocketState(enum.IntEnum):
     """Where a connection is in its life."""
 
@@ -476,6 +482,7 @@ class WebSocket:
         st = self._connection_state
         if st is WebSocketState.DISCONNECTED:
             return
+        reason = truncate_reason(reason)
         self._connection_state = WebSocketState.DISCONNECTED
         self.close_code = code
         self.close_reason = reason

@@ -525,6 +525,11 @@ class RedisBroadcastGroup(BroadcastGroup):
 
     async def _group_opened(self, group: str) -> None:
         self._count_dirty.add(group)
+        await self._await_subscribed(group)
+
+    async def _await_subscribed(self, group: str) -> None:
+        """Wait (up to ``command_timeout``) until Redis acknowledged our SUBSCRIBE to
+        ``group``'s channel; at once if it has, or if Redis is unreachable."""
         if not self._link_up or group in self._subscribed:
             return
         ev = self._sub_waiters.get(group)
@@ -533,7 +538,7 @@ class RedisBroadcastGroup(BroadcastGroup):
         self._poke_reconciler()
         with anyio.move_on_after(self.command_timeout) as scope:
             await ev.wait()
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and group in self._groups:
             logger.warning("Redis did not acknowledge SUBSCRIBE %s in time", self.channel(group))
 
     def _group_closed(self, group: str) -> None:
@@ -565,9 +570,11 @@ class RedisBroadcastGroup(BroadcastGroup):
         arrives. Broadcasts awaited one after the other reach every member in that order.
 
         Returns the number of frames enqueued **in this process** (other workers' members
-        are not counted). Raises :class:`BroadcastUnavailableError`, having delivered
-        nothing, while Redis is unreachable or if the PUBLISH fails. If cancelled while
-        waiting for Redis, the message may have reached other workers but not this one.
+        are not counted). Raises :class:`BroadcastUnavailableError`, without delivering
+        to this worker's members, while Redis is unreachable or if the PUBLISH fails.
+        A PUBLISH that failed after it was sent (a timeout, a connection lost while
+        waiting for the reply) or a broadcast cancelled while waiting for Redis may still
+        have reached other workers: retrying it can deliver it there twice.
         """
         return await super().broadcast(group, message, as_bytes, exclude)
 
@@ -617,6 +624,8 @@ class RedisBroadcastGroup(BroadcastGroup):
         self._count_dirty.add(group)
         if not self._link_up:
             return
+        # Also when another member opened the group and its SUBSCRIBE is still pending.
+        await self._await_subscribed(group)
         with anyio.move_on_after(self.command_timeout):
             try:
                 await self._flush_counts()
