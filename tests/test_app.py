@@ -112,3 +112,31 @@ async def test_shutdown_closes_every_connection_with_1001_and_waits_for_hooks() 
     assert closes == [(1001, "server shutting down")] * 3
     assert app.stats.connections_open == 0
     assert app.stats.connections_total == 3
+
+
+async def test_a_handshake_still_in_on_connect_at_shutdown_is_refused() -> None:
+    entered = anyio.Event()
+    release = anyio.Event()
+
+    @ws_controller("/")
+    class Slow:
+        @on_connect
+        async def connect(self) -> None:
+            entered.set()
+            await release.wait()
+
+    app = App(gateways=[Slow])
+    async with TestClient(app) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def connect() -> None:
+                with pytest.raises(WebSocketDenied) as denied:
+                    async with client.websocket_connect("/"):
+                        pass
+                assert denied.value.status == 403
+
+            tg.start_soon(connect)
+            await entered.wait()
+            tg.start_soon(app.shutdown)
+            await anyio.wait_all_tasks_blocked()
+            release.set()

@@ -129,6 +129,7 @@ class App:
         self._on_shutdown = list(on_shutdown)
         self._connections: set[WebSocket] = set()
         self._drained: anyio.Event | None = None
+        self._closing = False
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
             p for p in self.container.instances() if isinstance(p, BroadcastGroup)
         )
@@ -200,7 +201,9 @@ class App:
 
     async def shutdown(self) -> None:
         """Close every open connection with 1001 and wait (up to ``shutdown_timeout``) for
-        their ``@on_disconnect`` hooks. Called by the lifespan shutdown."""
+        their ``@on_disconnect`` hooks; handshakes still in ``@on_connect`` are refused.
+        Called by the lifespan shutdown (and by :func:`wsgate.serve` before it stops)."""
+        self._closing = True
         if not self._connections:
             return
         self._drained = anyio.Event()
@@ -325,6 +328,10 @@ class App:
             await ws.close(status.WS_1000_NORMAL_CLOSURE)
             return
         if st is WebSocketState.CONNECTING:
+            if self._closing:
+                # Shutdown began while @on_connect ran: don't accept a new connection.
+                await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
+                return
             conn.reader_on_accept = False
             await ws.accept()
         # From here the runtime owns the receive side: this task reads, a dispatcher
