@@ -30,6 +30,7 @@ __all__ = [
     "environment",
     "markdown_table",
     "rotated",
+    "publish",
     "write_result",
 ]
 
@@ -101,6 +102,14 @@ def environment() -> str:
         + ", ".join(versions)
         + f"; {platform.machine()}, {os.cpu_count()} CPUs"
     )
+
+
+def publish(name: str, report: str, out: bool) -> None:
+    """Print ``report`` and, with ``out``, write it to ``benchmarks/results/<name>``."""
+    print()
+    print(report)
+    if out:
+        print(f"written to {write_result(name, report)}")
 
 
 def write_result(name: str, text: str) -> Path:

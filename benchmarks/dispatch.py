@@ -72,8 +72,8 @@ from benchmarks._common import (
     Summary,
     environment,
     markdown_table,
+    publish,
     rotated,
-    write_result,
 )
 from wsgate import App, Json, on_message, ws_controller
 from wsgate.dispatch import Session
@@ -437,11 +437,7 @@ def run(rounds: int = 15, frames: int = 20_000, *, out: bool = True) -> str:
             "",
         ]
     )
-    print()
-    print(report)
-    if out:
-        path = write_result("dispatch.md", report)
-        print(f"written to {path}")
+    publish("dispatch.md", report, out)
     return report
 
 

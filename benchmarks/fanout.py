@@ -69,8 +69,8 @@ from benchmarks._common import (
     Summary,
     environment,
     markdown_table,
+    publish,
     rotated,
-    write_result,
 )
 from wsgate import App, BroadcastGroup, WebSocket, on_connect, ws_controller
 from wsgate.encoding import encode
@@ -298,11 +298,7 @@ def run(
             "",
         ]
     )
-    print()
-    print(report)
-    if out:
-        path = write_result("fanout.md", report)
-        print(f"written to {path}")
+    publish("fanout.md", report, out)
     return report
 
 

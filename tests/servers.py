@@ -52,41 +52,32 @@ from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def _hypercorn(worker_class: str) -> list[str]:
+    return [
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        worker_class,
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--error-logfile",
+        "-",
+        "--graceful-timeout",
+        "{graceful}",
+        "{app}",
+    ]
+
+
 #: Server kind -> command line (``{port}``, ``{app}`` and ``{graceful}``, the seconds the
 #: server waits for open connections when it stops, are filled in). hypercorn runs its
 #: default single worker process: with ``--workers 0`` the trio worker takes SIGINT as a
 #: KeyboardInterrupt raised in whichever task runs, e.g. inside the app.
 COMMANDS: dict[str, list[str]] = {
-    "hypercorn-trio": [
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        "trio",
-        "--workers",
-        "1",
-        "--bind",
-        "127.0.0.1:{port}",
-        "--error-logfile",
-        "-",
-        "--graceful-timeout",
-        "{graceful}",
-        "{app}",
-    ],
-    "hypercorn-asyncio": [
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        "asyncio",
-        "--workers",
-        "1",
-        "--bind",
-        "127.0.0.1:{port}",
-        "--error-logfile",
-        "-",
-        "--graceful-timeout",
-        "{graceful}",
-        "{app}",
-    ],
+    "hypercorn-trio": _hypercorn("trio"),
+    "hypercorn-asyncio": _hypercorn("asyncio"),
     # uvicorn's default ("auto") WebSocket implementation is websockets-sansio when the
     # websockets package is installed; name it explicitly so the test is what it says.
     "uvicorn": [
