@@ -125,6 +125,9 @@ class App:
         )
         self.router: Router[GatewayPlan] = Router([(p.template, p) for p in self.plans])
         self.http = http
+        #: HTTP endpoints wsgate serves itself (Engine.IO polling, docs, the browser
+        #: client, metrics), by path prefix; tried in order before ``http``.
+        self._http_mounts: list[tuple[str, ASGIApp]] = []
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: set[WebSocket] = set()
@@ -141,12 +144,33 @@ class App:
         if kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "http":
-            if self.http is not None:
+            mounted = self._http_mount(scope)
+            if mounted is not None:
+                await mounted(scope, receive, send)
+            elif self.http is not None:
                 await self.http(scope, receive, send)
             else:
                 await _not_found(send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def mount_http(self, prefix: str, endpoint: ASGIApp) -> None:
+        """Serve HTTP requests whose path (below ``root_path``) is ``prefix`` or starts
+        with ``prefix + "/"`` with ``endpoint``, before the ``http`` fallback. Used by
+        wsgate's own HTTP endpoints; the first matching prefix wins."""
+        self._http_mounts.append((prefix.rstrip("/") or "/", endpoint))
+
+    def _http_mount(self, scope: Scope) -> ASGIApp | None:
+        if not self._http_mounts:
+            return None
+        path: str = scope.get("path", "/")
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        for prefix, endpoint in self._http_mounts:
+            if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                return endpoint
+        return None
 
     @property
     def broadcasters(self) -> tuple[BroadcastGroup, ...]:
