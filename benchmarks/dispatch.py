@@ -76,7 +76,7 @@ from benchmarks._common import (
     rotated,
 )
 from wsgate import App, Json, on_message, ws_controller
-from wsgate.dispatch import Session
+from wsgate.session import Session
 from wsgate.testing import TestClient, TestWebSocket
 
 __all__ = ["main", "run"]

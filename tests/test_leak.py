@@ -8,7 +8,7 @@ import msgspec
 
 from wsgate import App, BroadcastGroup, Json, WebSocket, on_connect, on_message, ws_controller
 from wsgate.connection import Connection
-from wsgate.dispatch import Session
+from wsgate.session import Session
 from wsgate.testing import TestClient
 
 

@@ -131,38 +131,76 @@ async def test_on_disconnect_runs_for_a_bounded_time(caplog: pytest.LogCaptureFi
     assert any("ran past 0.2s and was cancelled" in r.getMessage() for r in caplog.records)
 
 
-async def test_idle_dispatcher_and_writer_stop_and_start_again() -> None:
+async def test_tasks_per_connection_inline_handlers_and_an_idle_writer() -> None:
+    """A handler that completes without suspending runs in the reader's own task and its
+    reply is written directly: no task is added. One that suspends hands reading to a new
+    task for as long as it runs. Broadcasts start a writer, which stops when idle."""
+    release = anyio.Event()
+
     @ws_controller("/")
     class Echo:
+        def __init__(self, groups: BroadcastGroup) -> None:
+            self.groups = groups
+
+        @on_connect
+        async def join(self, ws: WebSocket) -> None:
+            await self.groups.subscribe("g", ws)
+
         @on_message("echo")
         async def echo(self, body: Json[int]) -> int:
             return body
+
+        @on_message("wait")
+        async def wait(self) -> str:
+            await release.wait()
+            return "released"
 
     # The App calls retire_idle_tasks() every idle_tasks_after / 2 seconds; here the test
     # makes the two calls itself.
     app = App(gateways=[Echo], idle_tasks_after=None)
     async with TestClient(app) as client, client.websocket_connect("/") as ws:
+        groups = app.container.get(BroadcastGroup)
         await anyio.wait_all_tasks_blocked()
         idle = len(anyio.get_running_tasks())
-        assert (await ws.request("echo", 1, id=1))["data"] == 1
+        for i in range(3):
+            assert (await ws.request("echo", i, id=i))["data"] == i
+            await anyio.wait_all_tasks_blocked()
+            assert len(anyio.get_running_tasks()) == idle
+        # A suspending handler: a second reader reads meanwhile, and frames sent during
+        # the wait are handled after it, in order.
+        await ws.send_event("wait", id="w")
         await anyio.wait_all_tasks_blocked()
-        busy = len(anyio.get_running_tasks())
-        assert busy == idle + 2  # the dispatcher and the writer
-        conn = next(iter(app.connections))._conn
-        conn.retire_idle_tasks()  # first look: they are waiting; remember what arrived
+        assert len(anyio.get_running_tasks()) == idle + 1
+        await ws.send_event("echo", 5, id=5)
         await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == busy
-        conn.retire_idle_tasks()  # nothing arrived since: both stop
+        release.set()
+        assert await ws.receive_json() == {"event": "wait", "id": "w", "data": "released"}
+        assert (await ws.receive_json())["data"] == 5
         await anyio.wait_all_tasks_blocked()
-        assert not conn.consumer_running and not conn.outbox.writer_running
+        # The connection's first task now waits for the reader that took over.
+        idle += 1
         assert len(anyio.get_running_tasks()) == idle
-        # The next frame starts them again.
-        assert (await ws.request("echo", 2, id=2))["data"] == 2
+        assert (await ws.request("echo", 6, id=6))["data"] == 6
         await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == busy
-        # Work in between keeps them.
+        assert len(anyio.get_running_tasks()) == idle
+        # A broadcast is written by the connection's writer task, which stays for more.
+        await groups.broadcast("g", "hello")
+        assert await ws.receive_text() == "hello"
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == idle + 1
+        conn = app._connections[next(iter(app.connections))]
+        conn.retire_idle_tasks()  # first look: it is waiting; remember that
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == idle + 1
+        conn.retire_idle_tasks()  # nothing arrived since: it stops
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == idle
+        # The next broadcast starts it again; work in between keeps it.
+        await groups.broadcast("g", "again")
+        assert await ws.receive_text() == "again"
         conn.retire_idle_tasks()
-        assert (await ws.request("echo", 3, id=3))["data"] == 3
+        await groups.broadcast("g", "more")
+        assert await ws.receive_text() == "more"
         conn.retire_idle_tasks()
         await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == busy
+        assert len(anyio.get_running_tasks()) == idle + 1

@@ -5,38 +5,50 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, TypedDict, Unpack
 
 import anyio
 
 from . import status
+from .asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    denial_messages,
+    has_denial_extension,
+    strip_root_path,
+)
 from .broadcast import BroadcastGroup
-from .connection import Overflow, Stats
+from .connection import Connection, Overflow, Stats
 from .datastructures import State
 from .di import Container
-from .dispatch import GatewayPlan, Session, compile_gateway
 from .encoding import encode
-from .errors import ConfigurationError, WebSocketDisconnect, WebSocketError
+from .errors import (
+    ConfigurationError,
+    WebSocketDisconnect,
+    WebSocketError,
+    WebSocketRouteNotFoundError,
+)
+from .plan import GatewayPlan, compile_gateway
 from .routing import Router
+from .session import Session
+from .state import Receiver
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
 __all__ = ["App", "AppConfig"]
 
 logger = logging.getLogger("wsgate")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Hook = Callable[[], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class AppConfig:
-    """Runtime limits, set through :class:`App` keyword arguments."""
+    """Runtime limits, set through :class:`App` keyword arguments of the same names
+    (``App(gateways=[...], outbound_queue=512)``); the defaults live here only."""
 
     #: Frames a connection may have queued for sending before senders wait (or, for
     #: broadcasts, before the overflow policy applies).
@@ -59,6 +71,32 @@ class AppConfig:
     #: A connection's dispatcher and writer tasks stop after this many seconds (up to
     #: twice as many) without work, and start again with the next frame; None keeps them.
     idle_tasks_after: float | None = 30.0
+
+    def __post_init__(self) -> None:
+        if self.outbound_queue < 1 or self.inbound_queue < 1:
+            raise ConfigurationError("outbound_queue and inbound_queue must be >= 1")
+        if not isinstance(self.overflow, Overflow):
+            raise ConfigurationError(
+                f"overflow must be an Overflow member, not {self.overflow!r}"
+            )
+        if self.max_streams < 0:
+            raise ConfigurationError("max_streams must be >= 0")
+
+
+class AppOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`App` that set :class:`AppConfig` fields."""
+
+    outbound_queue: int
+    inbound_queue: int
+    overflow: Overflow
+    disconnect_grace: float
+    disconnect_timeout: float
+    shutdown_timeout: float
+    max_streams: int
+    idle_tasks_after: float | None
+
+
+_OPTION_NAMES = frozenset(f.name for f in fields(AppConfig))
 
 
 class App:
@@ -90,31 +128,18 @@ class App:
         http: ASGIApp | None = None,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
-        outbound_queue: int = 256,
-        inbound_queue: int = 64,
-        overflow: Overflow = Overflow.CLOSE,
-        disconnect_grace: float = 1.0,
-        disconnect_timeout: float = 5.0,
-        shutdown_timeout: float = 10.0,
-        idle_tasks_after: float | None = 30.0,
-        max_streams: int = 64,
+        **options: Unpack[AppOptions],
     ) -> None:
         if isinstance(gateways, type):
             raise ConfigurationError("App(gateways=...) takes a list of gateway classes")
-        if outbound_queue < 1 or inbound_queue < 1:
-            raise ConfigurationError("outbound_queue and inbound_queue must be >= 1")
-        if not isinstance(overflow, Overflow):
-            raise ConfigurationError(f"overflow must be an Overflow member, not {overflow!r}")
-        self.config = AppConfig(
-            outbound_queue,
-            inbound_queue,
-            overflow,
-            disconnect_grace,
-            disconnect_timeout,
-            shutdown_timeout,
-            max_streams,
-            idle_tasks_after,
-        )
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise ConfigurationError(
+                f"App() got unknown options {sorted(unknown)}; the options are "
+                f"{sorted(_OPTION_NAMES)}"
+            )
+        #: The runtime limits (see :class:`AppConfig`).
+        self.config = AppConfig(**options)
         #: App-wide state, also reachable as ``ws.app_state``.
         self.state = State()
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
@@ -130,7 +155,7 @@ class App:
         self._http_mounts: list[tuple[str, ASGIApp]] = []
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
-        self._connections: set[WebSocket] = set()
+        self._connections: dict[WebSocket, Connection] = {}
         self._drained: anyio.Event | None = None
         self._closing = False
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
@@ -163,10 +188,7 @@ class App:
     def _http_mount(self, scope: Scope) -> ASGIApp | None:
         if not self._http_mounts:
             return None
-        path: str = scope.get("path", "/")
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
+        path = strip_root_path(scope)
         for prefix, endpoint in self._http_mounts:
             if path == prefix or path.startswith(prefix + "/") or prefix == "/":
                 return endpoint
@@ -220,23 +242,22 @@ class App:
 
     def _retire_idle_tasks_once(self) -> None:
         # A function of its own, so no connection stays referenced between two sweeps.
-        for ws in list(self._connections):
-            ws._conn.retire_idle_tasks()
+        for conn in list(self._connections.values()):
+            conn.retire_idle_tasks()
 
-    async def shutdown(self) -> None:
-        """Close every open connection with 1001 and wait (up to ``shutdown_timeout``) for
-        their ``@on_disconnect`` hooks; handshakes still in ``@on_connect`` are refused.
+    async def shutdown(
+        self, code: int = status.WS_1001_GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """Close every open connection with ``code`` (1001, going away, by default; 1012
+        for a restart) and wait, up to ``shutdown_timeout``, for their
+        ``@on_disconnect`` hooks; handshakes still in ``@on_connect`` are refused.
         Called by the lifespan shutdown (and by :func:`wsgate.serve` before it stops)."""
         self._closing = True
         if not self._connections:
             return
         self._drained = anyio.Event()
-        for ws in list(self._connections):
-            if ws.connection_state is WebSocketState.CONNECTED:
-                ws._server_closed(status.WS_1001_GOING_AWAY, "server shutting down")
-                ws._conn.close_nowait(
-                    status.WS_1001_GOING_AWAY, "server shutting down", discard=False
-                )
+        for conn in list(self._connections.values()):
+            conn.close_nowait(code, reason, discard=False)
         with anyio.move_on_after(self.config.shutdown_timeout):
             await self._drained.wait()
 
@@ -246,108 +267,113 @@ class App:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        path: str = scope.get("path", "/")
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        match = self.router.match(path)
-        if match is None:
-            body = encode(
-                {"error": {"code": "not_found", "message": f"no WebSocket endpoint at {path!r}"}}
-            )
-            if "websocket.http.response" in scope.get("extensions", {}):
-                await _http_response(send, 404, body)
-            else:
-                await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
+        path = strip_root_path(scope)
+        try:
+            route, params = self.router.resolve(path)
+        except WebSocketRouteNotFoundError as exc:
+            body = encode({"error": {"code": exc.code, "message": exc.message, "detail": None}})
+            for m in denial_messages(scope, exc.http_status, body, _JSON_HEADERS):
+                await send(m)
             return
-        route, params = match
         plan = route.target
-        ws = WebSocket(
-            scope,
+        cfg = self.config
+        meta = plan.meta
+        conn = Connection(
             receive,
             send,
-            app=self,
-            path_template=plan.template,
-            path_params=params,
-            outbound_queue=plan.meta.outbound_queue,
-            overflow=plan.meta.overflow,
+            outbound_size=meta.outbound_queue or cfg.outbound_queue,
+            inbound_size=cfg.inbound_queue,
+            policy=meta.overflow or cfg.overflow,
+            stats=self.stats,
+            grace=cfg.disconnect_grace,
+            owner=not plan.has_message_handlers,
+            path=path,
         )
+        ws = WebSocket(scope, conn, app=self, path_template=plan.template, path_params=params)
         self.stats.connections_total += 1
         self.stats.connections_open += 1
-        self._connections.add(ws)
+        self._connections[ws] = conn
         try:
-            await self._run(plan, ws)
+            await self._run(plan, conn, ws)
         finally:
-            self._connections.discard(ws)
+            del self._connections[ws]
             self.stats.connections_open -= 1
             if self._drained is not None and not self._connections:
                 self._drained.set()
 
-    async def _run(self, plan: GatewayPlan, ws: WebSocket) -> None:
+    async def _run(self, plan: GatewayPlan, conn: Connection, ws: WebSocket) -> None:
         try:
-            session = Session(plan, self, ws)
+            session = Session(plan, self, conn, ws)
         except Exception as exc:
             logger.exception("could not build gateway %s for %s", plan.name, ws.path)
-            await _refuse(ws, exc)
+            await _refuse(conn, ws, exc)
             return
         try:
-            async with anyio.create_task_group() as tg:
-                ws._conn.tg = tg
-                await self._serve(plan, session, ws)
+            async with conn.running():
+                await self._serve(plan, session, conn, ws)
+        except* Exception as failure:
+            # A bug in wsgate itself (user code is contained where it runs): only this
+            # connection ends, with 1011, and the server never sees the exception.
+            logger.error(
+                "wsgate runtime error on %s; closing the connection with 1011",
+                ws.path,
+                exc_info=failure.exceptions[0] if len(failure.exceptions) == 1 else failure,
+            )
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await conn.abort(status.WS_1011_INTERNAL_ERROR, "internal error")
         finally:
-            ws._conn.outbox.finish(discard=True)
+            conn.state.ended()
             with anyio.CancelScope(shield=True):
                 for group in self.broadcasters:
                     await group.unsubscribe_all(ws)
-                if ws._accepted and plan.on_disconnect is not None:
-                    if ws.close_code is None:
-                        ws._server_closed(status.WS_1006_ABNORMAL_CLOSURE, "")
-                    with anyio.move_on_after(self.config.disconnect_timeout) as scope:
-                        try:
-                            await session.call_hook(plan.on_disconnect)
-                        except Exception:
-                            logger.exception(
-                                "@on_disconnect hook %s failed", plan.on_disconnect.qualname
-                            )
-                    if scope.cancelled_caught:
-                        logger.error(
-                            "@on_disconnect hook %s ran past %.1fs and was cancelled",
-                            plan.on_disconnect.qualname,
-                            self.config.disconnect_timeout,
-                        )
+                if conn.state.accepted and plan.on_disconnect is not None:
+                    await self._on_disconnect(plan, session)
 
-    async def _serve(self, plan: GatewayPlan, session: Session, ws: WebSocket) -> None:
-        conn = ws._conn
-        # A gateway without @on_message handlers may own the connection from @on_connect:
-        # if it accepts, a reader task feeds its receive_*() calls.
-        owner = conn.reader_on_accept = not plan.has_message_handlers
-        if plan.on_connect is not None:
-            # While an owning @on_connect runs, it is the connection's consumer: when the
-            # peer leaves, it gets the grace period to finish the frames already read.
-            conn.consumer_running = owner
+    async def _on_disconnect(self, plan: GatewayPlan, session: Session) -> None:
+        hook = plan.on_disconnect
+        assert hook is not None
+        with anyio.move_on_after(self.config.disconnect_timeout) as scope:
             try:
-                await session.call_hook(plan.on_connect)
+                await session.call_hook(hook)
+            except Exception:
+                logger.exception("@on_disconnect hook %s failed", hook.qualname)
+        if scope.cancelled_caught:
+            logger.error(
+                "@on_disconnect hook %s ran past %.1fs and was cancelled",
+                hook.qualname,
+                self.config.disconnect_timeout,
+            )
+
+    async def _serve(
+        self, plan: GatewayPlan, session: Session, conn: Connection, ws: WebSocket
+    ) -> None:
+        if plan.on_connect is not None:
+            try:
+                if conn.owner:
+                    # An owning @on_connect is the connection's consumer: when the peer
+                    # leaves, it gets the grace period to finish the frames already read.
+                    async with conn.consuming():
+                        await session.call_hook(plan.on_connect)
+                else:
+                    await session.call_hook(plan.on_connect)
             except WebSocketDisconnect as exc:
-                if ws.connection_state is WebSocketState.DISCONNECTED:
+                if conn.state.peer_left:
                     return  # the peer left: the normal end of an owning handler
                 if ws.connection_state is WebSocketState.CONNECTING:
-                    await _refuse(ws, exc)
+                    await _refuse(conn, ws, exc)
                 else:
                     await ws.close(exc.close_code or status.WS_1011_INTERNAL_ERROR, exc.reason)
                 return
             except Exception as exc:
                 if ws.connection_state is WebSocketState.CONNECTING:
-                    await _refuse(ws, exc)
+                    await _refuse(conn, ws, exc)
                 elif ws.connection_state is WebSocketState.CONNECTED:
                     await self._owner_failed(plan, session, ws, exc)
                 return
-            finally:
-                if owner:
-                    conn.consumer_finished()
         st = ws.connection_state
         if st is WebSocketState.DISCONNECTED:
             return
-        if st is WebSocketState.CONNECTED and conn.reader_task:
+        if st is WebSocketState.CONNECTED and conn.state.receiver is Receiver.OWNER:
             # @on_connect accepted and owned the connection; it returned: we're done.
             await ws.close(status.WS_1000_NORMAL_CLOSURE)
             return
@@ -356,14 +382,9 @@ class App:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
                 await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
                 return
-            conn.reader_on_accept = False
+            conn.owner = False  # @on_connect did not take the connection: dispatch
             await ws.accept()
-        # From here the runtime owns the receive side: this task reads, a dispatcher
-        # task (started with the first frame) handles.
-        ws._runtime_receives = True
-        conn.consumer = session.dispatch
-        conn.consumer_retires = plan.meta.concurrency == 1
-        await conn.read_loop()
+        await conn.serve(session)
 
     async def _owner_failed(
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception
@@ -380,7 +401,10 @@ class App:
         await ws.close(status.WS_1011_INTERNAL_ERROR, "internal error")
 
 
-async def _refuse(ws: WebSocket, exc: BaseException) -> None:
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _refuse(conn: Connection, ws: WebSocket, exc: BaseException) -> None:
     """Refuse a handshake after ``@on_connect`` raised ``exc``.
 
     With the denial extension: the error's ``http_status`` (403 for a WebSocketError) or
@@ -397,27 +421,15 @@ async def _refuse(ws: WebSocket, exc: BaseException) -> None:
         code, http_status = status.WS_1011_INTERNAL_ERROR, 500
         err = {"code": "internal_error", "message": "internal server error", "detail": None}
         reason = "internal error"
-    ws._server_closed(code, reason)
-    send = ws._conn.send
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await _http_response(send, http_status, encode({"error": err}))
-        return
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code, "reason": truncate_reason(reason)})
-
-
-async def _http_response(send: Send, status_code: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": body})
+    reason = truncate_reason(reason)
+    if has_denial_extension(ws.scope):
+        messages = denial_messages(ws.scope, http_status, encode({"error": err}), _JSON_HEADERS)
+    else:
+        messages = [
+            {"type": "websocket.accept"},
+            {"type": "websocket.close", "code": code, "reason": reason},
+        ]
+    await conn.send_refusal(messages, code, reason)
 
 
 async def _not_found(send: Send) -> None:

@@ -1,22 +1,29 @@
-"""The per-connection runtime: one task group, a reader, a writer, bounded channels.
+"""The per-connection runtime: one task group, bounded queues, one reader, one sender.
 
 ::
 
-    ASGI receive --reader--> Inbox (bounded) --dispatcher--> handlers
-    ws.send_* / broadcasts --> Outbox (bounded) --writer--> ASGI send
+    ASGI receive --reader--> handler (inline) ----------------> reply --> ASGI send
+                        \\--> Inbox (bounded) --dispatcher--> handler     (one sender
+    ws.send_* / broadcasts --> Outbox (bounded) --writer-----------------> at a time)
 
-The reader is the only caller of ``receive`` and the writer the only caller of ``send``
-once a connection is accepted. A send that can wait (a handler replying) waits while the
-outbox is full; a send that must not wait (a broadcast) calls :meth:`Connection.offer`,
-which never blocks and applies the connection's :class:`Overflow` policy. The writer
-takes everything queued at each wake-up. On hypercorn's trio worker an ASGI ``send`` to
-a client that stopped reading blocks and cannot be cancelled: only this one writer is
-ever stuck there; nothing else awaits it.
+Reading: exactly one task calls ASGI ``receive`` at a time. A frame that arrives while
+nothing else is being handled is handled by the reader itself; if its handler suspends,
+a new reader task takes over reading at once and the task that received the frame
+finishes it and becomes the dispatcher, which handles what the new reader queues in the
+inbox, in arrival order. So a handler that completes without suspending costs no task
+wake-up, and one that waits never delays reading (or noticing that the peer left).
 
-The reader of a gateway with ``@on_message`` handlers is the connection's own ASGI task;
-the dispatcher and the writer are started in the connection's task group when the first
-frame arrives and when the first frame is queued for sending, so an idle connection
-costs one task, like a bare ASGI app, and a busy one three.
+Sending: one sender at a time calls ASGI ``send``. A reply is written directly by the
+task that produced it when nothing is queued and no send is in flight; otherwise it
+joins the outbox, which the writer task drains (all that is queued at each wake-up). A
+send that can wait (a handler replying) waits while the outbox is full; a send that
+must not wait (a broadcast) calls :meth:`Connection.offer`, which never blocks and
+applies the connection's :class:`Overflow` policy. On hypercorn's trio worker an ASGI
+``send`` to a client that stopped reading blocks and cannot be cancelled: only that
+client's own connection is ever stuck there.
+
+The lifecycle (accepted, closing, peer left, who reads) is the sans-I/O
+:class:`~wsgate.state.ConnectionState`; this module only does the I/O around it.
 """
 
 from __future__ import annotations
@@ -24,23 +31,24 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from . import status
+from .asgi import Message, Receive, Send
 from .datastructures import Counters
+from .state import ConnectionState, Phase, Receiver
 
 if TYPE_CHECKING:
-    from .websocket import WebSocket
+    from .session import Session
 
-__all__ = ["Connection", "Inbox", "Outbox", "Overflow", "Stats"]
+__all__ = ["Connection", "Inbox", "Offer", "Outbox", "Overflow", "Stats"]
 
 logger = logging.getLogger("wsgate")
-
-Message = dict[str, Any]
 
 
 class Overflow(enum.Enum):
@@ -56,6 +64,22 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop_oldest"
 
 
+class Offer(enum.Enum):
+    """The outcome of a non-blocking enqueue (:meth:`Connection.offer`)."""
+
+    #: Queued.
+    QUEUED = "queued"
+    #: Queued, after dropping the oldest queued frame (``Overflow.DROP_OLDEST``).
+    REPLACED = "replaced"
+    #: The outbox was full and the new frame was dropped.
+    DROPPED = "dropped"
+    #: The connection is closing or closed; nothing was queued.
+    CLOSED = "closed"
+    #: The outbox was full and the policy closed this slow consumer (what it had queued
+    #: is dropped).
+    SLOW = "slow"
+
+
 class Stats(Counters):
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
     counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
@@ -65,14 +89,6 @@ class Stats(Counters):
     connections_open: int
     dropped_frames: int
     slow_consumer_closes: int
-
-
-# Outcomes of Connection.offer
-QUEUED = 1
-DROPPED = 0
-CLOSED = -1  # the connection was already closing
-SLOW = -2  # the outbox was full and the policy closed this consumer
-REPLACED = 2  # queued after dropping the oldest queued frame (Overflow.DROP_OLDEST)
 
 
 def event_class() -> Callable[[], anyio.Event]:
@@ -88,195 +104,128 @@ def event_class() -> Callable[[], anyio.Event]:
     return anyio.Event  # pragma: no cover
 
 
-class _Waitable:
-    """One task waits on ``_wake``; :meth:`_notify` wakes it. :meth:`retire_if_idle`
-    asks a task that has waited since the previous call, with nothing arriving, to stop
-    (it is started again when work arrives)."""
+class _Signal:
+    """Tasks wait; :meth:`set` wakes every one of them (a no-op when nobody waits).
 
-    __slots__ = ("_arrived", "_event", "_seen", "_wake", "retire")
-    _event: Callable[[], anyio.Event]
-    _wake: anyio.Event | None
-    _arrived: int
-    _seen: int
-    retire: bool
-
-    def _notify(self) -> None:
-        ev = self._wake
-        if ev is not None:
-            self._wake = None
-            ev.set()
-
-    def retire_if_idle(self) -> bool:
-        """Called periodically; True if the waiting task was asked to stop."""
-        idle = self._wake is not None and self._arrived == self._seen
-        self._seen = self._arrived
-        if idle:
-            self.retire = True
-            self._notify()
-        return idle
-
-
-class Outbox(_Waitable):
-    """The frames queued for one connection's writer; bounded by ``capacity``.
-
-    Producers append; the writer takes the whole list at each wake-up (frames it holds
-    but has not sent yet still count against the capacity). Once :meth:`finish` is called
-    nothing more is accepted but the final close frame.
+    The event is built only when a task actually has to wait, so a connection that
+    never waits allocates none.
     """
 
-    __slots__ = (
-        "_abandon",
-        "_conn",
-        "_inflight",
-        "_queue",
-        "_room",
-        "capacity",
-        "finished",
-        "started",
-        "writer_running",
-    )
+    __slots__ = ("_event", "_make")
 
-    def __init__(self, capacity: int, conn: Connection, event: Callable[[], anyio.Event]) -> None:
-        self._event = event
+    def __init__(self, make: Callable[[], anyio.Event]) -> None:
+        self._make = make
+        self._event: anyio.Event | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self._event is not None
+
+    async def wait(self) -> None:
+        ev = self._event
+        if ev is None:
+            ev = self._event = self._make()
+        await ev.wait()
+
+    def set(self) -> None:
+        ev = self._event
+        if ev is not None:
+            self._event = None
+            ev.set()
+
+
+class Outbox:
+    """The frames queued for one connection's writer, bounded by ``capacity``.
+
+    A plain bounded queue: producers append, the writer takes everything at each
+    wake-up (frames it holds but has not sent yet still count against the capacity).
+    Who may append is the connection's business, not the queue's.
+    """
+
+    __slots__ = ("_queue", "capacity", "inflight", "room")
+
+    def __init__(self, capacity: int, make: Callable[[], anyio.Event]) -> None:
         self._queue: list[Message] = []
         self.capacity = capacity
-        self._inflight = 0
-        self._wake: anyio.Event | None = None
-        self._arrived = self._seen = 0
-        self.retire = False
-        self._room: anyio.Event | None = None
-        self.finished = False
-        self._abandon = False
-        self._conn = conn
-        #: True once the handshake was accepted: before, frames wait for the accept.
-        self.started = False
-        self.writer_running = False
+        #: Frames taken by the writer and not sent yet.
+        self.inflight = 0
+        #: Wakes a producer waiting for room.
+        self.room = _Signal(make)
 
     def __len__(self) -> int:
-        return len(self._queue) + self._inflight
+        return len(self._queue) + self.inflight
 
-    def _push(self, message: Message) -> None:
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) + self.inflight >= self.capacity
+
+    def append(self, message: Message) -> None:
         self._queue.append(message)
-        self._arrived += 1
-        if self._wake is not None:
-            self._notify()
-        elif not self.writer_running and self.started:
-            self._conn.start_writer()
 
-    def start(self) -> None:
-        """The handshake is accepted: the writer may send (and sends what is queued)."""
-        self.started = True
-        if self._queue and not self.writer_running:
-            self._conn.start_writer()
-
-    def put_nowait(self, message: Message) -> bool:
-        """Queue ``message`` if there is room (and the outbox is open); False otherwise."""
-        if self.finished or len(self._queue) + self._inflight >= self.capacity:
-            return False
-        self._push(message)
-        return True
-
-    async def put(self, message: Message) -> bool:
-        """Queue ``message``, waiting while the outbox is full. False if finished."""
-        while len(self._queue) + self._inflight >= self.capacity and not self.finished:
-            if self._room is None:
-                self._room = self._event()
-            await self._room.wait()
-        if self.finished:
-            return False
-        self._push(message)
-        return True
-
-    def try_put(self, message: Message, policy: Overflow) -> int:
-        """Queue without waiting; on a full outbox apply ``policy``.
-
-        Returns QUEUED, REPLACED (queued, the oldest frame dropped), DROPPED (the new
-        frame dropped), CLOSED (the outbox is finished) or SLOW (the policy says close
-        this consumer; the caller closes it).
-        """
-        if self.finished:
-            return CLOSED
+    def offer(self, message: Message, policy: Overflow) -> Offer:
+        """Queue ``message`` if there is room; on a full outbox apply ``policy``:
+        QUEUED, REPLACED, DROPPED, or SLOW (the policy says close; the caller closes)."""
         q = self._queue
-        if len(q) + self._inflight < self.capacity:
-            self._push(message)
-            return QUEUED
+        if len(q) + self.inflight < self.capacity:
+            q.append(message)
+            return Offer.QUEUED
         if policy is Overflow.DROP_NEWEST or (policy is Overflow.DROP_OLDEST and not q):
-            return DROPPED
+            return Offer.DROPPED
         if policy is Overflow.DROP_OLDEST:
             del q[0]
             q.append(message)
-            return REPLACED
-        return SLOW
+            return Offer.REPLACED
+        return Offer.SLOW
 
-    def finish(self, discard: bool) -> int:
-        """Accept nothing more; with ``discard`` drop what is queued (and what the writer
-        holds unsent). Returns the number of frames dropped."""
-        self.finished = True
-        dropped = 0
-        if discard:
-            dropped = len(self._queue) + self._inflight
-            self._queue = []
-            self._abandon = True
-        self._notify()
-        room = self._room
-        if room is not None:
-            self._room = None
-            room.set()
-        return dropped
-
-    def _sent_one(self) -> None:
-        self._inflight -= 1
-        room = self._room
-        if room is not None and len(self._queue) + self._inflight < self.capacity:
-            self._room = None
-            room.set()
-
-    async def take(self) -> list[Message] | None:
-        """Everything queued, waiting while there is nothing; None once finished and
-        drained, or when the writer was idle long enough to retire."""
-        while not self._queue:
-            if self.finished or self.retire:
-                self.retire = False
-                return None
-            ev = self._wake = self._event()
-            await ev.wait()
+    def take(self) -> list[Message]:
+        """Everything queued (now in flight)."""
         batch = self._queue
         self._queue = []
-        self._inflight = len(batch)
-        self._abandon = False
+        self.inflight = len(batch)
         return batch
 
+    def sent_one(self) -> None:
+        if self.inflight > 0:
+            self.inflight -= 1
+        if self.room.waiting and not self.full:
+            self.room.set()
 
-class Inbox(_Waitable):
+    def discard(self) -> int:
+        """Drop everything queued and in flight; returns how many frames were dropped."""
+        dropped = len(self._queue) + self.inflight
+        self._queue = []
+        self.inflight = 0
+        self.room.set()
+        return dropped
+
+
+class Inbox:
     """Frames received and not yet handled; bounded: the reader waits while it is full,
     which stops reading from the socket (TCP backpressure on the client)."""
 
-    __slots__ = ("_queue", "_room", "capacity", "closed")
+    __slots__ = ("_queue", "arrived", "capacity", "room")
 
-    def __init__(self, capacity: int, event: Callable[[], anyio.Event]) -> None:
-        self._event = event
-        self._queue: deque[Message] | None = None
+    def __init__(self, capacity: int, make: Callable[[], anyio.Event]) -> None:
+        self._queue: deque[Message] = deque()
         self.capacity = capacity
-        self._wake: anyio.Event | None = None
-        self._arrived = self._seen = 0
-        self.retire = False
-        self._room: anyio.Event | None = None
-        self.closed = False
+        #: Wakes the consumer waiting for a frame.
+        self.arrived = _Signal(make)
+        #: Wakes the reader waiting for room.
+        self.room = _Signal(make)
 
     def __len__(self) -> int:
-        return len(self._queue) if self._queue is not None else 0
+        return len(self._queue)
 
     async def put(self, message: Message) -> None:
         """Queue a received frame, waiting while the inbox is full."""
         q = self._queue
-        if q is None:
-            q = self._queue = deque()
         while len(q) >= self.capacity:
-            room = self._room = self._event()
-            await room.wait()
+            await self.room.wait()
         q.append(message)
-        self._arrived += 1
-        self._notify()
+        self.arrived.set()
 
     def get_nowait(self) -> Message | None:
         """The next frame, or None if there is none right now."""
@@ -284,243 +233,513 @@ class Inbox(_Waitable):
         if not q:
             return None
         message = q.popleft()
-        room = self._room
-        if room is not None:
-            self._room = None
-            room.set()
+        self.room.set()
         return message
 
-    async def wait(self) -> None:
-        """Wait until a frame arrives or the inbox is closed."""
-        if self._queue or self.closed:
-            return
-        ev = self._wake = self._event()
-        await ev.wait()
 
-    async def get(self) -> Message | None:
-        """The next frame, waiting for one; None once closed and empty."""
+class _Resume:
+    """Await a coroutine that was already started with ``send(None)`` and suspended,
+    from the same task: re-yield what it yielded and forward what the event loop sends
+    back (or throws in, such as cancellation). Backend-agnostic: it is what ``await``
+    itself does."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self._coro, self._first
         while True:
-            message = self.get_nowait()
-            if message is not None:
-                return message
-            if self.closed:
-                return None
-            await self.wait()
-
-    def close(self) -> None:
-        """No more frames will come (the peer left)."""
-        self.closed = True
-        self._notify()
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class Connection:
-    """The runtime state of one connection: its task group, inbox, outbox and tasks.
+    """The runtime of one connection: its lifecycle state, queues and tasks.
 
-    Created by :class:`~wsgate.App` for each WebSocket scope. Not part of the public API:
-    handlers use the :class:`~wsgate.WebSocket` facade.
+    Built by :class:`~wsgate.App` for each WebSocket scope; the
+    :class:`~wsgate.WebSocket` handed to handlers is a facade over it. Not public API.
     """
 
     __slots__ = (
-        "consumer",
-        "consumer_done",
-        "consumer_running",
-        "consumer_retires",
+        "_consumers",
+        "_consumers_done",
+        "_dispatcher_active",
+        "_event",
+        "_receive",
+        "_send",
+        "_sending",
+        "_session",
+        "_tg",
+        "_writer_active",
+        "_writer_idle",
+        "_writer_wake",
         "grace",
         "inbox",
         "outbox",
+        "owner",
+        "path",
         "policy",
-        "reader_on_accept",
-        "reader_task",
-        "receive",
-        "send",
+        "state",
         "stats",
-        "tg",
-        "ws",
     )
 
     def __init__(
         self,
-        ws: WebSocket,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
+        receive: Receive,
+        send: Send,
         *,
         outbound_size: int,
         inbound_size: int,
         policy: Overflow,
         stats: Stats,
         grace: float,
+        owner: bool = False,
+        path: str = "",
     ) -> None:
-        self.ws = ws
-        self.receive = receive
-        self.send = send
-        self.tg: TaskGroup | None = None
-        event = event_class()
-        self.outbox = Outbox(outbound_size, self, event)
+        self._receive = receive
+        self._send = send
+        self.state = ConnectionState()
+        event = self._event = event_class()
+        self.outbox = Outbox(outbound_size, event)
         self.inbox = Inbox(inbound_size, event)
         self.policy = policy
         self.stats = stats
         self.grace = grace
-        #: True when a reader task feeds the inbox (gateways that own their connection).
-        self.reader_task = False
-        #: Start a reader task at accept (set for gateways whose @on_connect owns the
-        #: connection; a dispatching gateway's own task reads after @on_connect).
-        self.reader_on_accept = False
-        #: Started when the first frame arrives (the dispatcher), if set.
-        self.consumer: Callable[[], Awaitable[None]] | None = None
-        self.consumer_running = False
-        #: The dispatcher may stop when idle (sequential dispatch only).
-        self.consumer_retires = False
-        self.consumer_done: anyio.Event | None = None
+        #: The gateway has no @on_message handlers: once @on_connect accepts, a reader
+        #: task feeds its ws.receive*() calls.
+        self.owner = owner
+        #: The request path (for log lines).
+        self.path = path
+        self._tg: TaskGroup | None = None
+        self._session: Session | None = None
+        # Who runs: at most one writer, at most one sequential dispatcher; consumers
+        # (dispatchers, an owning handler) are waited for, up to ``grace``, when the
+        # peer leaves.
+        self._writer_active = False
+        self._writer_wake = _Signal(event)
+        self._writer_idle = 0  # wake-ups with nothing to do since the last sweep
+        self._sending = False
+        self._dispatcher_active = False
+        self._consumers = 0
+        self._consumers_done: anyio.Event | None = None
 
-    # -- tasks -----------------------------------------------------------------------
+    # -- the task group ------------------------------------------------------------------
 
-    def start_writer(self) -> None:
-        """Start the writer task (called when the first frame is queued after accept)."""
-        tg = self.tg
-        assert tg is not None
-        self.outbox.writer_running = True
-        tg.start_soon(self._writer)
-
-    def start_reader_task(self) -> None:
-        """Read in a task of its own (for gateways whose handler owns the connection)."""
-        assert self.tg is not None
-        self.reader_task = True
-        self.tg.start_soon(self.read_loop)
-
-    async def _run_consumer(self) -> None:
-        consumer = self.consumer
-        assert consumer is not None
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The connection's task group: every task of this connection (reader, writer,
+        dispatcher, streams) runs inside it and is cancelled when it ends."""
         try:
-            await consumer()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                yield
         finally:
-            self.consumer_finished()
+            self._tg = None
+            dropped = self.outbox.discard()
+            if dropped:
+                self.stats.dropped_frames += dropped
 
-    def consumer_finished(self) -> None:
-        """The consumer of the inbox (dispatcher, or an owning handler) has returned."""
-        self.consumer_running = False
-        done = self.consumer_done
-        if done is not None:
-            done.set()
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the connection's task group."""
+        tg = self._tg
+        if tg is None:
+            raise RuntimeError("the connection is not running")
+        tg.start_soon(fn, *args)
 
-    async def read_loop(self) -> None:
-        """Receive frames into the inbox until the peer leaves, then end the connection.
+    def cancel(self) -> None:
+        """Cancel every task of this connection."""
+        tg = self._tg
+        if tg is not None:
+            tg.cancel_scope.cancel()
+
+    # -- handshake -----------------------------------------------------------------------
+
+    async def accept(self, message: Message) -> None:
+        """Send the accept message; from now on frames flow both ways."""
+        state = self.state
+        if state.phase is not Phase.CONNECTING:
+            state.accept()  # raises, naming the state
+        await self._send(message)
+        state.accept()
+        if self.owner and state.receiver is Receiver.HANDSHAKE:
+            state.hand_receive_to(Receiver.OWNER)
+            self.spawn(self._read_loop)
+        if self.outbox:
+            self._kick_writer()
+
+    async def send_refusal(self, messages: list[Message], code: int, reason: str) -> None:
+        """Refuse the handshake with ``messages`` (a close, or an HTTP denial)."""
+        self.state.refuse(code, reason)
+        for message in messages:
+            await self._send(message)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def receive(self) -> Message | None:
+        """The next frame for a handler that reads (``@on_connect``, or an owning
+        gateway's handler); None once the peer has left and everything it sent was
+        taken. Raises WebSocketStateError where reading is the runtime's job."""
+        state = self.state
+        state.check_receive()
+        if state.receiver is Receiver.HANDSHAKE:
+            # Inside @on_connect: read straight from ASGI.
+            message = await self._receive()
+            if message["type"] == "websocket.disconnect":
+                self._peer_left(message)
+                return None
+            return message
+        inbox = self.inbox
+        while True:
+            queued = inbox.get_nowait()
+            if queued is not None:
+                return queued
+            if state.peer_left:
+                return None
+            await inbox.arrived.wait()
+
+    @asynccontextmanager
+    async def consuming(self) -> AsyncIterator[None]:
+        """Mark a consumer of this connection's frames as running: when the peer leaves,
+        the reader waits for it (up to ``grace``) before cancelling the connection."""
+        self._consumers += 1
+        try:
+            yield
+        finally:
+            self._consumer_done()
+
+    def _consumer_done(self) -> None:
+        self._consumers -= 1
+        if not self._consumers and self._consumers_done is not None:
+            self._consumers_done.set()
+
+    async def serve(self, session: Session) -> None:
+        """Read and dispatch frames through ``session`` until the connection ends."""
+        self.state.hand_receive_to(Receiver.RUNTIME)
+        self._session = session
+        await self._read_loop()
+
+    async def _read_loop(self) -> None:
+        """Receive until the peer leaves, then end the connection.
 
         Frames already received are still handled, for at most ``grace`` seconds; then
         the connection's task group is cancelled, so no handler keeps running for a
         client that is gone.
         """
-        receive = self.receive
+        receive = self._receive
         inbox = self.inbox
-        ws = self.ws
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    await inbox.put(message)
-                    if self.consumer is not None and not self.consumer_running:
-                        self.consumer_running = True
-                        assert self.tg is not None
-                        self.tg.start_soon(self._run_consumer)
-                elif kind == "websocket.disconnect":
-                    ws._peer_closed(message.get("code", 1005), message.get("reason") or "")
-                    break
-        finally:
-            inbox.close()
-        dropped = self.outbox.finish(discard=True)
-        if dropped:
-            self.stats.dropped_frames += dropped
-        if self.consumer_running and self.grace > 0:
-            done = self.consumer_done = anyio.Event()
+        session = self._session
+        inline = session is not None and session.sequential
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                if inline and not self._dispatcher_active:
+                    assert session is not None
+                    if not await self._handle_inline(session, message):
+                        return  # this task became the dispatcher; another one reads
+                    continue
+                await inbox.put(message)
+                if session is not None and not self._dispatcher_active:
+                    self._start_dispatcher()
+            elif kind == "websocket.disconnect":
+                self._peer_left(message)
+                break
+        if self._consumers and self.grace > 0:
+            done = self._consumers_done = self._event()
             with anyio.move_on_after(self.grace):
                 await done.wait()
-        assert self.tg is not None
-        self.tg.cancel_scope.cancel()
+        self.cancel()
 
-    async def _writer(self) -> None:
-        send = self.send
+    async def _handle_inline(self, session: Session, message: Message) -> bool:
+        """Handle ``message`` in the reader's own task. If the handler suspends, start a
+        new reader, finish the frame here and go on as the dispatcher; returns False
+        then (this task no longer reads)."""
+        coro = session.handle(message)
+        try:
+            first = coro.send(None)
+        except StopIteration as done:
+            payload = done.value
+            if payload is not None:
+                await self.send_reply(payload)
+            return True
+        # The handler waits for something: reading must go on without this task.
+        self._dispatcher_active = True
+        self._consumers += 1
+        self.spawn(self._read_loop)
+        try:
+            payload = await _Resume(coro, first)
+            if payload is not None:
+                await self.send_reply(payload)
+            await self._dispatch(session)
+        finally:
+            self._dispatcher_active = False
+            self._consumer_done()
+        return False
+
+    def _start_dispatcher(self) -> None:
+        self._dispatcher_active = True
+        self._consumers += 1
+        session = self._session
+        assert session is not None
+        self.spawn(self._run_dispatcher, session)
+
+    async def _run_dispatcher(self, session: Session) -> None:
+        try:
+            if session.sequential:
+                await self._dispatch(session)
+            else:
+                await self._dispatch_concurrently(session, session.concurrency)
+        finally:
+            self._dispatcher_active = False
+            self._consumer_done()
+
+    async def _dispatch(self, session: Session) -> None:
+        """Handle queued frames in arrival order until the inbox is empty; the reader
+        then handles frames inline again."""
+        inbox = self.inbox
+        handle = session.handle
+        while True:
+            message = inbox.get_nowait()
+            if message is None:
+                return
+            payload = await handle(message)
+            if payload is not None:
+                await self.send_reply(payload)
+
+    async def _dispatch_concurrently(self, session: Session, n: int) -> None:
+        inbox = self.inbox
+        sem = anyio.Semaphore(n)
+
+        async def run(message: Message) -> None:
+            try:
+                payload = await session.handle(message)
+                if payload is not None:
+                    await self.send_reply(payload)
+            finally:
+                sem.release()
+
+        while True:
+            message = inbox.get_nowait()
+            if message is None:
+                if self.state.peer_left:
+                    break
+                await inbox.arrived.wait()
+                continue
+            await sem.acquire()
+            self.spawn(run, message)
+        for _ in range(n):
+            await sem.acquire()
+
+    def _peer_left(self, message: Message) -> None:
+        self.state.peer_closed(message.get("code", 1005), message.get("reason") or "")
+        self.inbox.arrived.set()
+        dropped = self.outbox.discard()
+        if dropped:
+            self.stats.dropped_frames += dropped
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        """Queue ``message`` for the writer; waits only while the outbox is full (so a
+        handler pushing to a client that stopped reading is held back by the outbox's
+        bound, never by the transport). Raises WebSocketDisconnect / WebSocketStateError
+        if the connection is not open (or stops being open while waiting)."""
+        state = self.state
+        if state.phase is not Phase.OPEN:
+            raise state.error("send")
+        outbox = self.outbox
+        while outbox.full:
+            await outbox.room.wait()
+            if state.phase is not Phase.OPEN:
+                raise state.error("send")
+        outbox.append(message)
+        self._kick_writer()
+
+    async def send_reply(self, payload: bytes) -> None:
+        """Send an encoded reply or error frame: written directly by the calling task
+        when nothing is queued and no send is in flight, else queued behind what is.
+        Dropped quietly if the connection is no longer open (the client left
+        mid-request, a handler closed it, shutdown)."""
+        if self.state.phase is not Phase.OPEN:
+            return
+        message = {"type": "websocket.send", "text": payload.decode()}
         outbox = self.outbox
         try:
+            if not self._sending and not outbox and not outbox.inflight:
+                await self._send_now(message)
+            else:
+                await self.send(message)
+        except Exception:
+            if self.state.phase is Phase.OPEN:
+                raise
+
+    async def _send_now(self, message: Message) -> None:
+        self._sending = True
+        try:
+            await self._send(message)
+        except Exception as exc:
+            self._transport_failed(exc)
+            raise self.state.error("send") from None
+        finally:
+            self._sending = False
+        if self.outbox:
+            self._kick_writer()
+
+    def _transport_failed(self, exc: BaseException) -> None:
+        # The transport is gone (servers raise OSError subclasses or their own errors
+        # for a send after the client left): end the connection.
+        logger.debug("send failed on %s: %r", self.path, exc)
+        self.state.peer_closed(status.WS_1006_ABNORMAL_CLOSURE, "")
+        self.outbox.discard()
+        self.inbox.arrived.set()
+        self.cancel()
+
+    def _kick_writer(self) -> None:
+        """Something was queued: wake the writer, or start one (once accepted)."""
+        if self._writer_active:
+            self._writer_wake.set()
+        elif not self._sending and self.state.accepted and self._tg is not None:
+            self._writer_active = True
+            self._tg.start_soon(self._writer)
+
+    async def _writer(self) -> None:
+        outbox = self.outbox
+        state = self.state
+        send = self._send
+        try:
             while True:
-                batch = await outbox.take()
-                if batch is None:
-                    return
-                for message in batch:
-                    if outbox._abandon:
-                        break
+                if not outbox or self._sending:
+                    if state.phase is Phase.CLOSED or self._writer_idle < 0:
+                        return
+                    await self._writer_wake.wait()
+                    continue
+                self._writer_idle = 0
+                for message in outbox.take():
+                    if outbox.inflight <= 0:
+                        break  # discarded while sending
+                    self._sending = True
                     try:
                         await send(message)
                     except Exception as exc:
-                        # The transport is gone (servers raise OSError subclasses or their
-                        # own errors for a send after the client left): end the connection.
-                        logger.debug("send failed on %s: %r", self.ws.path, exc)
-                        outbox.finish(discard=True)
-                        self.ws._peer_closed(1006, "")
-                        self._cancel()
+                        self._transport_failed(exc)
                         return
-                    outbox._sent_one()
+                    finally:
+                        self._sending = False
+                    outbox.sent_one()
                     if message["type"] == "websocket.close":
-                        outbox.finish(discard=True)
-                        self._cancel()
+                        if state.phase is Phase.CLOSING:
+                            state.close_sent()
+                        outbox.discard()
+                        self.cancel()
                         return
-                outbox._inflight = 0
+                outbox.inflight = 0
         finally:
-            outbox.writer_running = False
+            self._writer_active = False
+            self._writer_idle = 0
 
     def retire_idle_tasks(self) -> None:
-        """Stop the dispatcher and writer if they have waited, with nothing arriving, since
-        the previous call; they start again with the next frame. Called periodically by
-        the App, so a connection that goes quiet costs one task again."""
-        if self.outbox.writer_running:
-            self.outbox.retire_if_idle()
-        if self.consumer_running and self.consumer_retires:
-            self.inbox.retire_if_idle()
+        """Stop the writer if it has waited, with nothing arriving, since the previous
+        call; it starts again with the next frame. Called periodically by the App, so a
+        connection that goes quiet costs one task again."""
+        if not self._writer_active or not self._writer_wake.waiting:
+            self._writer_idle = 0
+            return
+        if self._writer_idle > 0:
+            self._writer_idle = -1
+            self._writer_wake.set()
+        else:
+            self._writer_idle = 1
 
-    def _cancel(self) -> None:
-        assert self.tg is not None
-        self.tg.cancel_scope.cancel()
+    # -- closing and fan-out -----------------------------------------------------------------
 
-    # -- closing and fan-out -----------------------------------------------------------
+    async def close(self, code: int, reason: str) -> None:
+        """Close; idempotent. Before accept this refuses the handshake with the close;
+        after it, what is queued is sent first, then the close frame."""
+        state = self.state
+        phase = state.phase
+        if not state.close(code, reason):
+            return
+        if phase is Phase.CONNECTING:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            return
+        self._queue_close(code, reason, discard=False)
 
     def close_nowait(self, code: int, reason: str, *, discard: bool) -> None:
-        """Queue the close frame behind (or, with ``discard``, instead of) what is queued.
+        """Close an accepted connection without waiting: the close frame is queued
+        behind (or, with ``discard``, instead of) what is queued; the writer sends it,
+        then cancels the connection's tasks."""
+        if self.state.phase is Phase.OPEN and self.state.close(code, reason):
+            self._queue_close(code, reason, discard=discard)
 
-        Never blocks. The writer sends it, then cancels the task group.
-        """
+    def _queue_close(self, code: int, reason: str, *, discard: bool) -> None:
         outbox = self.outbox
-        if outbox.finished:
+        if discard:
+            dropped = outbox.discard()
+            if dropped:
+                self.stats.dropped_frames += dropped
+        outbox.room.set()  # senders waiting for room see the connection closing
+        outbox.append({"type": "websocket.close", "code": code, "reason": reason})
+        self._kick_writer()
+
+    async def abort(self, code: int, reason: str) -> None:
+        """Close after the connection's tasks failed: answer a pending handshake, or send
+        the close frame directly (no writer is left to send it). Errors are ignored: the
+        transport may be gone too."""
+        state = self.state
+        phase = state.phase
+        if phase is Phase.CLOSED:
             return
-        dropped = outbox.finish(discard=discard)
-        if dropped:
-            self.stats.dropped_frames += dropped
-        outbox._push({"type": "websocket.close", "code": code, "reason": reason})
+        state.peer_closed(code, reason) if phase is Phase.CLOSING else state.close(code, reason)
+        try:
+            if phase is Phase.CONNECTING:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            elif not self._sending:
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:
+            pass
+        state.ended()
 
-    def offer(self, message: Message) -> int:
-        """Non-blocking enqueue for fan-out; applies the overflow policy.
-
-        Returns QUEUED, REPLACED (queued; the oldest frame dropped), DROPPED, CLOSED
-        (already closing) or SLOW (closed now as a slow consumer; what it had queued is
-        dropped).
-        """
-        outbox = self.outbox
-        result = outbox.try_put(message, self.policy)
-        if result == QUEUED or result == CLOSED:
+    def offer(self, message: Message) -> Offer:
+        """Enqueue without waiting (the fan-out path); on a full outbox apply the
+        overflow policy. Before accept, frames are queued (and sent once accepted); a
+        full outbox then drops the frame rather than closing a handshake nobody has
+        answered yet."""
+        phase = self.state.phase
+        if phase > Phase.OPEN:
+            return Offer.CLOSED
+        result = self.outbox.offer(message, self.policy)
+        if result is Offer.QUEUED:
+            if phase is Phase.OPEN:
+                self._kick_writer()
             return result
-        if result == DROPPED or result == REPLACED:
-            self.stats.dropped_frames += 1
+        self.stats.dropped_frames += 1
+        if result is not Offer.SLOW:
+            if phase is Phase.OPEN:
+                self._kick_writer()
             return result
-        if not outbox.started:
-            # Not accepted yet: closing would refuse a handshake nobody has answered;
-            # drop the frame instead (the client has not seen any of them).
-            self.stats.dropped_frames += 1
-            return DROPPED
+        if phase is Phase.CONNECTING:
+            return Offer.DROPPED
         code = (
             status.WS_1008_POLICY_VIOLATION
             if self.policy is Overflow.CLOSE_POLICY
             else status.WS_1013_TRY_AGAIN_LATER
         )
         self.stats.slow_consumer_closes += 1
-        self.stats.dropped_frames += 1
-        self.ws._server_closed(code, "slow consumer")
         self.close_nowait(code, "slow consumer", discard=True)
-        return SLOW
+        return Offer.SLOW

@@ -93,9 +93,14 @@ class WebSocketValidationError(WebSocketError):
 
 
 class WebSocketRouteNotFoundError(WebSocketError, LookupError):
-    """The handshake path matches no registered ``@ws_controller``."""
+    """The handshake path matches no registered ``@ws_controller``.
+
+    The App answers such a handshake with HTTP 404 (a close before accept where the
+    server has no denial extension); the test client raises it to the caller.
+    """
 
     code = "not_found"
+    http_status = 404
 
 
 class ConfigurationError(Exception):

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from .encoding import encode
+from .errors import WebSocketValidationError
 
 __all__ = [
     "Frame",
@@ -30,6 +31,7 @@ __all__ = [
     "encode_error",
     "encode_push",
     "encode_reply",
+    "validation_error",
     "validation_errors",
 ]
 
@@ -132,3 +134,15 @@ def validation_errors(exc: msgspec.ValidationError, root: str) -> list[dict[str,
     assert m is not None
     message, path = m.group(1), m.group(2) or "$"
     return [{"path": root + path[1:], "message": message}]
+
+
+def validation_error(exc: msgspec.DecodeError, root: str, what: str) -> WebSocketValidationError:
+    """The one mapping from a msgspec decode or validation failure to the
+    :class:`~wsgate.errors.WebSocketValidationError` clients see: the failing path
+    rebased on ``root`` (``"$.data"``, ``"$.query.page"``...), ``what`` naming the value
+    in the message (``"data for 'chat.send'"``)."""
+    if isinstance(exc, msgspec.ValidationError):
+        return WebSocketValidationError(f"invalid {what}: {exc}", validation_errors(exc, root))
+    return WebSocketValidationError(
+        f"invalid {what}: {exc}", [{"path": root, "message": str(exc)}]
+    )

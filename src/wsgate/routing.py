@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, WebSocketRouteNotFoundError
 
 __all__ = ["CONVERTERS", "Route", "Router"]
 
@@ -151,6 +151,15 @@ class Router(Generic[T]):
             except ValueError:
                 return None
         return route, params
+
+
+    def resolve(self, path: str) -> tuple[Route[T], dict[str, Any]]:
+        """Like :meth:`match`, but a path no route serves raises
+        :class:`~wsgate.errors.WebSocketRouteNotFoundError`."""
+        found = self.match(path)
+        if found is None:
+            raise WebSocketRouteNotFoundError(f"no WebSocket endpoint at {path!r}")
+        return found
 
 
 def _describe(target: object) -> str:

@@ -26,11 +26,11 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .asgi import Message
 from .encoding import decode, encode
 
 __all__ = ["TestClient", "TestWebSocket", "WebSocketClosed", "WebSocketDenied"]
 
-Message = dict[str, Any]
 
 
 class WebSocketDenied(Exception):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
 from . import status
-from .connection import QUEUED, REPLACED, Connection, Overflow
+from .asgi import Message, denial_messages, strip_root_path
+from .connection import Connection, Offer
 from .datastructures import Address, Headers, QueryParams, State
 from .encoding import decode as _json_decode
 from .encoding import encode as _json_encode
-from .errors import WebSocketDisconnect, WebSocketStateError, WebSocketValidationError
+from .errors import WebSocketDisconnect, WebSocketStateError
+from .frames import validation_error
+from .state import Phase, Receiver, WebSocketState
 
 if TYPE_CHECKING:
     from .app import App
@@ -21,24 +23,12 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket", "WebSocketState"]
 
 T = TypeVar("T")
-Message = dict[str, Any]
 
 
 def truncate_reason(reason: str) -> str:
     """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry."""
     data = reason.encode()
     return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
-
-
-class WebSocketState(enum.IntEnum):
-    """Where a connection is in its life."""
-
-    #: The handshake arrived; neither accepted nor refused yet.
-    CONNECTING = 0
-    #: Accepted: frames flow both ways.
-    CONNECTED = 1
-    #: Closed by either side, or refused.
-    DISCONNECTED = 2
 
 
 def _header_pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[Any]:
@@ -62,28 +52,22 @@ class WebSocket:
     Built by the runtime for each connection and passed to handlers that declare a
     ``ws: WebSocket`` parameter; user code never instantiates it.
 
-    Once accepted, sends go through a bounded outbox drained by the connection's writer
-    task (``send_*`` waits while it is full), and receives come from the reader task
-    through a bounded channel. In a gateway with ``@on_message`` handlers the runtime owns
-    the receive side; in a gateway without them, ``@on_connect`` may loop over
-    ``receive_*()`` / ``iter_*()`` itself.
+    A facade over the connection's runtime (:mod:`wsgate.connection`): once accepted,
+    sends are written by one sender at a time (``send_*`` waits while the connection's
+    bounded outbox is full), and receives come from the connection's reader. In a gateway
+    with ``@on_message`` handlers the runtime owns the receive side; in a gateway without
+    them, ``@on_connect`` may loop over ``receive_*()`` / ``iter_*()`` itself.
     """
 
     __slots__ = (
         "__weakref__",
-        "_accepted",
         "_app",
         "_conn",
-        "_connection_state",
         "_headers",
-        "_peer_left",
         "_query_params",
-        "_runtime_receives",
         "_scope",
         "_state",
         "accepted_subprotocol",
-        "close_code",
-        "close_reason",
         "path_params",
         "path_template",
     )
@@ -91,32 +75,15 @@ class WebSocket:
     def __init__(
         self,
         scope: Mapping[str, Any],
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
+        conn: Connection,
         *,
         app: App,
         path_template: str = "",
         path_params: dict[str, Any] | None = None,
-        outbound_queue: int | None = None,
-        overflow: Overflow | None = None,
     ) -> None:
         self._scope = scope
         self._app = app
-        cfg = app.config
-        self._conn = Connection(
-            self,
-            receive,
-            send,
-            outbound_size=outbound_queue or cfg.outbound_queue,
-            inbound_size=cfg.inbound_queue,
-            policy=overflow or cfg.overflow,
-            stats=app.stats,
-            grace=cfg.disconnect_grace,
-        )
-        self._accepted = False
-        self._connection_state = WebSocketState.CONNECTING
-        self._peer_left = False
-        self._runtime_receives = False
+        self._conn = conn
         self._headers: Headers | None = None
         self._query_params: QueryParams | None = None
         self._state: State | None = None
@@ -126,13 +93,9 @@ class WebSocket:
         self.path_params: dict[str, Any] = path_params or {}
         #: The subprotocol chosen in :meth:`accept`, if any.
         self.accepted_subprotocol: str | None = None
-        #: The close code once the connection is closed (by either side), else None.
-        self.close_code: int | None = None
-        #: The close reason once closed ("" if none was given).
-        self.close_reason: str = ""
 
     def __repr__(self) -> str:
-        return f"<WebSocket {self.path!r} {self._connection_state.name}>"
+        return f"<WebSocket {self.path!r} {self.connection_state.name}>"
 
     # -- properties ------------------------------------------------------------------
 
@@ -144,16 +107,22 @@ class WebSocket:
     @property
     def connection_state(self) -> WebSocketState:
         """CONNECTING, CONNECTED or DISCONNECTED."""
-        return self._connection_state
+        return self._conn.state.public
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed (by either side), else None."""
+        return self._conn.state.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason once closed ("" if none was given)."""
+        return self._conn.state.close_reason
 
     @property
     def path(self) -> str:
         """The request path, below the app's ``root_path``."""
-        path: str = self._scope.get("path", "/")
-        root: str = self._scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
-        return path
+        return strip_root_path(self._scope)
 
     @property
     def headers(self) -> Headers:
@@ -217,35 +186,6 @@ class WebSocket:
         """The :class:`~wsgate.App` serving this connection."""
         return self._app
 
-    # -- state changes ---------------------------------------------------------------
-
-    def _peer_closed(self, code: int, reason: str) -> None:
-        self._peer_left = True
-        if self._connection_state is not WebSocketState.DISCONNECTED:
-            self._connection_state = WebSocketState.DISCONNECTED
-            self.close_code = code
-            self.close_reason = reason
-
-    def _server_closed(self, code: int, reason: str) -> None:
-        if self._connection_state is not WebSocketState.DISCONNECTED:
-            self._connection_state = WebSocketState.DISCONNECTED
-            self.close_code = code
-            self.close_reason = reason
-
-    def _state_error(self, action: str) -> Exception:
-        st = self._connection_state
-        if st is WebSocketState.CONNECTING:
-            return WebSocketStateError(
-                f"cannot {action}: the connection is CONNECTING; accept() it first (or "
-                "return from @on_connect and let the runtime accept it)"
-            )
-        if self._peer_left:
-            return WebSocketDisconnect(self.close_code or 1005, self.close_reason)
-        return WebSocketStateError(
-            f"cannot {action}: the connection is DISCONNECTED (closed by the server with "
-            f"code {self.close_code})"
-        )
-
     # -- handshake -------------------------------------------------------------------
 
     async def accept(
@@ -260,9 +200,9 @@ class WebSocket:
         :class:`~wsgate.errors.WebSocketStateError` if the connection is not CONNECTING,
         and ``ValueError`` if ``subprotocol`` is not one the client offered.
         """
-        if self._connection_state is not WebSocketState.CONNECTING:
+        if self._conn.state.phase is not Phase.CONNECTING:
             raise WebSocketStateError(
-                f"cannot accept: the connection is {self._connection_state.name}, not CONNECTING"
+                f"cannot accept: the connection is {self.connection_state.name}, not CONNECTING"
             )
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(
@@ -272,14 +212,8 @@ class WebSocket:
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers is not None:
             message["headers"] = _header_pairs(headers)
-        conn = self._conn
-        await conn.send(message)
-        self._connection_state = WebSocketState.CONNECTED
-        self._accepted = True
+        await self._conn.accept(message)
         self.accepted_subprotocol = subprotocol
-        conn.outbox.start()
-        if conn.reader_on_accept:
-            conn.start_reader_task()
 
     async def deny(
         self,
@@ -292,26 +226,17 @@ class WebSocket:
         Uses the ASGI ``websocket.http.response`` extension where the server offers it;
         elsewhere falls back to a close before accept, which servers turn into HTTP 403.
         """
-        if self._connection_state is not WebSocketState.CONNECTING:
+        if self._conn.state.phase is not Phase.CONNECTING:
             raise WebSocketStateError(
-                f"cannot deny: the connection is {self._connection_state.name}; deny() only "
+                f"cannot deny: the connection is {self.connection_state.name}; deny() only "
                 "works before accept()"
             )
-        self._connection_state = WebSocketState.DISCONNECTED
-        self.close_code = status.WS_1008_POLICY_VIOLATION
-        self.close_reason = f"HTTP {status_code}"
-        send = self._conn.send
-        if "websocket.http.response" not in self._scope.get("extensions", {}):
-            await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
-            return
         data = body.encode() if isinstance(body, str) else body
-        pairs = _header_pairs(headers)
-        if not any(k.lower() == b"content-length" for k, _ in pairs):
-            pairs.append((b"content-length", str(len(data)).encode()))
-        await send(
-            {"type": "websocket.http.response.start", "status": status_code, "headers": pairs}
+        await self._conn.send_refusal(
+            denial_messages(self._scope, status_code, data, _header_pairs(headers)),
+            status.WS_1008_POLICY_VIOLATION,
+            f"HTTP {status_code}",
         )
-        await send({"type": "websocket.http.response.body", "body": data, "more_body": False})
 
     # -- receiving -------------------------------------------------------------------
 
@@ -321,29 +246,15 @@ class WebSocket:
         Raises :class:`~wsgate.errors.WebSocketDisconnect` when the peer has closed.
         """
         conn = self._conn
-        if self._connection_state is not WebSocketState.CONNECTED and not (
+        state = conn.state
+        if state.phase is not Phase.OPEN and not (
             # Frames that arrived before the peer left are still delivered.
-            self._peer_left and conn.reader_task and len(conn.inbox)
+            state.peer_left and state.receiver is Receiver.OWNER and len(conn.inbox)
         ):
-            raise self._state_error("receive")
-        if self._runtime_receives:
-            raise WebSocketStateError(
-                "cannot receive: this gateway has @on_message handlers, so the runtime "
-                "reads every frame and dispatches it; take the data as a handler parameter "
-                "(e.g. body: Json[T]) or remove the @on_message handlers to loop over "
-                "receive_*() in @on_connect"
-            )
-        if conn.reader_task:
-            message = await conn.inbox.get()
-            if message is None:
-                raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
-            return message
-        # No reader task (inside @on_connect of a dispatching gateway): read directly.
+            raise state.error("receive")
         message = await conn.receive()
-        if message["type"] == "websocket.disconnect":
-            self._peer_closed(message.get("code", 1005), message.get("reason") or "")
-            conn.outbox.finish(discard=True)
-            raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
+        if message is None:
+            raise WebSocketDisconnect(state.close_code or 1005, state.close_reason)
         return message
 
     async def receive_text(self) -> str:
@@ -378,14 +289,8 @@ class WebSocket:
         text = await self.receive_text()
         try:
             return msgspec.json.decode(text, type=type)
-        except msgspec.ValidationError as exc:
-            from .frames import validation_errors
-
-            raise WebSocketValidationError(str(exc), validation_errors(exc, "$")) from exc
         except msgspec.DecodeError as exc:
-            raise WebSocketValidationError(
-                f"invalid JSON: {exc}", [{"path": "$", "message": str(exc)}]
-            ) from exc
+            raise validation_error(exc, "$", "frame") from exc
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Text frames until the peer closes."""
@@ -424,12 +329,11 @@ class WebSocket:
     # -- sending ---------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
-        """Queue a raw ASGI ``websocket.send`` message; waits while the outbox is full."""
-        if self._connection_state is not WebSocketState.CONNECTED:
-            raise self._state_error("send")
-        outbox = self._conn.outbox
-        if not outbox.put_nowait(message) and not await outbox.put(message):
-            raise self._state_error("send")
+        """Send a raw ASGI ``websocket.send`` message after what is queued; waits while
+        the outbox is full. Raises :class:`~wsgate.errors.WebSocketDisconnect` if the
+        peer has left, :class:`~wsgate.errors.WebSocketStateError` if the connection is
+        not open."""
+        await self._conn.send(message)
 
     async def send_text(self, data: str) -> None:
         """Send a text frame."""
@@ -467,9 +371,10 @@ class WebSocket:
         When the outbox is full the connection's overflow policy decides: drop a frame or
         close this slow consumer. Returns True if the frame was queued.
         """
-        if self._connection_state is not WebSocketState.CONNECTED:
+        conn = self._conn
+        if conn.state.phase is not Phase.OPEN:
             return False
-        return self._conn.offer(message) in (QUEUED, REPLACED)
+        return conn.offer(message) in (Offer.QUEUED, Offer.REPLACED)
 
     async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection; idempotent.
@@ -479,14 +384,5 @@ class WebSocket:
         accept, the handshake is refused with this close (servers answer HTTP 403).
         ``code`` and ``reason`` are kept on :attr:`close_code` / :attr:`close_reason`.
         """
-        st = self._connection_state
-        if st is WebSocketState.DISCONNECTED:
-            return
-        reason = truncate_reason(reason)
-        self._connection_state = WebSocketState.DISCONNECTED
-        self.close_code = code
-        self.close_reason = reason
-        if st is WebSocketState.CONNECTING:
-            await self._conn.send({"type": "websocket.close", "code": code, "reason": reason})
-            return
-        self._conn.close_nowait(code, reason, discard=False)
+        await self._conn.close(code, truncate_reason(reason))
+

@@ -15,13 +15,12 @@ import itertools
 import os
 import struct
 import weakref
-from typing import Any
 
+from ..asgi import Message
 from ..websocket import WebSocket
 
 __all__ = ["Decoded", "decode", "encode"]
 
-Message = dict[str, Any]
 
 VERSION = 1
 _BINARY = 0x01

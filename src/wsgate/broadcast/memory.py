@@ -6,14 +6,13 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
-from ..connection import DROPPED, QUEUED, REPLACED, SLOW, Connection
+from ..asgi import Message
+from ..connection import Connection, Offer
 from ..datastructures import Counters
 from ..encoding import encode
 from ..websocket import WebSocket
 
 __all__ = ["BroadcastGroup", "GroupStats"]
-
-Message = dict[str, Any]
 
 
 class GroupStats(Counters):
@@ -166,15 +165,15 @@ class BroadcastGroup:
             if ws is exclude:
                 continue
             result = conn.offer(message)
-            if result == QUEUED:
+            if result is Offer.QUEUED:
                 sent += 1
-            elif result == DROPPED:
+            elif result is Offer.DROPPED:
                 dropped += 1
-            elif result == REPLACED:
+            elif result is Offer.REPLACED:
                 sent += 1
                 dropped += 1
             else:
-                if result == SLOW:
+                if result is Offer.SLOW:
                     g.stats.slow_consumer_closes += 1
                     self.stats.slow_consumer_closes += 1
                     dropped += 1

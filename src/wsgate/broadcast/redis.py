@@ -81,11 +81,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "wsgate.broadcast.redis needs coredis>=6: pip install 'wsgate[redis]'"
     ) from exc
 
+from ..asgi import Message
 from ..datastructures import Counters
 from ..errors import WebSocketError
 from ..websocket import WebSocket
 from . import _wire
-from .memory import BroadcastGroup, Message
+from .memory import BroadcastGroup
 
 __all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
 

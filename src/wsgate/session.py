@@ -1,0 +1,314 @@
+"""Running frames through a compiled plan: one gateway instance per connection.
+
+Per frame: one envelope decode (``data`` kept raw), the pure :func:`route` step (a dict
+lookup), one typed decode of ``data``, the handler call and one encode. :meth:`Session.handle`
+returns the encoded answer instead of sending it, so the caller decides which task
+writes it (see :mod:`wsgate.connection`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from . import status
+from .errors import (
+    WebSocketDisconnect,
+    WebSocketError,
+    WebSocketStateError,
+    WebSocketValidationError,
+)
+from .frames import (
+    Frame,
+    FrameError,
+    decode_frame,
+    encode_error,
+    encode_push,
+    encode_reply,
+    validation_error,
+)
+from .gateway import BINARY
+from .plan import MISSING, GatewayPlan, HandlerPlan, Kind, Param
+from .state import Phase
+
+if TYPE_CHECKING:
+    from .app import App
+    from .asgi import Message
+    from .connection import Connection
+    from .websocket import WebSocket
+
+__all__ = ["Routed", "Session", "route"]
+
+logger = logging.getLogger("wsgate")
+_NULL_DATA = b"null"
+
+#: What :func:`route` decides for one frame: the handler with the event and id, or the
+#: error frame to answer with (id, code, message, detail).
+Routed = tuple[HandlerPlan, str, "int | str | None", Frame | None] | tuple[
+    None, str, "int | str | None", tuple[str, str, Any]
+]
+
+
+def route(plan: GatewayPlan, message: Message) -> Routed:
+    """Decide, without I/O, what handles an inbound ASGI message: ``(handler, event,
+    id, frame)``, or ``(None, event, id, (code, message, detail))`` for an error frame
+    (``invalid_frame``, ``unknown_event``)."""
+    text = message.get("text")
+    if text is not None:
+        try:
+            frame = decode_frame(text)
+        except FrameError as exc:
+            return None, "", exc.id, ("invalid_frame", exc.message, None)
+        h = plan.handlers.get(frame.event) or plan.wildcard
+        if h is None:
+            return (
+                None,
+                frame.event,
+                frame.id,
+                ("unknown_event", f"no handler for event {frame.event!r}", {"event": frame.event}),
+            )
+        return h, frame.event, frame.id, frame
+    h = plan.binary or plan.wildcard
+    if h is None:
+        return (
+            None,
+            BINARY,
+            None,
+            ("unknown_event", "this endpoint does not take binary frames", {"event": BINARY}),
+        )
+    return h, BINARY, None, None
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    try:
+        return msgspec.convert(value, tp, strict=False)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc, f"$.{where}", where) from None
+
+
+def _frame_value(p: Param, value: Any, frame: Frame | None, data: bytes | None) -> Any:
+    kind = p.kind
+    if kind is Kind.JSON:
+        return value
+    if kind is Kind.BYTES:
+        return data if frame is None else bytes(frame.data)
+    if kind is Kind.FRAME:
+        return frame
+    return None
+
+
+def _constant_value(p: Param, ws: WebSocket) -> Any:
+    kind = p.kind
+    if kind is Kind.WS:
+        return ws
+    if kind is Kind.PROVIDER:
+        return p.value
+    if kind is Kind.PATH:
+        value = ws.path_params.get(p.key, MISSING)
+        if value is MISSING:
+            return p.default
+        return value if p.type is None else _convert(str(value), p.type, f"path.{p.key}")
+    source = ws.query_params if kind is Kind.QUERY else ws.headers
+    label = "query" if kind is Kind.QUERY else "headers"
+    if p.value:  # list[T]
+        values: Any = source.getlist(p.key)
+        if not values and p.default is not MISSING:
+            return p.default
+    else:
+        values = source.get(p.key, MISSING)
+        if values is MISSING:
+            if p.default is not MISSING:
+                return p.default
+            raise WebSocketValidationError(
+                f"missing {label[:-1] if kind is Kind.HEADER else 'query'} parameter {p.key!r}",
+                [{"path": f"$.{label}.{p.key}", "message": "required value is missing"}],
+            )
+    return _convert(values, p.type, f"{label}.{p.key}")
+
+
+Entry = tuple[Callable[..., Any], dict[str, Any], list[Any]]
+
+
+class Session:
+    """One connection's gateway instance, bound methods and connection-constant arguments."""
+
+    __slots__ = (
+        "_entries",
+        "app",
+        "concurrency",
+        "conn",
+        "instance",
+        "plan",
+        "sequential",
+        "streams",
+        "ws",
+    )
+
+    def __init__(self, plan: GatewayPlan, app: App, conn: Connection, ws: WebSocket) -> None:
+        self.plan = plan
+        self.app = app
+        self.conn = conn
+        self.ws = ws
+        self.instance = plan.cls(**plan.ctor_kwargs)
+        self._entries: dict[str, Entry] = {}
+        #: Handlers of one connection that may run at once (``@ws_controller(concurrency=)``).
+        self.concurrency = plan.meta.concurrency
+        self.sequential = self.concurrency == 1
+        #: Streams (async-generator handlers) running on this connection.
+        self.streams = 0
+
+    def _entry(self, h: HandlerPlan) -> Entry:
+        """The bound method, the connection-constant arguments by name, and the positional
+        argument list with the constants in place (per-frame slots left None)."""
+        entry = self._entries.get(h.attr)
+        if entry is None:
+            ws = self.ws
+            consts = {p.name: _constant_value(p, ws) for p in h.constant}
+            args = [consts.get(p.name) for p in h.params]
+            entry = (getattr(self.instance, h.attr), consts, args)
+            self._entries[h.attr] = entry
+        return entry
+
+    async def call_hook(self, h: HandlerPlan, exc: BaseException | None = None) -> Any:
+        """Call a lifecycle hook (``@on_connect``, ``@on_disconnect``, ``@on_error``)."""
+        fn, consts, _ = self._entry(h)
+        kwargs = dict(consts)
+        for p in h.per_frame:
+            if p.kind is Kind.EXCEPTION:
+                kwargs[p.name] = exc
+        result = fn(**kwargs)
+        if h.is_async or inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # -- frames ----------------------------------------------------------------------
+
+    async def handle(self, message: Message) -> bytes | None:
+        """Run one inbound ASGI message through the plan; returns the encoded answer to
+        send (a reply, a push, an error frame) or None. Never raises for bad input or a
+        failing handler: those become error frames."""
+        h, event, frame_id, extra = route(self.plan, message)
+        if h is None:
+            code, text, detail = extra  # type: ignore[misc]
+            return encode_error(frame_id, code, text, detail)
+        frame: Frame | None = extra  # type: ignore[assignment]
+        data: bytes | None = None if frame is not None else (message.get("bytes") or b"")
+        try:
+            entry = self._entries.get(h.attr) or self._entry(h)
+            fn = entry[0]
+            value: Any = None
+            j = h.json
+            if j is not None:
+                raw: Any = frame.data if frame is not None else data
+                if j.default is not MISSING and bytes(raw) == _NULL_DATA:
+                    value = j.default
+                else:
+                    try:
+                        value = j.decoder.decode(raw)
+                    except msgspec.DecodeError as exc:
+                        raise validation_error(exc, "$.data", f"data for {event!r}") from None
+            if not h.slots:
+                result = fn(*entry[2]) if h.positional else fn(**entry[1])
+            elif h.positional:
+                args = entry[2].copy()
+                for i, p in h.slots:
+                    args[i] = value if p.kind is Kind.JSON else _frame_value(p, value, frame, data)
+                result = fn(*args)
+            else:
+                kwargs = dict(entry[1])
+                for _, p in h.slots:
+                    kwargs[p.name] = _frame_value(p, value, frame, data)
+                result = fn(**kwargs)
+            if h.is_async or inspect.isawaitable(result):
+                result = await result
+            elif inspect.isasyncgen(result):
+                return await self._start_stream(h, result, event, frame_id)
+            if frame_id is not None:
+                return encode_reply(event, frame_id, result)
+            if result is not None:
+                return encode_push(event, result)
+            return None
+        except WebSocketValidationError as exc:
+            return encode_error(frame_id, "validation_error", exc.message, exc.errors)
+        except (WebSocketDisconnect, WebSocketStateError) as exc:
+            if self.conn.state.phase > Phase.OPEN:
+                return None  # the connection ended under the handler: nobody to tell
+            return await self._failed(h, event, frame_id, exc)
+        except WebSocketError as exc:
+            if exc.close_code is not None:
+                await self.conn.send_reply(
+                    encode_error(frame_id, exc.code, exc.message, exc.detail)
+                )
+                await self.ws.close(exc.close_code, exc.message)
+                return None
+            return encode_error(frame_id, exc.code, exc.message, exc.detail)
+        except Exception as exc:
+            return await self._failed(h, event, frame_id, exc)
+
+    async def _failed(
+        self, h: HandlerPlan, event: str, frame_id: int | str | None, exc: BaseException
+    ) -> bytes | None:
+        ws = self.ws
+        logger.error("handler %s failed on %s (event %r)", h.qualname, ws.path, event, exc_info=exc)
+        internal = encode_error(frame_id, "internal_error", "internal server error")
+        hook = self.plan.on_error
+        if hook is not None:
+            try:
+                await self.call_hook(hook, exc)
+            except Exception as hook_exc:
+                if not isinstance(hook_exc, WebSocketDisconnect):
+                    logger.error(
+                        "@on_error hook %s raised; closing with 1011",
+                        hook.qualname,
+                        exc_info=hook_exc,
+                    )
+                if self.conn.state.phase is Phase.OPEN:
+                    if frame_id is not None:
+                        await self.conn.send_reply(internal)
+                    await ws.close(status.WS_1011_INTERNAL_ERROR, "internal error")
+                return None
+            if frame_id is None:
+                return None
+        return internal
+
+    async def _start_stream(
+        self, h: HandlerPlan, agen: Any, event: str, frame_id: int | str | None
+    ) -> bytes | None:
+        """Run an async-generator handler's stream beside the dispatcher; the request is
+        answered (with null) before the stream's first item."""
+        limit = self.app.config.max_streams
+        if self.streams >= limit:
+            await agen.aclose()
+            return encode_error(
+                frame_id,
+                "too_many_streams",
+                f"at most {limit} streams may run on one connection",
+            )
+        self.streams += 1
+        conn = self.conn
+        if frame_id is not None:
+            await conn.send_reply(encode_reply(event, frame_id, None))
+        conn.spawn(self._run_stream, h, agen, event)
+        return None
+
+    async def _run_stream(self, h: HandlerPlan, agen: Any, event: str) -> None:
+        conn = self.conn
+        try:
+            async for item in agen:
+                if conn.state.phase is not Phase.OPEN:
+                    break
+                await conn.send_reply(encode_push(event, item))
+        except Exception as exc:
+            if conn.state.phase is Phase.OPEN:
+                payload = await self._failed(h, event, None, exc)
+                if payload is not None:
+                    await conn.send_reply(payload)
+        finally:
+            self.streams -= 1
+            with anyio.CancelScope(shield=True):
+                await agen.aclose()
