@@ -454,6 +454,7 @@ def asyncapi_document(
                 op["messages"] = [add("binary", req)]
                 operations[_unique(f"{cid}.binary", op_names)] = op
                 continue
+            label = "wildcard" if e.wildcard else e.name  # "*" cannot be a key
             event_schema = (
                 {"type": "string", "description": "Any event without a handler of its own."}
                 if e.wildcard
@@ -473,7 +474,7 @@ def asyncapi_document(
                 "payload": payload,
             }
             _info(request, e.summary, e.description, ())
-            op["messages"] = [add(f"request.{e.name}", request)]
+            op["messages"] = [add(f"request.{label}", request)]
             reply_schema = {"type": "null"} if e.is_stream else schemas.of(e.reply)
             reply = {
                 "name": e.name,
@@ -489,11 +490,11 @@ def asyncapi_document(
             op["reply"] = {
                 "channel": _ref("channels", cid),
                 "messages": [
-                    add(f"reply.{e.name}", reply),
+                    add(f"reply.{label}", reply),
                     *(error_refs[c] for c in REQUEST_ERRORS),
                 ],
             }
-            op_id = _unique(_KEY.sub("_", f"{cid}.{e.name}"), op_names)
+            op_id = _unique(_KEY.sub("_", f"{cid}.{label}"), op_names)
             operations[op_id] = op
             if e.is_stream:
                 item = {
@@ -508,7 +509,7 @@ def asyncapi_document(
                     "action": "send",
                     "channel": _ref("channels", cid),
                     "summary": f"The items of the {e.name} stream.",
-                    "messages": [add(f"item.{e.name}", item)],
+                    "messages": [add(f"item.{label}", item)],
                 }
         for event, tp in g.pushes.items():
             push = {
