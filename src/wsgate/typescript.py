@@ -5,12 +5,16 @@ gateways use (an ``interface`` per Struct, dataclass or TypedDict, a ``type`` fo
 and other named schemas) and, per gateway class ``G``, two maps the browser client
 consumes as ``connect<GEvents, GPushes>(url)``::
 
-    export interface ChatGatewayEvents {      // what the client sends
+    export type ChatGatewayEvents = {         // what the client sends
       "chat.send": { data: ChatMessage; reply: null; item: never };
-    }
-    export interface ChatGatewayPushes {      // what the gateway pushes (emits={...})
+    };
+    export type ChatGatewayPushes = {         // what the gateway pushes (emits={...})
       "chat.message": Posted;
-    }
+    };
+
+The maps are type aliases, not interfaces: only a type alias of an object type is
+assignable to a constraint like ``E extends Record<string, {data; reply; item}>``
+(an interface has no implicit index signature, TS2344).
 
 ``item`` is the type of a stream's items (async-generator handlers), else ``never``.
 The types are generated from the same JSON Schemas as the AsyncAPI document, so they
@@ -145,7 +149,7 @@ def typescript_declarations(app: App, *, source: str | None = None) -> str:
         ident = _ident(g.name)
         where = f"{g.cls.__qualname__} at {g.template}"
         out.append(f"/** Client -> server events of {where}. */\n")
-        out.append(f"export interface {ident}Events {{\n")
+        out.append(f"export type {ident}Events = {{\n")
         for e in g.events:
             if e.wildcard or e.binary:
                 continue
@@ -168,10 +172,10 @@ def typescript_declarations(app: App, *, source: str | None = None) -> str:
         out.append(
             f"/** Server -> client events {g.cls.__qualname__} declares with emits={{...}}. */\n"
         )
-        out.append(f"export interface {ident}Pushes {{\n")
+        out.append(f"export type {ident}Pushes = {{\n")
         for event, tp in g.pushes.items():
             out.append(f"  {json.dumps(event)}: {ts_type(schemas.of(tp), '  ')};\n")
-        out.append("}\n\n")
+        out.append("};\n\n")
     return "".join(out).rstrip("\n") + "\n"
 
 
