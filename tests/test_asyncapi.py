@@ -377,6 +377,7 @@ async def test_docs_are_served_by_real_servers(chat_server: ServerURL) -> None:
         'id="schema-Posted"',
         "ChatGateway.push.joined",
         "error: unknown_event",
+        "<code>validation_error</code>: `data`",
         'href="/docs/asyncapi.json"',
     ):
         assert text in page, text
@@ -392,3 +393,10 @@ async def test_docs_are_served_by_real_servers(chat_server: ServerURL) -> None:
     # The app's own HTTP endpoint still serves everything else.
     status, ctype, body = await anyio.to_thread.run_sync(_get, base + "/")
     assert status == 200 and b"<title>wsgate chat</title>" in body
+
+
+def test_tags_must_be_lists() -> None:
+    with pytest.raises(DecoratorUsageError, match="tags must be a list of str"):
+        ws_controller("/x", tags="chat")  # type: ignore[arg-type]
+    with pytest.raises(DecoratorUsageError, match="tags must be a list of str"):
+        on_message("x", tags="chat")  # type: ignore[arg-type]

@@ -206,7 +206,9 @@ def _message(doc: dict[str, Any], ref: Any, *, compact_errors: bool = False) -> 
     data = props.get("data", {})
     title = _e(msg.get("title") or msg.get("name") or "")
     if msg.get("name") == "error" and compact_errors:
-        return f'<p><span class="badge error">error</span>{title}: {_e(msg.get("summary", ""))}</p>'
+        code = (data.get("properties") or {}).get("code", {}).get("const", "")
+        summary = _e(msg.get("summary", ""))
+        return f'<p><span class="badge error">error</span><code>{_e(code)}</code>: {summary}</p>'
     frame = {k: v for k, v in props.items() if k != "data"}
     frame_text = ", ".join(f"<code>{_e(k)}</code>: {type_text(v)}" for k, v in frame.items())
     out = f"<h4>{title}</h4>"
