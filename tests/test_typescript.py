@@ -219,5 +219,6 @@ def test_the_chat_example_pushes_are_typed(tmp_path: Path) -> None:
     _generate("examples.chat.app:app", tmp_path / "api.d.ts")
     text = (tmp_path / "api.d.ts").read_text()
     assert "export type ChatGatewayPushes = {" in text
+    assert text.count("\n};\n") == 2  # both maps are complete type alias statements
     for line in ('"chat.message": Posted;', '"joined": Presence;', '"left": Presence;'):
         assert line in text

@@ -168,7 +168,7 @@ def typescript_declarations(app: App, *, source: str | None = None) -> str:
             out.append(
                 f"  {json.dumps(e.name)}: {{ data: {data}; reply: {reply}; item: {item} }};\n"
             )
-        out.append("}\n\n")
+        out.append("};\n\n")
         out.append(
             f"/** Server -> client events {g.cls.__qualname__} declares with emits={{...}}. */\n"
         )
