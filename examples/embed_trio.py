@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import TypedDict
 
 import trio
 
@@ -21,7 +22,13 @@ from wsgate import App, BroadcastGroup, WebSocket, on_connect, on_message, ws_co
 rooms = BroadcastGroup()
 
 
-@ws_controller("/ticks")
+class Tick(TypedDict):
+    """What the ticker pushes: ``{"event": "tick", "data": {"n": 1}}``."""
+
+    n: int
+
+
+@ws_controller("/ticks", emits={"tick": Tick})
 class Ticks:
     """Subscribes each client to the ticker; answers ``{"event": "ping", "id": 1}``."""
 
@@ -45,7 +52,7 @@ async def ticker(interval: float) -> None:
     n = 0
     while True:
         n += 1
-        await rooms.broadcast("ticks", {"event": "tick", "data": {"n": n}})
+        await rooms.broadcast("ticks", {"event": "tick", "data": Tick(n=n)})
         await trio.sleep(interval)
 
 

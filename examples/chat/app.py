@@ -5,6 +5,8 @@ Run it with ``python -m examples.chat`` (hypercorn on trio) or any ASGI server::
     hypercorn --worker-class trio examples.chat.app:app
     uvicorn examples.chat.app:app
 
+Its AsyncAPI document is served at /docs/asyncapi.json, readable at /docs.
+
 Set ``WSGATE_REDIS_URL=redis://host:6379`` to share rooms between workers and machines.
 """
 
@@ -48,13 +50,25 @@ class Posted(msgspec.Struct):
     text: str
 
 
+class Presence(msgspec.Struct):
+    """Who joined or left the room."""
+
+    user: str
+
+
 @injectable()
 class Rooms(BroadcastGroup):
     """The chat rooms (an in-process BroadcastGroup unless WSGATE_REDIS_URL is set)."""
 
 
-@ws_controller("/chat/{room_id}", summary="A chat room")
+@ws_controller(
+    "/chat/{room_id}",
+    summary="A chat room",
+    emits={"chat.message": Posted, "joined": Presence, "left": Presence},
+)
 class ChatGateway:
+    """Members of a room see each other's messages, arrivals and departures."""
+
     def __init__(self, rooms: BroadcastGroup) -> None:
         self.rooms = rooms
 
@@ -67,25 +81,25 @@ class ChatGateway:
         ws.state.user = user[:32]
         await self.rooms.subscribe(room_id, ws)
         await self.rooms.broadcast(
-            room_id, {"event": "joined", "data": {"user": ws.state.user}}, exclude=ws
+            room_id, {"event": "joined", "data": Presence(ws.state.user)}, exclude=ws
         )
 
-    @on_message("chat.send")
+    @on_message("chat.send", summary="Post a message to the room")
     async def send(self, ws: WebSocket, room_id: str, body: Json[ChatMessage]) -> None:
         posted = Posted(room=room_id, user=ws.state.user, text=body.text)
         await self.rooms.broadcast(room_id, {"event": "chat.message", "data": posted}, exclude=ws)
 
-    @on_message("who")
+    @on_message("who", summary="How many members the room has")
     async def who(self, room_id: str) -> dict[str, Any]:
         return {"room": room_id, "members": await _count(self.rooms, room_id)}
 
-    @on_message("echo")
+    @on_message("echo", summary="Answers with the data it was sent")
     async def echo(self, body: Json[Any]) -> Any:
         return body
 
     @on_disconnect
     async def leave(self, ws: WebSocket, room_id: str) -> None:
-        await self.rooms.broadcast(room_id, {"event": "left", "data": {"user": ws.state.user}})
+        await self.rooms.broadcast(room_id, {"event": "left", "data": Presence(ws.state.user)})
 
 
 async def _count(rooms: BroadcastGroup, room: str) -> int:
@@ -125,7 +139,7 @@ def create_app(redis_url: str | None = None) -> App:
         providers = [RedisBroadcastGroup(redis_url)]
     else:
         providers = [Rooms]
-    return App(gateways=[ChatGateway], providers=providers, http=http)
+    return App(gateways=[ChatGateway], providers=providers, http=http, docs_path="/docs")
 
 
 app = create_app(os.environ.get("WSGATE_REDIS_URL"))

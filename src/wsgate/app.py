@@ -118,6 +118,9 @@ class App:
 
     Every gateway is compiled here: a mistake in a gateway raises
     :class:`~wsgate.errors.ConfigurationError` now, not on the first connection.
+
+    ``docs_path="/docs"`` serves the AsyncAPI document of the gateways at
+    ``/docs/asyncapi.json`` and a readable page of it at ``/docs`` (off by default).
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class App:
         http: ASGIApp | None = None,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
+        docs_path: str | None = None,
         **options: Unpack[AppOptions],
     ) -> None:
         if isinstance(gateways, type):
@@ -161,6 +165,10 @@ class App:
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
             p for p in self.container.instances() if isinstance(p, BroadcastGroup)
         )
+        if docs_path is not None:  # the AsyncAPI document and its HTML page
+            from .docs import docs_endpoint
+
+            self.mount_http(docs_path, docs_endpoint(self, docs_path))
 
     # -- ASGI ------------------------------------------------------------------------
 
@@ -193,6 +201,13 @@ class App:
             if path == prefix or path.startswith(prefix + "/") or prefix == "/":
                 return endpoint
         return None
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of the gateways, as a JSON-ready dict (see
+        :func:`wsgate.asyncapi.asyncapi_document`)."""
+        from .asyncapi import asyncapi_document
+
+        return asyncapi_document(self)
 
     @property
     def broadcasters(self) -> tuple[BroadcastGroup, ...]:

@@ -51,7 +51,18 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comma
 def _register() -> None:
     # Each feature module exposes ``add_arguments(parser)`` and ``run(args) -> int``;
     # imported lazily so that ``wsgate --help`` needs none of the servers.
-    pass
+    from . import asyncapi, typescript
+
+    _COMMANDS["asyncapi"] = (
+        "print the AsyncAPI 3.0 document of MODULE:APP as JSON",
+        asyncapi.add_arguments,
+        asyncapi.run,
+    )
+    _COMMANDS["typescript"] = (
+        "write TypeScript declarations (.d.ts) of MODULE:APP's events and types",
+        typescript.add_arguments,
+        typescript.run,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,9 +7,11 @@ function (a subclass override without the decorator is not a hook).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import msgspec
 
 from .connection import Overflow
 from .errors import DecoratorUsageError
@@ -48,6 +50,8 @@ class GatewayMeta:
     concurrency: int = 1
     outbound_queue: int | None = None
     overflow: Overflow | None = None
+    #: Events the gateway sends on its own (pushes, broadcasts): event -> type of ``data``.
+    emits: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,12 @@ class MessageMeta:
     summary: str | None = None
     description: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+#: Event names a gateway cannot declare in ``emits``: the error frames' event, and the
+#: names that route to the catch-all and binary handlers.
+RESERVED_PUSH_EVENTS = frozenset({"error", "*", "__binary__"})
 
 
 def ws_controller(
@@ -69,6 +79,7 @@ def ws_controller(
     concurrency: int = 1,
     outbound_queue: int | None = None,
     overflow: Overflow | None = None,
+    emits: Mapping[str, Any] | None = None,
 ) -> Callable[[C], C]:
     """Mark a class as a WebSocket gateway mounted at ``path``.
 
@@ -81,8 +92,17 @@ def ws_controller(
     1: frames are handled in arrival order). ``outbound_queue`` and ``overflow`` override
     the App's outbox size and overflow policy for this gateway's connections.
 
+    ``emits`` declares the events the gateway sends on its own (broadcasts, pushes), as
+    ``{"chat.message": Posted}``: event name -> the type of the frame's ``data`` (a msgspec
+    Struct, dataclass, TypedDict, builtin type, or ``None`` for ``data: null``). It
+    changes nothing at run time; it goes into the AsyncAPI document and the generated
+    TypeScript types. ``tags``, ``summary`` and ``description`` (default: the class
+    docstring) go there too.
+
     The bare form ``@ws_controller`` (no parentheses) raises
-    :class:`~wsgate.errors.DecoratorUsageError`.
+    :class:`~wsgate.errors.DecoratorUsageError`, and so does an ``emits`` that is not a
+    mapping of event names to types msgspec can describe (the error names the class and
+    the event).
     """
     if isinstance(path, type):
         raise DecoratorUsageError(
@@ -99,19 +119,63 @@ def ws_controller(
         raise DecoratorUsageError(
             f"@ws_controller outbound_queue must be >= 1, not {outbound_queue!r}"
         )
-    meta = GatewayMeta(
-        path, tuple(tags or ()), summary, description, concurrency, outbound_queue, overflow
-    )
+    if isinstance(tags, str):
+        raise DecoratorUsageError(f"@ws_controller tags must be a list of str, not {tags!r}")
 
     def decorate(cls: C) -> C:
         if not isinstance(cls, type):
             raise DecoratorUsageError(
                 f"@ws_controller decorates classes, not {type(cls).__name__} {cls!r}"
             )
+        meta = GatewayMeta(
+            path,
+            tuple(tags or ()),
+            summary,
+            description,
+            concurrency,
+            outbound_queue,
+            overflow,
+            _check_emits(cls.__qualname__, emits),
+        )
         setattr(cls, GATEWAY_ATTR, meta)
         return cls
 
     return decorate
+
+
+def _check_emits(owner: str, emits: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``emits`` as a plain dict, or :class:`DecoratorUsageError` saying what is wrong."""
+    if emits is None:
+        return {}
+    where = f"@ws_controller(emits=...) on {owner}"
+    if not isinstance(emits, Mapping):
+        raise DecoratorUsageError(
+            f"{where}: emits must be a dict of event name -> data type, e.g. "
+            f'emits={{"chat.message": Posted}}, not {type(emits).__name__}'
+        )
+    checked: dict[str, Any] = {}
+    for event, tp in emits.items():
+        if not isinstance(event, str) or not event:
+            raise DecoratorUsageError(f"{where}: event names must be non-empty str, not {event!r}")
+        if event in RESERVED_PUSH_EVENTS:
+            raise DecoratorUsageError(
+                f'{where}: {event!r} is reserved (error frames use "error"; "*" and '
+                '"__binary__" route client frames); choose another event name'
+            )
+        if isinstance(tp, str):
+            raise DecoratorUsageError(
+                f"{where}: the type of {event!r} is the string {tp!r}; pass the type itself "
+                f"(emits={{{event!r}: {tp}}})"
+            )
+        try:
+            msgspec.json.schema(tp)
+        except Exception as exc:
+            raise DecoratorUsageError(
+                f"{where}: msgspec cannot describe the type of {event!r} ({tp!r}: {exc}); "
+                "use a msgspec Struct, dataclass, TypedDict, builtin type or None"
+            ) from exc
+        checked[event] = tp
+    return checked
 
 
 def gateway_meta(cls: type) -> GatewayMeta | None:
@@ -173,7 +237,10 @@ def on_error(fn: F) -> F:
 
 
 def on_message(
-    event: str, summary: str | None = None, description: str | None = None
+    event: str,
+    summary: str | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
 ) -> Callable[[F], F]:
     """Route frames whose ``event`` is ``event`` to this method.
 
@@ -181,6 +248,9 @@ def on_message(
     a specific handler; ``"__binary__"`` receives binary frames. The method's parameters
     say what it needs (``body: Json[T]``, ``ws: WebSocket``, path parameters,
     ``Query[T]``, ``Header[T]``, providers); its return value is the reply.
+    ``summary``, ``description`` (default: the method's docstring) and ``tags`` go into
+    the AsyncAPI document. Raises :class:`~wsgate.errors.DecoratorUsageError` for a
+    missing or empty event name.
     """
     if callable(event) or isinstance(event, staticmethod | classmethod):
         raise DecoratorUsageError(
@@ -188,7 +258,9 @@ def on_message(
         )
     if not isinstance(event, str) or not event:
         raise DecoratorUsageError(f"@on_message event must be a non-empty str, not {event!r}")
-    meta = MessageMeta(event, summary, description)
+    if isinstance(tags, str):
+        raise DecoratorUsageError(f"@on_message tags must be a list of str, not {tags!r}")
+    meta = MessageMeta(event, summary, description, tags=tuple(tags or ()))
 
     def decorate(fn: F) -> F:
         target = _target(fn)
