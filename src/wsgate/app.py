@@ -22,7 +22,7 @@ from .asgi import (
     strip_root_path,
 )
 from .broadcast import BroadcastGroup
-from .connection import Connection, Overflow, Stats
+from .connection import Connection, Limits, Overflow, Stats
 from .datastructures import State
 from .di import Container
 from .encoding import encode
@@ -71,6 +71,18 @@ class AppConfig:
     #: A connection's dispatcher and writer tasks stop after this many seconds (up to
     #: twice as many) without work, and start again with the next frame; None keeps them.
     idle_tasks_after: float | None = 30.0
+    #: The largest frame a client may send, in bytes; a bigger one closes the connection
+    #: with 1009 before it is decoded. (Servers have their own, larger limits: hypercorn
+    #: and uvicorn 16 MiB by default.)
+    max_frame_bytes: int = 1 << 20
+    #: ``(frames, per_seconds)``: a token bucket per connection. A frame over it is
+    #: dropped and answered with a ``rate_limited`` error frame; a client that goes on
+    #: sending a whole bucket's worth more is closed with 1008. None: no limit.
+    rate_limit: tuple[int, float] | None = None
+    #: Close a connection with 1001 ("idle") when no frame arrived for this many
+    #: seconds (detected within a quarter more). None: never. A client that only
+    #: listens must then send something (an application-level ping) now and then.
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.outbound_queue < 1 or self.inbound_queue < 1:
@@ -81,6 +93,17 @@ class AppConfig:
             )
         if self.max_streams < 0:
             raise ConfigurationError("max_streams must be >= 0")
+        if self.max_frame_bytes < 1:
+            raise ConfigurationError("max_frame_bytes must be >= 1")
+        if self.rate_limit is not None:
+            frames, per = self.rate_limit
+            if frames < 1 or per <= 0:
+                raise ConfigurationError(
+                    f"rate_limit=(frames, per_seconds) needs frames >= 1 and per_seconds > 0, "
+                    f"not {self.rate_limit!r}"
+                )
+        if self.idle_timeout is not None and self.idle_timeout <= 0:
+            raise ConfigurationError("idle_timeout must be > 0 seconds (or None)")
 
 
 class AppOptions(TypedDict, total=False):
@@ -94,6 +117,9 @@ class AppOptions(TypedDict, total=False):
     shutdown_timeout: float
     max_streams: int
     idle_tasks_after: float | None
+    max_frame_bytes: int
+    rate_limit: tuple[int, float] | None
+    idle_timeout: float | None
 
 
 _OPTION_NAMES = frozenset(f.name for f in fields(AppConfig))
@@ -143,7 +169,9 @@ class App:
                 f"{sorted(_OPTION_NAMES)}"
             )
         #: The runtime limits (see :class:`AppConfig`).
-        self.config = AppConfig(**options)
+        self.config = cfg = AppConfig(**options)
+        frames, per = cfg.rate_limit or (0, 1.0)
+        self._limits = Limits(cfg.max_frame_bytes, frames, per)
         #: App-wide state, also reachable as ``ws.app_state``.
         self.state = State()
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
@@ -238,6 +266,8 @@ class App:
             async with anyio.create_task_group() as tg:
                 if self.config.idle_tasks_after:
                     tg.start_soon(self._retire_idle_tasks, self.config.idle_tasks_after)
+                if self.config.idle_timeout:
+                    tg.start_soon(self._close_idle, self.config.idle_timeout)
                 message = await receive()
                 tg.cancel_scope.cancel()
             await self.shutdown()
@@ -259,6 +289,16 @@ class App:
         # A function of its own, so no connection stays referenced between two sweeps.
         for conn in list(self._connections.values()):
             conn.retire_idle_tasks()
+
+    async def _close_idle(self, timeout: float) -> None:
+        # Connections that received nothing for ``timeout`` seconds are closed with 1001.
+        while True:
+            await anyio.sleep(timeout / 4)
+            self._close_idle_once(anyio.current_time(), timeout)
+
+    def _close_idle_once(self, now: float, timeout: float) -> None:
+        for conn in list(self._connections.values()):
+            conn.close_if_idle(now, timeout)
 
     async def shutdown(
         self, code: int = status.WS_1001_GOING_AWAY, reason: str = "server shutting down"
@@ -303,6 +343,7 @@ class App:
             grace=cfg.disconnect_grace,
             owner=not plan.has_message_handlers,
             path=path,
+            limits=self._limits,
         )
         ws = WebSocket(scope, conn, app=self, path_template=plan.template, path_params=params)
         self.stats.connections_total += 1

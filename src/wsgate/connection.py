@@ -41,12 +41,13 @@ from anyio.abc import TaskGroup
 from . import status
 from .asgi import Message, Receive, Send
 from .datastructures import Counters
+from .frames import encode_error
 from .state import ConnectionState, Phase, Receiver
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Connection", "Inbox", "Offer", "Outbox", "Overflow", "Stats"]
+__all__ = ["Connection", "Inbox", "Limits", "Offer", "Outbox", "Overflow", "Stats"]
 
 logger = logging.getLogger("wsgate")
 
@@ -84,11 +85,44 @@ class Stats(Counters):
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
     counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
 
-    __slots__ = ("connections_open", "connections_total", "dropped_frames", "slow_consumer_closes")
+    __slots__ = (
+        "connections_open",
+        "connections_total",
+        "dropped_frames",
+        "frames_too_large",
+        "idle_closes",
+        "rate_limit_closes",
+        "rate_limited_frames",
+        "slow_consumer_closes",
+    )
+    #: Connections accepted or refused since startup.
     connections_total: int
+    #: Connections being served now (a gauge).
     connections_open: int
+    #: Frames dropped on the way out (overflow policies, closes that discard the queue).
     dropped_frames: int
+    #: Frames over ``max_frame_bytes`` (each closed its connection with 1009).
+    frames_too_large: int
+    #: Connections closed by ``idle_timeout``.
+    idle_closes: int
+    #: Connections closed with 1008 for going on sending over ``rate_limit``.
+    rate_limit_closes: int
+    #: Frames refused with a ``rate_limited`` error frame.
+    rate_limited_frames: int
+    #: Broadcast members closed because their outbox was full.
     slow_consumer_closes: int
+
+
+class Limits:
+    """What one connection may send: ``max_frame_bytes`` and a token bucket of
+    ``rate`` frames refilled over ``per`` seconds (no bucket when ``rate`` is 0)."""
+
+    __slots__ = ("max_frame_bytes", "per", "rate")
+
+    def __init__(self, max_frame_bytes: int, rate: int = 0, per: float = 1.0) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.rate = rate
+        self.per = per
 
 
 def event_class() -> Callable[[], anyio.Event]:
@@ -281,6 +315,13 @@ class Connection:
         "_consumers_done",
         "_dispatcher_active",
         "_event",
+        "_limits",
+        "_quick_max",
+        "_quiet_since",
+        "_seen_received",
+        "_strikes",
+        "_tokens",
+        "_tokens_at",
         "_receive",
         "_send",
         "_sending",
@@ -295,6 +336,7 @@ class Connection:
         "owner",
         "path",
         "policy",
+        "received",
         "state",
         "stats",
     )
@@ -311,6 +353,7 @@ class Connection:
         grace: float,
         owner: bool = False,
         path: str = "",
+        limits: Limits | None = None,
     ) -> None:
         self._receive = receive
         self._send = send
@@ -338,6 +381,17 @@ class Connection:
         self._dispatcher_active = False
         self._consumers = 0
         self._consumers_done: anyio.Event | None = None
+        #: Frames received so far (the App's idle sweep compares it between two looks).
+        self.received = 0
+        self._limits = limits = limits or Limits(1 << 20)
+        # A text frame of at most this many characters is within max_frame_bytes
+        # whatever its characters (UTF-8 takes at most 4 bytes per character).
+        self._quick_max = limits.max_frame_bytes // 4
+        self._tokens = float(limits.rate)
+        self._tokens_at = 0.0
+        self._strikes = 0
+        self._seen_received = -1
+        self._quiet_since = 0.0
 
     # -- the task group ------------------------------------------------------------------
 
@@ -445,10 +499,19 @@ class Connection:
         inbox = self.inbox
         session = self._session
         inline = session is not None and session.sequential
+        rate_limited = self._limits.rate > 0
+        quick_max = self._quick_max
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
+                self.received += 1
+                text = message.get("text")
+                size = len(text) if text is not None else len(message.get("bytes") or b"")
+                if size > quick_max and self._too_large(message):
+                    continue
+                if rate_limited and not self._take_token():
+                    continue
                 if inline and not self._dispatcher_active:
                     assert session is not None
                     if not await self._handle_inline(session, message):
@@ -465,6 +528,54 @@ class Connection:
             with anyio.move_on_after(self.grace):
                 await done.wait()
         self.cancel()
+
+    def _too_large(self, message: Message) -> bool:
+        """Close with 1009 (message too big) if ``message`` is over ``max_frame_bytes``;
+        the frame is never decoded."""
+        limit = self._limits.max_frame_bytes
+        text = message.get("text")
+        if text is not None:
+            if len(text) <= limit and len(text.encode("utf-8", "surrogatepass")) <= limit:
+                return False
+        elif len(message.get("bytes") or b"") <= limit:
+            return False
+        self.stats.frames_too_large += 1
+        logger.info("frame over %d bytes on %s; closing with 1009", limit, self.path)
+        self.close_nowait(status.WS_1009_MESSAGE_TOO_BIG, "frame too large", discard=False)
+        return True
+
+    def _take_token(self) -> bool:
+        """The rate limit, a token bucket: False (and a ``rate_limited`` error frame) for
+        a frame over it; a client that goes on sending a whole bucket's worth of frames
+        after that is closed with 1008."""
+        limits = self._limits
+        now = anyio.current_time()
+        tokens = min(
+            float(limits.rate), self._tokens + (now - self._tokens_at) * limits.rate / limits.per
+        )
+        self._tokens_at = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            self._strikes = 0
+            return True
+        self._tokens = tokens
+        self._strikes += 1
+        self.stats.rate_limited_frames += 1
+        if self._strikes > limits.rate:
+            self.stats.rate_limit_closes += 1
+            self.close_nowait(status.WS_1008_POLICY_VIOLATION, "rate limit exceeded", discard=False)
+        elif self._strikes == 1:
+            message = (
+                f"over the rate limit of {limits.rate} frames per {limits.per:g} s; "
+                "this frame was dropped"
+            )
+            self.offer(
+                {
+                    "type": "websocket.send",
+                    "text": encode_error(None, "rate_limited", message).decode(),
+                }
+            )
+        return False
 
     async def _handle_inline(self, session: Session, message: Message) -> bool:
         """Handle ``message`` in the reader's own task. If the handler suspends, start a
@@ -652,6 +763,20 @@ class Connection:
         finally:
             self._writer_active = False
             self._writer_idle = 0
+
+    def close_if_idle(self, now: float, timeout: float) -> bool:
+        """Called periodically with the time: close with 1001 ("idle") if no frame
+        arrived for ``timeout`` seconds (counted from the first look after the last
+        frame, so the bound is ``timeout`` plus the period between looks)."""
+        if self.received != self._seen_received:
+            self._seen_received = self.received
+            self._quiet_since = now
+            return False
+        if now - self._quiet_since < timeout or self.state.phase is not Phase.OPEN:
+            return False
+        self.stats.idle_closes += 1
+        self.close_nowait(status.WS_1001_GOING_AWAY, "idle", discard=False)
+        return True
 
     def retire_idle_tasks(self) -> None:
         """Stop the writer if it has waited, with nothing arriving, since the previous
