@@ -230,9 +230,7 @@ async def test_a_refused_handshake_raises_connect_error(server: str) -> None:
 
 
 @pytest.mark.parametrize("code", [1000, 1008, 4001])
-async def test_close_codes_that_say_not_to_reconnect_close_for_good(
-    server: str, code: int
-) -> None:
+async def test_close_codes_that_say_not_to_reconnect_close_for_good(server: str, code: int) -> None:
     states: list[ConnectionState] = []
     async with connect(f"{server}/svc", reconnect=FAST, on_state_change=states.append) as conn:
         subscription = conn.events()
@@ -356,8 +354,9 @@ async def test_the_client_reconnects_after_a_server_restart(
         async def on_reconnect(conn: Any) -> None:
             reconnected.set()
 
-        async with connect(f"{url}/svc?user=ann", reconnect=FAST,
-                           on_reconnect=on_reconnect) as conn:
+        async with connect(
+            f"{url}/svc?user=ann", reconnect=FAST, on_reconnect=on_reconnect
+        ) as conn:
             ticks = conn.events("tick", type=Tick)
             before = await conn.request("whoami", type=Who)
 
@@ -384,7 +383,14 @@ async def test_the_client_reconnects_after_a_server_restart(
 def test_reconnect_policy_backoff_and_rules() -> None:
     policy = ReconnectPolicy()
     assert [policy.delay(n, rand=lambda: 1.0) for n in range(8)] == [
-        0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        20.0,
+        20.0,
     ]
     assert policy.delay(3, rand=lambda: 0.0) == 0.0
     assert policy.delay(10_000, rand=lambda: 0.5) == 10.0
@@ -393,7 +399,13 @@ def test_reconnect_policy_backoff_and_rules() -> None:
     ] * 6
     assert not any(policy.reconnects_after_close(c) for c in (1000, 1008, 4000, 4003, 4999))
     assert [policy.reconnects_after_status(s) for s in (None, 403, 404, 408, 429, 500, 503)] == [
-        True, False, False, True, True, True, True
+        True,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
     ]
     assert not ReconnectPolicy(max_attempts=3).gives_up(2)
     assert ReconnectPolicy(max_attempts=3).gives_up(3)

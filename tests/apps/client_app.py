@@ -100,8 +100,9 @@ class GuardedGateway:
     @on_connect
     async def connect(self, x_token: Header[str] = "") -> None:
         if x_token != "secret":
-            raise WebSocketError("a valid x-token header is needed", close_code=4003,
-                                 detail={"header": "x-token"})
+            raise WebSocketError(
+                "a valid x-token header is needed", close_code=4003, detail={"header": "x-token"}
+            )
 
     @on_message("echo")
     async def echo(self, body: Json[Any]) -> Any:

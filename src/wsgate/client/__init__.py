@@ -17,9 +17,7 @@ WebSocket over httpx and wsproto on AnyIO).
 try:
     import httpx_ws as _httpx_ws  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "wsgate.client needs httpx-ws: pip install 'wsgate[client]'"
-    ) from exc
+    raise ImportError("wsgate.client needs httpx-ws: pip install 'wsgate[client]'") from exc
 
 from .connection import ClientStats, Connection, ConnectionState, connect
 from .errors import (

@@ -341,18 +341,18 @@ class Connection:
                                 return
                             failed_attempts += 1
                             logger.info("reconnecting to %s failed: %s", self.url, exc)
-                            if self.policy is None or not self.policy.reconnects_after_status(
-                                exc.status
-                            ) or self.policy.gives_up(failed_attempts):
+                            if (
+                                self.policy is None
+                                or not self.policy.reconnects_after_status(exc.status)
+                                or self.policy.gives_up(failed_attempts)
+                            ):
                                 self.last_error = exc
                                 return
                         else:
                             first = False
                             failed_attempts = 0
                             self._connection_ended(code, reason)
-                            if self.policy is None or not self.policy.reconnects_after_close(
-                                code
-                            ):
+                            if self.policy is None or not self.policy.reconnects_after_close(code):
                                 return
                         assert self.policy is not None
                         self._set_state(ConnectionState.RECONNECTING)
@@ -563,7 +563,9 @@ class Connection:
             self._pending.pop(id, None)
         return pending.result(type)
 
-    async def send_event(self, event: str, data: Any = None, *, timeout: float | None = None) -> None:
+    async def send_event(
+        self, event: str, data: Any = None, *, timeout: float | None = None
+    ) -> None:
         """Send ``{"event", "data"}`` without an id (no reply is expected; an error the
         handler raises comes back only if the server sends one as a push).
 

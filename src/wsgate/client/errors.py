@@ -59,8 +59,11 @@ class RequestError(ClientError):
     """
 
     def __init__(self, event: str, code: str, message: str, detail: Any = None) -> None:
-        super().__init__(f"{event!r} failed with {code}: {message}" if message else
-                         f"{event!r} failed with {code}")
+        super().__init__(
+            f"{event!r} failed with {code}: {message}"
+            if message
+            else f"{event!r} failed with {code}"
+        )
         self.event = event
         self.code = code
         self.message = message

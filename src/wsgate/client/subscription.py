@@ -156,8 +156,15 @@ class Stream(Generic[T]):
     items: the wire protocol cannot tell them apart.
     """
 
-    def __init__(self, conn: Connection, event: str, data: Any, type: Any,
-                 timeout: float | None, queue_size: int) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        event: str,
+        data: Any,
+        type: Any,
+        timeout: float | None,
+        queue_size: int,
+    ) -> None:
         self._conn = conn
         self.event = event
         self._data = data
