@@ -244,6 +244,8 @@ async def test_close_codes_that_say_not_to_reconnect_close_for_good(server: str,
             await conn.request("echo", 1)
         assert err.value.code == code
         assert f"closed it with code {code}" in str(err.value)
+        with pytest.raises(ConnectionClosed):
+            await conn.wait_for_state(ConnectionState.OPEN, timeout=WAIT)
         async for _ in subscription:
             raise AssertionError("the subscription ends when the connection is closed")
 
@@ -378,6 +380,37 @@ async def test_the_client_reconnects_after_a_server_restart(
             assert conn.statistics().connects == 2
     finally:
         await anyio.to_thread.run_sync(server.stop)
+
+
+async def test_the_client_gives_up_after_max_attempts(server_kind: str, tmp_path: Path) -> None:
+    server = ServerProcess(server_kind, APP, tmp_path, graceful_timeout=1)
+    url = await anyio.to_thread.run_sync(server.start)
+    try:
+        states: list[ConnectionState] = []
+        policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_attempts=3)
+        async with connect(f"{url}/svc", reconnect=policy, on_state_change=states.append) as conn:
+            await anyio.to_thread.run_sync(server.stop)
+            with anyio.fail_after(WAIT):
+                await conn.wait_for_state(ConnectionState.CLOSED)
+            assert states == [
+                ConnectionState.OPEN,
+                ConnectionState.RECONNECTING,
+                ConnectionState.CLOSED,
+            ]
+            assert isinstance(conn.last_error, ConnectError)
+            assert conn.last_error.status is None
+            with pytest.raises(ConnectionClosed, match="reconnecting failed"):
+                await conn.request("echo", 1)
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
+
+
+async def test_a_connection_must_be_entered_before_use() -> None:
+    conn = connect("ws://127.0.0.1:1/svc")
+    with pytest.raises(RuntimeError, match="async with connect"):
+        await conn.request("echo")
+    with pytest.raises(RuntimeError, match="never entered"):
+        await conn.close()
 
 
 def test_reconnect_policy_backoff_and_rules() -> None:

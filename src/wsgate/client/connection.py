@@ -506,6 +506,10 @@ class Connection:
     # -- sending ---------------------------------------------------------------------
 
     async def _wait_open(self) -> AsyncWebSocketSession:
+        if self._tg is None:
+            raise RuntimeError(
+                "the connection is not open: use it inside `async with connect(url) as conn:`"
+            )
         while True:
             if self._state is ConnectionState.CLOSED:
                 raise self._closed_error()
