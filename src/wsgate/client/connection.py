@@ -55,6 +55,16 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
+_S = ConnectionState
+#: The state changes a connection may make; anything else is a bug.
+_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
+    _S.CONNECTING: frozenset({_S.OPEN, _S.CLOSED}),
+    _S.OPEN: frozenset({_S.RECONNECTING, _S.CLOSED}),
+    _S.RECONNECTING: frozenset({_S.OPEN, _S.CLOSED}),
+    _S.CLOSED: frozenset(),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ClientStats:
     """Counters of a :class:`Connection` (a snapshot)."""
@@ -231,6 +241,8 @@ class Connection:
     def _set_state(self, state: ConnectionState) -> None:
         if state is self._state:
             return
+        if state not in _TRANSITIONS[self._state]:
+            raise RuntimeError(f"illegal client state change: {self._state.name} -> {state.name}")
         self._state = state
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
@@ -534,6 +546,11 @@ class Connection:
         self, event: str, data: Any = None, *, timeout: float | None = None, type: type[T]
     ) -> T: ...
 
+    @overload
+    async def request(
+        self, event: str, data: Any = None, *, timeout: float | None = None, type: Any
+    ) -> Any: ...
+
     async def request(
         self, event: str, data: Any = None, *, timeout: float | None = None, type: Any = None
     ) -> Any:
@@ -609,6 +626,21 @@ class Connection:
     def _count_dropped(self) -> None:
         self._dropped += 1
 
+    @overload
+    def events(
+        self, *events: str, type: None = None, queue_size: int | None = None
+    ) -> Subscription[Any]: ...
+
+    @overload
+    def events(
+        self, *events: str, type: type[T], queue_size: int | None = None
+    ) -> Subscription[T]: ...
+
+    @overload
+    def events(
+        self, *events: str, type: Any, queue_size: int | None = None
+    ) -> Subscription[Any]: ...
+
     def events(
         self, *events: str, type: Any = None, queue_size: int | None = None
     ) -> Subscription[Any]:
@@ -622,6 +654,39 @@ class Connection:
         here; error frames without an id are, as event ``"error"``.
         """
         return Subscription(self, events, type, queue_size or self.queue_size)
+
+    @overload
+    def stream(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        type: None = None,
+        timeout: float | None = None,
+        queue_size: int | None = None,
+    ) -> Stream[Any]: ...
+
+    @overload
+    def stream(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        type: type[T],
+        timeout: float | None = None,
+        queue_size: int | None = None,
+    ) -> Stream[T]: ...
+
+    @overload
+    def stream(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        type: Any,
+        timeout: float | None = None,
+        queue_size: int | None = None,
+    ) -> Stream[Any]: ...
 
     def stream(
         self,
