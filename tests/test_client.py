@@ -405,6 +405,18 @@ async def test_the_client_gives_up_after_max_attempts(server_kind: str, tmp_path
         await anyio.to_thread.run_sync(server.stop)
 
 
+async def test_the_client_talks_to_an_app_in_process() -> None:
+    import httpx
+    from apps.client_app import app
+    from httpx_ws.transport import ASGIWebSocketTransport
+
+    async with httpx.AsyncClient(transport=ASGIWebSocketTransport(app)) as http:
+        async with connect("ws://test/svc?user=ann", http_client=http, reconnect=False) as conn:
+            assert (await conn.request("whoami", type=Who)).user == "ann"
+            assert await conn.request("add", Point(1, 2), type=Sum) == Sum(3)
+        assert conn.state is ConnectionState.CLOSED
+
+
 async def test_a_connection_must_be_entered_before_use() -> None:
     conn = connect("ws://127.0.0.1:1/svc")
     with pytest.raises(RuntimeError, match="async with connect"):
