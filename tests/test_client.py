@@ -153,6 +153,8 @@ async def test_events_yields_pushes_typed_and_untyped(server: str) -> None:
         ticks.close()
         everything.close()
         wrong.close()
+        with pytest.raises(RuntimeError, match="subscription was closed"):
+            await ticks.receive()
 
 
 async def test_a_slow_subscriber_loses_the_oldest_pushes_and_counts_them(server: str) -> None:

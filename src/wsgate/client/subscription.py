@@ -68,6 +68,7 @@ class Subscription(Generic[T]):
         self._buffer: deque[tuple[str, msgspec.Raw]] = deque(maxlen=queue_size)
         self._wakeup = anyio.Event()
         self._finished = False
+        self._closed_by_user = False
         self._lost: ConnectionLost | None = None
         #: Set by a stream once its request was answered: a lost connection then ends it.
         self._lost_on_drop = False
@@ -114,10 +115,13 @@ class Subscription(Generic[T]):
 
     async def receive(self) -> Push[T]:
         """The next push (waits for it). Raises :class:`ConnectionClosed` when the
-        connection is closed for good and nothing is buffered."""
+        connection is closed for good and nothing is buffered, :class:`RuntimeError`
+        when the subscription was closed."""
         try:
             return await self.__anext__()
         except StopAsyncIteration:
+            if self._closed_by_user:
+                raise RuntimeError("receive(): this subscription was closed") from None
             raise self._conn._closed_error() from None
 
     def close(self) -> None:
@@ -125,6 +129,7 @@ class Subscription(Generic[T]):
         unregister, self._unregister = self._unregister, None
         if unregister is not None:
             unregister(self)
+        self._closed_by_user = True
         self._finish()
 
     async def __aenter__(self) -> Subscription[T]:
