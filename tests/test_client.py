@@ -427,6 +427,27 @@ async def test_a_connection_must_be_entered_before_use() -> None:
         await conn.close()
 
 
+async def test_the_state_machine_allows_only_its_transitions() -> None:
+    from wsgate.client.state import StateMachine
+
+    seen: list[ConnectionState] = []
+    machine = StateMachine(seen.append)
+    with pytest.raises(RuntimeError, match="CONNECTING -> RECONNECTING"):
+        machine.move(ConnectionState.RECONNECTING)
+    for state in (ConnectionState.OPEN, ConnectionState.RECONNECTING, ConnectionState.OPEN):
+        machine.move(state)
+    machine.move(ConnectionState.OPEN)  # no change, no notification
+    machine.move(ConnectionState.CLOSED)
+    with pytest.raises(RuntimeError, match="CLOSED -> OPEN"):
+        machine.move(ConnectionState.OPEN)
+    assert seen == [
+        ConnectionState.OPEN,
+        ConnectionState.RECONNECTING,
+        ConnectionState.OPEN,
+        ConnectionState.CLOSED,
+    ]
+
+
 def test_reconnect_policy_backoff_and_rules() -> None:
     policy = ReconnectPolicy()
     assert [policy.delay(n, rand=lambda: 1.0) for n in range(8)] == [

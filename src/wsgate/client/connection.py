@@ -8,11 +8,8 @@ connect(...)`` and cancelled when the block ends.
 
 from __future__ import annotations
 
-import base64
-import enum
 import logging
 import math
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,9 +23,10 @@ import wsproto.utilities
 from anyio.abc import TaskGroup, TaskStatus
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError
 
-from . import _protocol
+from . import _handshake, _protocol
 from .errors import ConnectError, ConnectionClosed, ConnectionLost
 from .policy import ReconnectPolicy
+from .state import ConnectionState, StateMachine
 from .subscription import Stream, Subscription
 
 __all__ = ["ClientStats", "Connection", "ConnectionState", "connect"]
@@ -39,30 +37,6 @@ T = TypeVar("T")
 
 #: The close code recorded when a connection ends without a close frame.
 ABNORMAL_CLOSURE = 1006
-
-
-class ConnectionState(enum.Enum):
-    """Where a :class:`Connection` is.
-
-    ``CONNECTING`` (the first handshake) -> ``OPEN`` -> ``RECONNECTING`` (the connection
-    dropped; waiting the backoff or trying again) -> ``OPEN`` ... -> ``CLOSED`` (for
-    good: closed by the program, by a final close code, or the policy gave up).
-    """
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-_S = ConnectionState
-#: The state changes a connection may make; anything else is a bug.
-_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
-    _S.CONNECTING: frozenset({_S.OPEN, _S.CLOSED}),
-    _S.OPEN: frozenset({_S.RECONNECTING, _S.CLOSED}),
-    _S.RECONNECTING: frozenset({_S.OPEN, _S.CLOSED}),
-    _S.CLOSED: frozenset(),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +124,6 @@ def connect(
     )
 
 
-def _http_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    mapped = {"ws": "http", "wss": "https", "http": "http", "https": "https"}.get(scheme.lower())
-    if not sep or mapped is None:
-        raise ValueError(f"connect(): expected a ws:// or wss:// URL, got {url!r}")
-    return f"{mapped}://{rest}"
-
-
 class Connection:
     """A client connection to a wsgate endpoint; made by :func:`connect`.
 
@@ -194,22 +160,20 @@ class Connection:
             raise ValueError(f"connect(queue_size=...): expected >= 1, got {queue_size!r}")
         #: The URL as given.
         self.url = url
-        self._http_url = _http_url(url)
+        self._http_url = _handshake.http_url(url)
         self._headers = headers
         self._subprotocols = subprotocols
         self.policy = policy
         self.request_timeout = request_timeout
         self.queue_size = queue_size
         self._on_reconnect = on_reconnect
-        self._on_state_change = on_state_change
         self._connect_timeout = connect_timeout
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         self._http_client = http_client
 
-        self._state = ConnectionState.CONNECTING
-        self._changed = anyio.Event()
+        self._machine = StateMachine(on_state_change)
         self._session: AsyncWebSocketSession | None = None
         self._pending: dict[int, _protocol.Pending] = {}
         self._next_id = 0
@@ -236,21 +200,10 @@ class Connection:
     @property
     def state(self) -> ConnectionState:
         """The current :class:`ConnectionState`."""
-        return self._state
+        return self._machine.state
 
     def _set_state(self, state: ConnectionState) -> None:
-        if state is self._state:
-            return
-        if state not in _TRANSITIONS[self._state]:
-            raise RuntimeError(f"illegal client state change: {self._state.name} -> {state.name}")
-        self._state = state
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
-        if self._on_state_change is not None:
-            try:
-                self._on_state_change(state)
-            except Exception:
-                logger.exception("on_state_change failed for %s", self.url)
+        self._machine.move(state)
 
     async def wait_for_state(
         self, *states: ConnectionState, timeout: float | None = None
@@ -266,16 +219,16 @@ class Connection:
             raise ValueError("wait_for_state(): name at least one ConnectionState")
         try:
             with anyio.fail_after(timeout):
-                while self._state not in states:
-                    if self._state is ConnectionState.CLOSED:
+                while self._machine.state not in states:
+                    if self._machine.state is ConnectionState.CLOSED:
                         raise self._closed_error()
-                    await self._changed.wait()
+                    await self._machine.changed()
         except TimeoutError:
             names = ", ".join(s.name for s in states)
             raise TimeoutError(
-                f"the connection was not {names} within {timeout} s (it is {self._state.name})"
+                f"the connection was not {names} within {timeout} s (it is {self._machine.state.name})"
             ) from None
-        return self._state
+        return self._machine.state
 
     def statistics(self) -> ClientStats:
         """The connection's counters (a frozen snapshot)."""
@@ -375,7 +328,7 @@ class Connection:
 
     def _http(self) -> Any:
         if self._http_client is not None:
-            return _Borrowed(self._http_client)
+            return _handshake.Borrowed(self._http_client)
         return httpx.AsyncClient(timeout=httpx.Timeout(self._connect_timeout))
 
     async def _run_session(
@@ -383,21 +336,12 @@ class Connection:
     ) -> tuple[int | None, str]:
         """One connection: handshake (raises :class:`ConnectError`), then read until it
         ends; returns the close code and reason."""
-        key = base64.b64encode(os.urandom(16)).decode()
-        headers = {
-            **self._headers,
-            "connection": "upgrade",
-            "upgrade": "websocket",
-            "sec-websocket-key": key,
-            "sec-websocket-version": "13",
-        }
-        if self._subprotocols:
-            headers["sec-websocket-protocol"] = ", ".join(self._subprotocols)
+        headers = _handshake.request_headers(self._headers, self._subprotocols)
         try:
             async with http.stream("GET", self._http_url, headers=headers) as response:
                 if response.status_code != 101:
                     body = await response.aread()
-                    raise _refused(response.status_code, body)
+                    raise _handshake.refused(response.status_code, body)
                 session = AsyncWebSocketSession(
                     response.extensions["network_stream"],
                     keepalive_ping_interval_seconds=self._ping_interval,
@@ -523,11 +467,11 @@ class Connection:
                 "the connection is not open: use it inside `async with connect(url) as conn:`"
             )
         while True:
-            if self._state is ConnectionState.CLOSED:
+            if self._machine.state is ConnectionState.CLOSED:
                 raise self._closed_error()
-            if self._state is ConnectionState.OPEN and self._session is not None:
+            if self._machine.state is ConnectionState.OPEN and self._session is not None:
                 return self._session
-            await self._changed.wait()
+            await self._machine.changed()
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
@@ -614,7 +558,7 @@ class Connection:
     # -- receiving -------------------------------------------------------------------
 
     def _register(self, sub: Subscription[Any]) -> Callable[[Subscription[Any]], None] | None:
-        if self._state is ConnectionState.CLOSED:
+        if self._machine.state is ConnectionState.CLOSED:
             sub._finish()
             return None
         self._subscriptions[id(sub)] = sub
@@ -702,35 +646,3 @@ class Connection:
         no end-of-stream frame, a lost connection raises :class:`ConnectionLost`, and two
         concurrent streams of one event cannot be told apart."""
         return Stream(self, event, data, type, timeout, queue_size or self.queue_size)
-
-
-class _Borrowed:
-    """An ``httpx.AsyncClient`` the caller owns: used, not closed."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self.client
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-def _refused(status: int, body: bytes) -> ConnectError:
-    code: str | None = None
-    message = ""
-    detail: Any = None
-    try:
-        error = msgspec.json.decode(body, type=_DenialBody).error
-        code, message, detail = error.code, error.message, error.detail
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    text = f"the server refused the handshake with HTTP {status}"
-    if code is not None:
-        text += f" ({code}: {message})" if message else f" ({code})"
-    return ConnectError(text, status=status, body=body, code=code, detail=detail)
-
-
-class _DenialBody(msgspec.Struct):
-    error: _protocol.ErrorData
