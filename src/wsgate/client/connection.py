@@ -19,6 +19,7 @@ import anyio
 import httpx
 import msgspec
 import wsproto
+import wsproto.events
 import wsproto.utilities
 from anyio.abc import TaskGroup, TaskStatus
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError
@@ -337,6 +338,7 @@ class Connection:
         """One connection: handshake (raises :class:`ConnectError`), then read until it
         ends; returns the close code and reason."""
         headers = _handshake.request_headers(self._headers, self._subprotocols)
+        connects = self._connects
         try:
             async with http.stream("GET", self._http_url, headers=headers) as response:
                 if response.status_code != 101:
@@ -351,6 +353,9 @@ class Connection:
                 async with session:
                     return await self._serve(session, first, task_status)
         except httpx.HTTPError as exc:
+            if self._connects != connects:
+                # The handshake had succeeded: the connection broke, it was not refused.
+                return ABNORMAL_CLOSURE, ""
             raise ConnectError(
                 f"cannot connect to {self.url}: {exc or type(exc).__name__}"
             ) from exc
