@@ -108,6 +108,27 @@ async def test_the_service_posts_typed_messages_and_prints_what_others_say(
         assert [p["user"] for p in posts] == ["ticker"] * 3
         assert [p["text"].split(":")[0] for p in posts] == ["WSG #1", "WSG #2", "WSG #3"]
         assert heard.strip() == "[lobby] ann: hi ticker"
+
+        # The chat server restarts on the same port: the service reconnects by itself
+        # (1001 from the server does not end it) and its prices reach the room again.
+        port = base.rsplit(":", 1)[1]
+        first_chat_out = chat.stop()
+        assert "Traceback" not in first_chat_out, first_chat_out
+
+        def after_restart() -> Any:
+            assert lines is not None
+            lines.wait_for("connection reconnecting")
+            nonlocal chat
+            chat = Example("-m", "examples.chat", port)
+            assert chat.url().endswith(f":{port}")
+            lines.wait_for("reconnected to lobby", timeout=30)
+            with connect(f"{base}/chat/lobby?user=bob", compression=None, open_timeout=5) as bob:
+                while (frame := json.loads(bob.recv(timeout=5)))["event"] != "chat.message":
+                    pass
+            return frame
+
+        frame = await anyio.to_thread.run_sync(after_restart)
+        assert frame["data"]["user"] == "ticker" and frame["data"]["text"].startswith("WSG #")
     finally:
         out = ""
         if service is not None:
