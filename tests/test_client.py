@@ -250,6 +250,10 @@ async def test_close_codes_that_say_not_to_reconnect_close_for_good(server: str,
             await conn.wait_for_state(ConnectionState.OPEN, timeout=WAIT)
         async for _ in subscription:
             raise AssertionError("the subscription ends when the connection is closed")
+        await conn.close()  # already closed: nothing changes
+        assert conn.close_code == code
+    with pytest.raises(ConnectionClosed, match=f"closed it with code {code}"):
+        await conn.request("echo", 1)
 
 
 @pytest.mark.parametrize("code", [1011, 1012, 1013])

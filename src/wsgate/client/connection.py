@@ -270,7 +270,7 @@ class Connection:
         await self._tg.__aexit__(None, None, None)
 
     def _request_close(self, code: int, reason: str) -> None:
-        if self._close_request is None:
+        if self._close_request is None and self._machine.state is not ConnectionState.CLOSED:
             self._close_request = (code, reason)
         if self._supervisor_scope is not None:
             self._supervisor_scope.cancel()
