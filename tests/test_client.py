@@ -375,9 +375,17 @@ async def test_the_client_reconnects_after_a_server_restart(
             with pytest.raises(TimeoutError):
                 await conn.request("echo", 1, timeout=0.1)
 
-            await anyio.to_thread.run_sync(lambda: server.start(port=url.port))
-            with anyio.fail_after(WAIT):
-                await reconnected.wait()
+            waited: list[Any] = []
+
+            async def wait_then_request() -> None:
+                waited.append(await conn.request("echo", "waited", timeout=WAIT + 30))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_then_request)
+                await anyio.to_thread.run_sync(lambda: server.start(port=url.port))
+                with anyio.fail_after(WAIT):
+                    await reconnected.wait()
+            assert waited == ["waited"]
             after = await conn.request("whoami", type=Who)
             assert after.pid != before.pid and after.user == "ann"
             await conn.request("push", 2)
