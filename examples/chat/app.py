@@ -6,10 +6,17 @@ Run it with ``python -m examples.chat`` (hypercorn on trio) or any ASGI server::
     uvicorn examples.chat.app:app
 
 Set ``WSGATE_REDIS_URL=redis://host:6379`` to share rooms between workers and machines.
+
+The page (index.html) uses the browser client the App serves at /wsgate.js. Events:
+``chat.send`` (answered with null once broadcast, so the page can show the message as
+sent), ``rename``, ``who``, ``echo``; pushes: ``chat.message``, ``joined``, ``left`` and
+``renamed`` (the last three carry the room's member count). Each join, leave (with its
+close code) and error is logged on the ``examples.chat`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -26,18 +33,36 @@ from wsgate import (
     injectable,
     on_connect,
     on_disconnect,
+    on_error,
     on_message,
     status,
     ws_controller,
 )
 
 PAGE = (Path(__file__).parent / "index.html").read_bytes()
+MAX_NAME = 32
+MAX_TEXT = 2000
+
+log = logging.getLogger("examples.chat")
 
 
 class ChatMessage(msgspec.Struct):
     """What a client sends with ``chat.send``."""
 
     text: str
+
+
+class Rename(msgspec.Struct):
+    """What a client sends with ``rename``."""
+
+    user: str
+
+
+class Refused(WebSocketError):
+    """A frame the chat does not accept (an empty message, a bad name): an error frame
+    with code ``refused``; the connection stays open."""
+
+    code = "refused"
 
 
 class Posted(msgspec.Struct):
@@ -61,19 +86,43 @@ class ChatGateway:
     @on_connect
     async def join(self, ws: WebSocket, room_id: str, user: Query[str] = "anonymous") -> None:
         if len(room_id) > 64:
+            log.warning("refused path=%s: room name too long", ws.path)
             raise WebSocketError(
                 "room names are at most 64 characters", close_code=status.WS_1008_POLICY_VIOLATION
             )
-        ws.state.user = user[:32]
+        ws.state.user = user.strip()[:MAX_NAME] or "anonymous"
         await self.rooms.subscribe(room_id, ws)
+        members = await _count(self.rooms, room_id)
+        log.info(
+            "join path=%s user=%s room=%s members=%d", ws.path, ws.state.user, room_id, members
+        )
         await self.rooms.broadcast(
-            room_id, {"event": "joined", "data": {"user": ws.state.user}}, exclude=ws
+            room_id,
+            {"event": "joined", "data": {"user": ws.state.user, "members": members}},
+            exclude=ws,
         )
 
     @on_message("chat.send")
     async def send(self, ws: WebSocket, room_id: str, body: Json[ChatMessage]) -> None:
-        posted = Posted(room=room_id, user=ws.state.user, text=body.text)
+        text = body.text.strip()
+        if not text:
+            raise Refused("empty message: type some text")
+        if len(text) > MAX_TEXT:
+            raise Refused(f"messages are at most {MAX_TEXT} characters")
+        posted = Posted(room=room_id, user=ws.state.user, text=text)
         await self.rooms.broadcast(room_id, {"event": "chat.message", "data": posted}, exclude=ws)
+
+    @on_message("rename")
+    async def rename(self, ws: WebSocket, room_id: str, body: Json[Rename]) -> dict[str, str]:
+        new = body.user.strip()[:MAX_NAME]
+        if not new:
+            raise Refused("a name needs at least one visible character")
+        old, ws.state.user = ws.state.user, new
+        log.info("rename path=%s user=%s room=%s from=%s", ws.path, new, room_id, old)
+        await self.rooms.broadcast(
+            room_id, {"event": "renamed", "data": {"from": old, "to": new}}, exclude=ws
+        )
+        return {"user": new}
 
     @on_message("who")
     async def who(self, room_id: str) -> dict[str, Any]:
@@ -83,9 +132,26 @@ class ChatGateway:
     async def echo(self, body: Json[Any]) -> Any:
         return body
 
+    @on_error
+    async def failed(self, ws: WebSocket, room_id: str, exc: Exception) -> None:
+        # wsgate logs the traceback; this line says whose connection it was. Returning
+        # normally keeps the connection open (the frame gets an internal_error frame).
+        log.error("error path=%s user=%s room=%s: %r", ws.path, ws.state.user, room_id, exc)
+
     @on_disconnect
     async def leave(self, ws: WebSocket, room_id: str) -> None:
-        await self.rooms.broadcast(room_id, {"event": "left", "data": {"user": ws.state.user}})
+        members = await _count(self.rooms, room_id)
+        log.info(
+            "leave path=%s user=%s room=%s code=%s members=%d",
+            ws.path,
+            ws.state.user,
+            room_id,
+            ws.close_code,
+            members,
+        )
+        await self.rooms.broadcast(
+            room_id, {"event": "left", "data": {"user": ws.state.user, "members": members}}
+        )
 
 
 async def _count(rooms: BroadcastGroup, room: str) -> int:
@@ -125,7 +191,23 @@ def create_app(redis_url: str | None = None) -> App:
         providers = [RedisBroadcastGroup(redis_url)]
     else:
         providers = [Rooms]
-    return App(gateways=[ChatGateway], providers=providers, http=http)
+    _log_to_stderr()
+    return App(gateways=[ChatGateway], providers=providers, http=http, client_path="/wsgate.js")
+
+
+def _log_to_stderr() -> None:
+    """Print the chat's (and wsgate's) log lines when nothing configured logging (as under
+    hypercorn and uvicorn, which configure only their own loggers)."""
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("examples.chat", "wsgate"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
 
 
 app = create_app(os.environ.get("WSGATE_REDIS_URL"))

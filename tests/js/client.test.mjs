@@ -152,6 +152,23 @@ describe("close codes", () => {
     assert.throws(() => client.send("x"), (e) => e instanceof WsgateError && e.code === "closed");
   });
 
+  test("a URL function is called again for every attempt", (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const fake = fakeWebSockets();
+    let user = "ann";
+    const client = connect(() => `ws://server/chat?user=${user}`, {
+      WebSocket: fake.WebSocket,
+      random: () => 0,
+    });
+    assert.equal(fake.last().url, "ws://server/chat?user=ann");
+    user = "bob";
+    assert.equal(client.url, "ws://server/chat?user=bob");
+    fake.last().drop(1006);
+    t.mock.timers.tick(1000);
+    assert.equal(fake.last().url, "ws://server/chat?user=bob");
+    assert.throws(() => connect(42, { WebSocket: fake.WebSocket }), /URL string or a function/);
+  });
+
   test("protocols are offered in the handshake", (t) => {
     const { fake } = setup(t, { protocols: ["chat.v1"] });
     assert.deepEqual(fake.last().protocols, ["chat.v1"]);

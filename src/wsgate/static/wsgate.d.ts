@@ -117,6 +117,7 @@ export interface Client<
   Events extends EventMap<Events> = Record<string, EventSpec>,
   Pushes extends PushMap<Pushes> = Record<string, unknown>,
 > {
+  /** The URL of the current (or next) connection attempt. */
   readonly url: string;
   readonly state: ClientState;
   /** Sends `{event, data, id}`; resolves with the reply's data. Rejects with WsgateError. */
@@ -159,8 +160,9 @@ export function backoffDelay(
 /** Whether a connection closed with `code` is reopened under `options`. */
 export function shouldReconnect(code: number, options?: ReconnectOptions): boolean;
 
-/** Opens a connection to a wsgate endpoint; see wsgate.js for the rules. */
+/** Opens a connection to a wsgate endpoint; `url` may be a function, called before every
+ * attempt. See wsgate.js for the rules. */
 export function connect<
   Events extends EventMap<Events> = Record<string, EventSpec>,
   Pushes extends PushMap<Pushes> = Record<string, unknown>,
->(url: string, options?: ConnectOptions): Client<Events, Pushes>;
+>(url: string | (() => string), options?: ConnectOptions): Client<Events, Pushes>;

@@ -98,7 +98,10 @@ function report(error) {
 
 class Client {
   constructor(url, options = {}) {
-    this.url = String(url);
+    if (typeof url !== "function" && typeof url !== "string") {
+      throw new TypeError("wsgate: connect(url) takes a URL string or a function returning one");
+    }
+    this._url = url;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError("wsgate: no WebSocket implementation here; pass options.WebSocket");
@@ -119,6 +122,11 @@ class Client {
     this._listeners = new Map(); // event -> Set of fns
     this._stateListeners = new Set();
     this._open();
+  }
+
+  /** The URL of the current (or next) connection attempt. */
+  get url() {
+    return typeof this._url === "function" ? String(this._url()) : this._url;
   }
 
   /** "connecting" | "open" | "reconnecting" | "closed". */
@@ -267,9 +275,10 @@ class Client {
   // -- internals ---------------------------------------------------------------------
 
   _open() {
+    const url = this.url; // a function is called again for every attempt
     const ws = this._protocols === undefined
-      ? new this._WebSocket(this.url)
-      : new this._WebSocket(this.url, this._protocols);
+      ? new this._WebSocket(url)
+      : new this._WebSocket(url, this._protocols);
     this._ws = ws;
     ws.onopen = () => {
       if (this._ws !== ws) return;
@@ -409,7 +418,9 @@ class Client {
 }
 
 /**
- * Opens a connection to a wsgate endpoint and returns its client. The connection is
+ * Opens a connection to a wsgate endpoint and returns its client. `url` is a string, or
+ * a function called before every attempt (to put a fresh token or a changed user name
+ * in the query string). The connection is
  * reopened with exponential backoff and full jitter after it drops (see
  * `shouldReconnect` for the close codes that stop it); frames sent meanwhile wait in a
  * bounded queue and are written when it opens.
