@@ -248,13 +248,16 @@ class ServerProcess:
         self.url: ServerURL | None = None
         self._log_file: Any = None
 
-    def start(self, timeout: float = START_TIMEOUT) -> ServerURL:
+    def start(self, timeout: float = START_TIMEOUT, port: int | None = None) -> ServerURL:
+        """Start the server on a free port, or on ``port`` (e.g. to restart it where its
+        clients expect it)."""
         deadline = time.monotonic() + timeout
         last_error = ""
+        fixed_port = port
         # A free port can be taken by someone else between our probe and the server's
         # bind; the server then exits at once and we try another port.
         for _attempt in range(5):
-            port = _free_port()
+            port = _free_port() if fixed_port is None else fixed_port
             fd, name = tempfile.mkstemp(
                 prefix=f"wsgate-{self.kind}-", suffix=".log", dir=self.log_dir
             )
