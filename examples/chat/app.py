@@ -196,18 +196,16 @@ def create_app(redis_url: str | None = None) -> App:
 
 
 def _log_to_stderr() -> None:
-    """Print the chat's (and wsgate's) log lines when nothing configured logging (as under
-    hypercorn and uvicorn, which configure only their own loggers)."""
-    if logging.getLogger().handlers:
+    """Print the chat's log lines when nothing configured logging (as under hypercorn and
+    uvicorn, which configure only their own loggers). wsgate's own warnings and errors
+    reach stderr through logging's last-resort handler in any case."""
+    if logging.getLogger().handlers or log.handlers:
         return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("examples.chat", "wsgate"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 app = create_app(os.environ.get("WSGATE_REDIS_URL"))
