@@ -10,18 +10,14 @@ Marked ``browser`` and left out of the default run (``nox -s browser`` runs it; 
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import re
 import shutil
-import subprocess
 import tempfile
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
+from node_script import NodeScript
 from servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,50 +31,6 @@ pytestmark = pytest.mark.browser
 BACKENDS = [
     b.strip() for b in os.environ.get("WSGATE_BACKENDS", "trio,asyncio").split(",") if b.strip()
 ]
-
-
-class Script:
-    """The node process, read line by line from a thread so that every read has a
-    timeout."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            ["node", *args],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def next(self) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=STEP_TIMEOUT)
-        except queue.Empty:
-            raise AssertionError(f"the browser script said nothing for {STEP_TIMEOUT}s") from None
-        if line is None:
-            self.proc.wait(10)
-            stderr = self.proc.stderr.read() if self.proc.stderr else ""
-            raise AssertionError(f"the browser script failed:\n{stderr[-6000:]}")
-        return dict(json.loads(line))
-
-    def reply(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -101,19 +53,20 @@ def test_chat_in_chromium_survives_a_server_restart(backend: str) -> None:
     server = ServerProcess(kind, "examples.chat.app:app", log_dir, graceful_timeout=1)
     url = server.start()
     logs = [url.log_path]
-    script = Script("tests/browser/chat.mjs", url.replace("ws://", "http://"), str(shots))
+    script = NodeScript(
+        "tests/browser/chat.mjs",
+        url.replace("ws://", "http://"),
+        str(shots),
+        step_timeout=STEP_TIMEOUT,
+    )
     try:
-        while "result" not in (message := script.next()):
-            if message["step"] == "stop-server":
-                server.stop()
-            elif message["step"] == "start-server":
-                logs.append(server.start(port=url.port).log_path)
-            else:
-                raise AssertionError(f"unknown step {message}")
-            script.reply("ok")
-        result = message["result"]
+        result = script.run(
+            {
+                "stop-server": server.stop,
+                "start-server": lambda: logs.append(server.start(port=url.port).log_path),
+            }
+        )
     finally:
-        script.stop()
         server.stop()
     server_log = "".join(p.read_text(errors="replace") for p in logs)
     shutil.rmtree(log_dir, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +21,8 @@ import anyio
 import anyio.to_thread
 import pytest
 import servers
-from servers import SERVER_PARAMS, ServerPool, ServerURL
+from node_script import NodeScript
+from servers import SERVER_PARAMS, ServerPool, ServerProcess, ServerURL
 
 from wsgate import App
 from wsgate.errors import ConfigurationError
@@ -43,6 +45,7 @@ TSC_FLAGS = [
 ]
 
 server_pool = servers.server_pool
+server_kind = servers.server_kind
 server_logs_clean = servers.server_logs_clean
 
 
@@ -197,3 +200,31 @@ async def test_client_path_is_off_by_default_and_can_be_moved() -> None:
 def test_client_path_must_be_an_absolute_js_path(path: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=r"App\(client_path=\.\.\.\).*" + message):
         App(client_path=path)
+
+
+def test_client_reconnects_after_a_server_restart(server_kind: str) -> None:
+    """The server process is stopped and started again on the same port: the client goes
+    to "reconnecting", retries within its backoff, and the frames made meanwhile are sent
+    on the new connection."""
+    _require_node()
+    log_dir = Path(tempfile.mkdtemp(prefix="wsgate-restart-"))
+    server = ServerProcess(server_kind, "apps.client_js:app", log_dir, graceful_timeout=1)
+    url = server.start()
+    script = NodeScript("--experimental-websocket", "tests/js/restart.mjs", url)
+    try:
+        out = script.run(
+            {"stop-server": server.stop, "start-server": lambda: server.start(port=url.port)}
+        )
+    finally:
+        server.stop()
+        shutil.rmtree(log_dir, ignore_errors=True)
+    assert out["before"] == "before"
+    assert out["lost"]["state"] == "reconnecting"
+    assert out["lost"]["attempt"] == 1
+    assert out["sendQueued"] is False
+    assert out["back"]["state"] == "open"
+    assert out["during"] == "during"
+    assert out["heard"] == "hello again"
+    assert out["attempts"] >= 1
+    assert all(0 <= d <= 500 for d in out["delays"]), out["delays"]
+    assert out["final"] == "closed"

@@ -111,6 +111,33 @@ describe("close codes", () => {
     });
   }
 
+  test("an error without a close event ends the attempt (as Node 20's WebSocket does)", (t) => {
+    const { client, fake, states } = setup(t, { random: () => 0 });
+    const first = fake.last();
+    first.onerror({}); // readyState still CONNECTING, and no close event follows
+    assert.equal(client.state, "reconnecting");
+    assert.equal(states.at(-1).code, 1006);
+    assert.ok(first.closedWith);
+    first.drop(1006); // a late close event is ignored
+    assert.equal(states.length, 1);
+    t.mock.timers.tick(1000);
+    assert.equal(fake.sockets.length, 2);
+  });
+
+  test("an attempt that neither opens nor fails is abandoned after connectTimeout", (t) => {
+    const { client, fake, states } = setup(t, { connectTimeout: 3000, random: () => 0 });
+    t.mock.timers.tick(2999);
+    assert.equal(client.state, "connecting");
+    t.mock.timers.tick(1);
+    assert.equal(client.state, "reconnecting");
+    assert.deepEqual(fake.sockets[0].closedWith, { code: undefined, reason: undefined });
+    assert.equal(states.at(-1).attempt, 1);
+    t.mock.timers.tick(1000);
+    fake.last().open();
+    t.mock.timers.tick(10000); // an open connection is not timed out
+    assert.equal(client.state, "open");
+  });
+
   test("retryCodes makes an application close code reconnect", (t) => {
     const { client, fake } = setup(t, { reconnect: { retryCodes: [4003] } });
     fake.last().open();

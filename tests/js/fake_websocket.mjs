@@ -30,8 +30,10 @@ export function fakeWebSockets() {
       this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
     }
     drop(code, reason = "") {
+      // As browsers do: a clean close fires close only; a failed connection (1006) fires
+      // error, then close.
       this.readyState = 3;
-      this.onerror?.({});
+      if (code === 1006) this.onerror?.({});
       this.onclose?.({ code, reason });
     }
   }

@@ -32,7 +32,11 @@ async function typed(url: string): Promise<void> {
   const client: Client<ChatGatewayEvents, ChatGatewayPushes> = connect<
     ChatGatewayEvents,
     ChatGatewayPushes
-  >(url, { reconnect: { initialDelay: 500, maxDelay: 8000, factor: 2, jitter: 1 }, queueSize: 10 });
+  >(url, {
+    reconnect: { initialDelay: 500, maxDelay: 8000, factor: 2, jitter: 1 },
+    queueSize: 10,
+    connectTimeout: 5000,
+  });
   const sentNow: boolean = client.send("chat.send", { text: "hi" });
   const nothing: null = await client.request("chat.send", { text: "hi" }, { timeout: 500 });
   const who = await client.request("who", null);

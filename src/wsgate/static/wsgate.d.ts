@@ -78,6 +78,8 @@ export interface ConnectOptions {
   queueSize?: number;
   /** The default request timeout in ms (10000); null for none. */
   timeout?: number | null;
+  /** Ms a connection attempt may take before it counts as failed (10000). */
+  connectTimeout?: number;
   /** The WebSocket implementation (default: globalThis.WebSocket). */
   WebSocket?: WebSocketConstructor;
   /** The jitter's random source, in [0, 1). Default Math.random. */
@@ -149,6 +151,7 @@ export interface Client<
 export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>>;
 export const DEFAULT_QUEUE_SIZE: number;
 export const DEFAULT_TIMEOUT: number;
+export const DEFAULT_CONNECT_TIMEOUT: number;
 
 /** The delay in ms before reconnect attempt `attempt` (1, 2, ...). */
 export function backoffDelay(

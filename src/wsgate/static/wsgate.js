@@ -24,6 +24,8 @@ export const DEFAULT_RECONNECT = Object.freeze({
 export const DEFAULT_QUEUE_SIZE = 100;
 /** Milliseconds `request()` and `stream()` wait for the reply by default. */
 export const DEFAULT_TIMEOUT = 10000;
+/** Milliseconds a connection attempt may take before it counts as failed. */
+export const DEFAULT_CONNECT_TIMEOUT = 10000;
 
 const OPEN = 1;
 
@@ -110,6 +112,10 @@ class Client {
     this._reconnect = reconnectOptions(options.reconnect);
     this._queueSize = positive(options.queueSize ?? DEFAULT_QUEUE_SIZE, "queueSize");
     this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    this._connectTimeout = positive(
+      options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
+      "connectTimeout",
+    );
     this._random = options.random ?? Math.random;
     this._state = "connecting";
     this._ws = null;
@@ -280,7 +286,20 @@ class Client {
       ? new this._WebSocket(url)
       : new this._WebSocket(url, this._protocols);
     this._ws = ws;
+    // An attempt that neither opens nor fails in time (a silent network) counts as failed.
+    const deadline = setTimeout(() => fail(ws), this._connectTimeout);
+    const fail = (socket) => {
+      clearTimeout(deadline);
+      if (this._ws !== socket) return;
+      try {
+        socket.close();
+      } catch {
+        // already closing
+      }
+      this._closed(1006, "");
+    };
     ws.onopen = () => {
+      clearTimeout(deadline);
       if (this._ws !== ws) return;
       this._attempt = 0;
       this._state = "open"; // before the flush, so that nothing is queued behind it
@@ -299,9 +318,16 @@ class Client {
       if (this._ws === ws && typeof event.data === "string") this._receive(event.data);
     };
     ws.onclose = (event) => {
+      clearTimeout(deadline);
       if (this._ws === ws) this._closed(event.code, event.reason);
     };
-    ws.onerror = () => {}; // a close event follows
+    // Browsers follow an error with a close event; some implementations (Node 20's) never
+    // close a socket whose connection failed. An error outside the open state ends the
+    // attempt here (as 1006, the code a browser reports for it); the close event, if it
+    // comes, is then ignored.
+    ws.onerror = () => {
+      if (ws.readyState !== OPEN) fail(ws);
+    };
   }
 
   _write(text, id) {
@@ -427,7 +453,8 @@ class Client {
  *
  * Options: `reconnect` (false, or {initialDelay, maxDelay, factor, jitter, retryCodes,
  * maxAttempts}), `protocols` (subprotocols to offer), `queueSize` (default 100),
- * `timeout` (the default request timeout in ms, 10000; null for none), `WebSocket` (the
+ * `timeout` (the default request timeout in ms, 10000; null for none), `connectTimeout`
+ * (ms an attempt may take, 10000), `WebSocket` (the
  * implementation, e.g. the `ws` package in Node), `random` (the jitter's source).
  * Throws a TypeError for a bad option.
  */
