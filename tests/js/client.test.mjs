@@ -138,6 +138,20 @@ describe("close codes", () => {
     assert.equal(client.state, "open");
   });
 
+  test("a final close fails what was queued with closed", async (t) => {
+    const { client, fake } = setup(t);
+    fake.last().open();
+    const sent = client.request("a", null);
+    fake.last().readyState = 2; // closing: the next frame waits in the queue
+    const queued = client.request("b", null);
+    fake.last().drop(4001, "bye");
+    assert.equal((await rejection(sent)).code, "disconnected");
+    const error = await rejection(queued);
+    assert.equal(error.code, "closed");
+    assert.deepEqual(error.detail, { code: 4001, reason: "bye" });
+    assert.equal(client.state, "closed");
+  });
+
   test("retryCodes makes an application close code reconnect", (t) => {
     const { client, fake } = setup(t, { reconnect: { retryCodes: [4003] } });
     fake.last().open();
@@ -301,6 +315,19 @@ describe("requests", () => {
     const error = await rejection(dflt);
     assert.equal(error.code, "timeout");
     assert.match(error.message, /3000 ms/);
+  });
+
+  test("timeout null waits for ever, per client or per request", async (t) => {
+    const { client, fake } = setup(t, { timeout: null });
+    fake.last().open();
+    const forever = client.request("a", null);
+    const own = client.request("b", null, { timeout: 50 });
+    const none = client.request("c", null, { timeout: null });
+    t.mock.timers.tick(3600 * 1000);
+    assert.equal((await rejection(own)).code, "timeout");
+    fake.last().receive({ event: "a", id: 1, data: 1 });
+    fake.last().receive({ event: "c", id: 3, data: 3 });
+    assert.deepEqual([await forever, await none], [1, 3]);
   });
 
   test("a request that timed out in the queue is never sent", async (t) => {

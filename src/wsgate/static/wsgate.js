@@ -111,7 +111,7 @@ class Client {
     this._protocols = options.protocols;
     this._reconnect = reconnectOptions(options.reconnect);
     this._queueSize = positive(options.queueSize ?? DEFAULT_QUEUE_SIZE, "queueSize");
-    this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    this._timeout = options.timeout === undefined ? DEFAULT_TIMEOUT : options.timeout; // null: none
     this._connectTimeout = positive(
       options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
       "connectTimeout",
@@ -163,7 +163,7 @@ class Client {
         return;
       }
       this._pending.set(id, entry);
-      const timeout = options.timeout ?? this._timeout;
+      const timeout = options.timeout === undefined ? this._timeout : options.timeout;
       if (timeout !== null && Number.isFinite(timeout)) {
         entry.timer = setTimeout(() => {
           this._pending.delete(id);
@@ -275,7 +275,7 @@ class Client {
         report(error);
       }
     }
-    this._final(code, reason, "closed");
+    this._final(code, reason);
   }
 
   // -- internals ---------------------------------------------------------------------
@@ -402,7 +402,7 @@ class Client {
     }
     const r = this._reconnect;
     if (!r || !shouldReconnect(code, r) || this._attempt >= r.maxAttempts) {
-      this._final(code, reason, "disconnected");
+      this._final(code, reason);
       return;
     }
     this._attempt += 1;
@@ -415,11 +415,15 @@ class Client {
     this._emitState({ state: "reconnecting", code, reason, attempt: this._attempt, delay });
   }
 
-  _final(code, reason, why) {
+  _final(code, reason) {
     clearTimeout(this._timer);
     this._timer = null;
     this._state = "closed";
-    const error = new WsgateError(why, `the connection closed (${code}) for good`, { code, reason });
+    // What was never sent, or is still unanswered, fails with "closed": no more attempts.
+    const error = new WsgateError("closed", `the connection closed (${code}) for good`, {
+      code,
+      reason,
+    });
     const pending = [...this._pending.values()];
     this._pending.clear();
     this._queue = [];
