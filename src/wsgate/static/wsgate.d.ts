@@ -131,7 +131,10 @@ export interface Client<
   /** Sends `{event, data}` (no reply). true: written now; false: queued until open.
    * Throws WsgateError "queue_full" or "closed". */
   send<K extends keyof Events & string>(event: K, data: Events[K]["data"]): boolean;
-  /** Requests a stream and iterates over its items. */
+  /** Requests a stream and iterates over its items (pushed as `event` after the request's
+   * null reply). The protocol has no stream id: two concurrent streams of one event, or
+   * pushes of that event name, cannot be told apart. Breaking out of the loop does not
+   * stop the server's generator; it runs until the connection ends. */
   stream<K extends keyof Events & string>(
     event: K,
     data: Events[K]["data"],
