@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests-trio", "tests-asyncio", "lint"]
@@ -40,6 +44,52 @@ def lint(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """Start each example under a real server and talk to it."""
     session.run("python", "-m", "pytest", "-m", "examples", *session.posargs)
+
+
+@nox.session(python=False)
+def js(session: nox.Session) -> None:
+    """The browser client: node's test runner on tests/js/ (fake WebSocket), tsc --strict
+    on tests/ts/, and the wheel checked to ship wsgate.js and wsgate.d.ts. The same node
+    and tsc checks also run in the default suite (tests/test_browser_client.py)."""
+    _npm_ci(session)
+    session.run("node", "--test", "tests/js/", external=True)
+    session.run(
+        "python", "-m", "pytest", "tests/test_browser_client.py", "-k", "declarations", "-q"
+    )
+    wheels = Path(session.create_tmp()) / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), ".")
+    session.run(
+        "python",
+        "-c",
+        "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); "
+        "missing = {'wsgate/static/wsgate.js', 'wsgate/static/wsgate.d.ts'} - set(names); "
+        "sys.exit(f'the wheel lacks {sorted(missing)}' if missing else 0)",
+        str(next(wheels.glob("wsgate-*.whl"))),
+    )
+
+
+@nox.session(python=False)
+def browser(session: nox.Session) -> None:
+    """The chat example in Debian's Chromium (tests/test_browser.py) under hypercorn's trio
+    and asyncio workers. Installs chromium with apt-get when /usr/bin/chromium is missing
+    and this runs as root; nothing is downloaded at test time."""
+    chromium = os.environ.get("WSGATE_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        if os.geteuid() != 0:
+            session.error(
+                f"no Chromium at {chromium}: install it with `sudo apt-get install -y chromium` "
+                "(or set WSGATE_CHROMIUM to a Chromium binary), then run `nox -s browser` again"
+            )
+        session.run("apt-get", "update", external=True)
+        session.run("apt-get", "install", "-y", "chromium", external=True)
+    _npm_ci(session)
+    session.run("python", "-m", "pytest", "-m", "browser", *session.posargs)
+
+
+def _npm_ci(session: nox.Session) -> None:
+    if not Path("node_modules").exists():
+        session.run("npm", "ci", external=True)
 
 
 @nox.session(python=PYTHON)

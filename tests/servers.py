@@ -253,9 +253,9 @@ class ServerProcess:
         clients will reconnect)."""
         deadline = time.monotonic() + timeout
         last_error = ""
+        fixed_port = port
         # A free port can be taken by someone else between our probe and the server's
         # bind; the server then exits at once and we try another port.
-        fixed_port = port
         for _attempt in range(5):
             port = fixed_port or _free_port()
             fd, name = tempfile.mkstemp(

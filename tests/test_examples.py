@@ -89,7 +89,7 @@ async def test_chat_demo_serves_the_page_and_chats() -> None:
             return [joined, who, got, err, left]
 
         joined, who, got, err, left = await anyio.to_thread.run_sync(talk)
-        assert joined == {"event": "joined", "data": {"user": "bob"}}
+        assert joined == {"event": "joined", "data": {"user": "bob", "members": 2}}
         assert who == {"event": "who", "id": 1, "data": {"room": "lobby", "members": 2}}
         assert got == {
             "event": "chat.message",
@@ -97,10 +97,13 @@ async def test_chat_demo_serves_the_page_and_chats() -> None:
         }
         assert err["data"]["code"] == "validation_error"
         assert err["data"]["detail"][0]["path"] == "$.data.text"
-        assert left == {"event": "left", "data": {"user": "bob"}}
+        assert left == {"event": "left", "data": {"user": "bob", "members": 1}}
     finally:
         out = example.stop()
     assert "Traceback" not in out, out
+    # One log line per join and leave, with the path, user, room and close code.
+    assert "join path=/chat/lobby user=bob room=lobby members=2" in out, out
+    assert re.search(r"leave path=/chat/lobby user=bob room=lobby code=\d+ members=1", out), out
 
 
 async def test_embed_trio_pushes_from_the_programs_own_task() -> None:

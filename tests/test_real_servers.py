@@ -413,10 +413,10 @@ async def test_chat_broadcast_reaches_the_other_members(chat_server: ServerURL) 
         who = await alice.request("who", id="w")
         assert who == {"event": "who", "id": "w", "data": {"room": room, "members": 3}}
         assert alice.skipped == [
-            {"event": "joined", "data": {"user": "bob"}},
-            {"event": "joined", "data": {"user": "carol"}},
+            {"event": "joined", "data": {"user": "bob", "members": 2}},
+            {"event": "joined", "data": {"user": "carol", "members": 3}},
         ]
-        assert await bob.recv_json() == {"event": "joined", "data": {"user": "carol"}}
+        assert await bob.recv_json() == {"event": "joined", "data": {"user": "carol", "members": 3}}
 
         await alice.send_event("chat.send", {"text": "hi all"})
         expected = {
@@ -438,8 +438,9 @@ async def test_chat_broadcast_reaches_the_other_members(chat_server: ServerURL) 
 
         # Leaving is broadcast to those who stay.
         await carol.close()
-        assert await alice.recv_json() == {"event": "left", "data": {"user": "carol"}}
-        assert await bob.recv_json() == {"event": "left", "data": {"user": "carol"}}
+        left = {"event": "left", "data": {"user": "carol", "members": 2}}
+        assert await alice.recv_json() == left
+        assert await bob.recv_json() == left
         assert (await bob.request("who", id=4))["data"] == {"room": room, "members": 2}
     finally:
         with anyio.CancelScope(shield=True):

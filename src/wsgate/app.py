@@ -36,6 +36,7 @@ from .plan import GatewayPlan, compile_gateway
 from .routing import Router
 from .session import Session
 from .state import Receiver
+from .static import mount_client
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
 __all__ = ["App", "AppConfig"]
@@ -134,7 +135,9 @@ class App:
 
     ``providers`` are app-wide singletons injected by type: classes (built once) or
     instances. A default :class:`~wsgate.BroadcastGroup` is provided unless one is given.
-    ``http`` is an ASGI app that receives every HTTP request (else 404). ``on_startup``
+    ``http`` is an ASGI app that receives every HTTP request (else 404);
+    ``client_path="/wsgate.js"`` serves the browser client there (and its types at
+    ``/wsgate.d.ts``) before it. ``on_startup``
     and ``on_shutdown`` hooks (sync or async callables) run in the lifespan; providers that
     are async context managers are entered at startup and exited at shutdown. At lifespan
     shutdown every connection still open is closed with 1001 and its ``@on_disconnect``
@@ -158,6 +161,7 @@ class App:
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
         docs_path: str | None = None,
+        client_path: str | None = None,
         **options: Unpack[AppOptions],
     ) -> None:
         if isinstance(gateways, type):
@@ -185,6 +189,7 @@ class App:
         #: HTTP endpoints wsgate serves itself (Engine.IO polling, docs, the browser
         #: client, metrics), by path prefix; tried in order before ``http``.
         self._http_mounts: list[tuple[str, ASGIApp]] = []
+        mount_client(self, client_path)  # the browser client, wsgate.js, if asked for
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: dict[WebSocket, Connection] = {}
