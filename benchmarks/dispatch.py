@@ -12,22 +12,20 @@ Variants, measured in the same process, alternated round by round (order rotated
     ``ChatMsg`` Struct), then ``Encoder().encode({"event", "id", "data"})``. No routing,
     no handler: the floor any msgspec-based dispatcher pays.
 ``wsgate handle()``
-    The real :meth:`wsgate.dispatch.Session.handle` of a gateway
+    The real :meth:`wsgate.session.Session.handle` of a gateway
     ``@on_message("chat.send") async def send(self, body: Json[ChatMsg]) -> ChatMsg``,
     on a real connection opened through :class:`wsgate.testing.TestClient`. Each frame
-    is decoded, routed, validated, handled, encoded and queued in the connection's
-    outbox as the ASGI ``websocket.send`` message; the benchmark empties the outbox after
-    each frame (the writer task never runs). This is the per-frame work of dispatch.
-``wsgate handle() + writer``
-    The same, but the connection's writer task takes the replies out of the outbox and
-    hands them to the ASGI ``send`` (the test client's in-memory queue). ``handle()`` only
-    yields when the outbox (256) is full, so the writer drains in batches. The clock stops
-    when the N-th reply reached ``send``.
+    is decoded, routed, validated, handled and its reply encoded (``handle()`` returns
+    the encoded reply; nothing is sent). This is the per-frame work of dispatch.
+``wsgate handle() + reply``
+    The same, and the reply is written as the runtime writes it: directly to the ASGI
+    ``send`` (the test client's in-memory queue) when nothing is queued and no send is
+    in flight. The clock stops when the N-th reply reached ``send``.
 ``wsgate full runtime``
     N frames are put on the connection's ASGI ``receive`` queue at once; the clock stops
-    when the N-th reply reached ``send``. This adds the reader task, the bounded inbound
-    channel (64) and the dispatch loop: every frame crosses three tasks. It uses fewer
-    frames per round (``--frames / 4``) because it is slower.
+    when the N-th reply reached ``send``. This adds the reader (which handles each frame
+    in its own task, since this handler never suspends) and the ASGI receive. It uses
+    fewer frames per round (``--frames / 4``).
 ``pydantic (envelope + per-event model)``
     What a competent Pydantic v2 user would write: ``TypeAdapter(Envelope).validate_json``
     (``data: Any``, no ``json.loads``), a dict lookup of the event's route,
@@ -294,29 +292,27 @@ class _Conn:
         self.counter = counter
         self.cws = cws
         # A second Session on the same connection: same plan, same WebSocket, same
-        # outbox and writer as the one the runtime built (which sits idle in dispatch()).
-        self.session = Session(app.plans[0], app, ws)
-        self.outbox = ws._conn.outbox
+        # connection as the one the runtime built.
+        self.conn = app._connections[ws]
+        self.session = Session(app.plans[0], app, self.conn, ws)
 
     async def handle_only(self, n: int) -> float:
-        handle, outbox, message = self.session.handle, self.outbox, MESSAGE
+        handle, message = self.session.handle, MESSAGE
         gc.collect()
         t0 = time.perf_counter()
         for _ in range(n):
             await handle(message)
-            outbox._queue.clear()
-        rate = n / (time.perf_counter() - t0)
-        # Let the writer (woken by the first put) run and find the outbox empty.
-        await anyio.lowlevel.checkpoint()
-        return rate
+        return n / (time.perf_counter() - t0)
 
-    async def handle_writer(self, n: int) -> float:
-        handle, message = self.session.handle, MESSAGE
+    async def handle_reply(self, n: int) -> float:
+        handle, reply, message = self.session.handle, self.conn.send_reply, MESSAGE
         gc.collect()
         done = self.counter.expect(n)
         t0 = time.perf_counter()
         for _ in range(n):
-            await handle(message)
+            payload = await handle(message)
+            assert payload is not None
+            await reply(payload)
         await done.wait()
         rate = n / (time.perf_counter() - t0)
         assert _drain_client(self.cws) == n
@@ -338,7 +334,7 @@ class _Conn:
 
 WSGATE_VARIANTS: dict[str, Callable[[_Conn, int], Awaitable[float]]] = {
     "wsgate handle()": _Conn.handle_only,
-    "wsgate handle() + writer": _Conn.handle_writer,
+    "wsgate handle() + reply": _Conn.handle_reply,
     "wsgate full runtime": _Conn.full_runtime,
 }
 

@@ -7,8 +7,16 @@ from wsgate.errors import WebSocketDisconnect, WebSocketStateError
 from wsgate.state import ConnectionState, Phase, Receiver, WebSocketState
 
 
-def make_event() -> object:
-    raise AssertionError("no test here waits")
+class NoWait:
+    """A signal for queues used without tasks: nobody ever waits on it."""
+
+    waiting = False
+
+    async def wait(self) -> None:
+        raise AssertionError("no test here waits")
+
+    def set(self) -> None:
+        pass
 
 
 def test_accept_then_server_close_then_close_sent() -> None:
@@ -138,7 +146,7 @@ def texts(box: Outbox) -> list[object]:
 def test_each_overflow_policy_on_the_outbox_alone(
     policy: Overflow, outcome: Offer, kept: list[str]
 ) -> None:
-    box = Outbox(2, make_event)  # type: ignore[arg-type]
+    box = Outbox(2, NoWait)
     assert box.offer(msg(0), policy) is Offer.QUEUED
     assert box.offer(msg(1), policy) is Offer.QUEUED
     assert box.full
@@ -147,7 +155,7 @@ def test_each_overflow_policy_on_the_outbox_alone(
 
 
 def test_frames_in_flight_count_against_the_capacity() -> None:
-    box = Outbox(2, make_event)  # type: ignore[arg-type]
+    box = Outbox(2, NoWait)
     box.offer(msg(0), Overflow.DROP_NEWEST)
     box.offer(msg(1), Overflow.DROP_NEWEST)
     batch = box.take()

@@ -39,6 +39,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import status
+from ._wait import Signal, signal_class
 from .asgi import Message, Receive, Send
 from .datastructures import Counters
 from .frames import encode_error
@@ -125,49 +126,6 @@ class Limits:
         self.per = per
 
 
-def event_class() -> Callable[[], anyio.Event]:
-    """The running backend's Event class, to build events without anyio looking up the
-    backend each time (about half the cost of ``anyio.Event()``); falls back to
-    ``anyio.Event`` if the class cannot be built directly."""
-    cls = type(anyio.Event())
-    try:
-        if isinstance(cls(), anyio.Event):
-            return cls
-    except Exception:  # pragma: no cover - depends on anyio's internals
-        pass
-    return anyio.Event  # pragma: no cover
-
-
-class _Signal:
-    """Tasks wait; :meth:`set` wakes every one of them (a no-op when nobody waits).
-
-    The event is built only when a task actually has to wait, so a connection that
-    never waits allocates none.
-    """
-
-    __slots__ = ("_event", "_make")
-
-    def __init__(self, make: Callable[[], anyio.Event]) -> None:
-        self._make = make
-        self._event: anyio.Event | None = None
-
-    @property
-    def waiting(self) -> bool:
-        return self._event is not None
-
-    async def wait(self) -> None:
-        ev = self._event
-        if ev is None:
-            ev = self._event = self._make()
-        await ev.wait()
-
-    def set(self) -> None:
-        ev = self._event
-        if ev is not None:
-            self._event = None
-            ev.set()
-
-
 class Outbox:
     """The frames queued for one connection's writer, bounded by ``capacity``.
 
@@ -176,15 +134,18 @@ class Outbox:
     Who may append is the connection's business, not the queue's.
     """
 
-    __slots__ = ("_queue", "capacity", "inflight", "room")
+    __slots__ = ("_queue", "_spare", "capacity", "inflight", "room")
 
-    def __init__(self, capacity: int, make: Callable[[], anyio.Event]) -> None:
+    def __init__(self, capacity: int, signal: type[Signal]) -> None:
+        # Two lists used in turn: the writer sends from one while producers fill the
+        # other, so taking a batch allocates nothing.
         self._queue: list[Message] = []
+        self._spare: list[Message] = []
         self.capacity = capacity
         #: Frames taken by the writer and not sent yet.
         self.inflight = 0
         #: Wakes a producer waiting for room.
-        self.room = _Signal(make)
+        self.room = signal()
 
     def __len__(self) -> int:
         return len(self._queue) + self.inflight
@@ -215,11 +176,17 @@ class Outbox:
         return Offer.SLOW
 
     def take(self) -> list[Message]:
-        """Everything queued (now in flight)."""
+        """Everything queued (now in flight); hand the list back with :meth:`done`."""
         batch = self._queue
-        self._queue = []
+        self._queue = self._spare
+        self._spare = batch
         self.inflight = len(batch)
         return batch
+
+    def done(self, batch: list[Message]) -> None:
+        """The writer is through with ``batch`` (sent, or abandoned)."""
+        batch.clear()
+        self.inflight = 0
 
     def sent_one(self) -> None:
         if self.inflight > 0:
@@ -230,7 +197,7 @@ class Outbox:
     def discard(self) -> int:
         """Drop everything queued and in flight; returns how many frames were dropped."""
         dropped = len(self._queue) + self.inflight
-        self._queue = []
+        self._queue.clear()
         self.inflight = 0
         self.room.set()
         return dropped
@@ -242,13 +209,13 @@ class Inbox:
 
     __slots__ = ("_queue", "arrived", "capacity", "room")
 
-    def __init__(self, capacity: int, make: Callable[[], anyio.Event]) -> None:
+    def __init__(self, capacity: int, signal: type[Signal]) -> None:
         self._queue: deque[Message] = deque()
         self.capacity = capacity
         #: Wakes the consumer waiting for a frame.
-        self.arrived = _Signal(make)
+        self.arrived = signal()
         #: Wakes the reader waiting for room.
-        self.room = _Signal(make)
+        self.room = signal()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -314,7 +281,6 @@ class Connection:
         "_consumers",
         "_consumers_done",
         "_dispatcher_active",
-        "_event",
         "_limits",
         "_quick_max",
         "_quiet_since",
@@ -358,9 +324,9 @@ class Connection:
         self._receive = receive
         self._send = send
         self.state = ConnectionState()
-        event = self._event = event_class()
-        self.outbox = Outbox(outbound_size, event)
-        self.inbox = Inbox(inbound_size, event)
+        signal = signal_class()
+        self.outbox = Outbox(outbound_size, signal)
+        self.inbox = Inbox(inbound_size, signal)
         self.policy = policy
         self.stats = stats
         self.grace = grace
@@ -375,7 +341,7 @@ class Connection:
         # (dispatchers, an owning handler) are waited for, up to ``grace``, when the
         # peer leaves.
         self._writer_active = False
-        self._writer_wake = _Signal(event)
+        self._writer_wake = signal()
         self._writer_idle = 0  # wake-ups with nothing to do since the last sweep
         self._sending = False
         self._dispatcher_active = False
@@ -524,7 +490,7 @@ class Connection:
                 self._peer_left(message)
                 break
         if self._consumers and self.grace > 0:
-            done = self._consumers_done = self._event()
+            done = self._consumers_done = anyio.Event()
             with anyio.move_on_after(self.grace):
                 await done.wait()
         self.cancel()
@@ -741,7 +707,8 @@ class Connection:
                     await self._writer_wake.wait()
                     continue
                 self._writer_idle = 0
-                for message in outbox.take():
+                batch = outbox.take()
+                for message in batch:
                     if outbox.inflight <= 0:
                         break  # discarded while sending
                     self._sending = True
@@ -759,7 +726,7 @@ class Connection:
                         outbox.discard()
                         self.cancel()
                         return
-                outbox.inflight = 0
+                outbox.done(batch)
         finally:
             self._writer_active = False
             self._writer_idle = 0

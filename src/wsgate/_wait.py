@@ -1,0 +1,151 @@
+"""Tasks wait, another task wakes them: the primitive under the runtime's queues.
+
+In a fan-out, every member's writer waits once per broadcast, so the cost of a wait is
+paid a thousand times per message. An ``anyio.Event`` allocates several objects per wait
+(the Event, the backend's event, its waiter set or deque, a future or closure), and those
+allocations are what makes CPython's collector run during a large fan-out. The signals
+here reuse one list per signal and allocate only what the backend's scheduler itself
+needs to park a task (a future on asyncio, the abort callback on trio).
+
+This is the one place where wsgate speaks to a backend directly, the way hypercorn's
+backend layers do: a small adapter per backend, chosen once by name, behind the same
+three methods. Unknown backends get the portable ``anyio.Event`` version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import anyio
+import sniffio
+
+__all__ = ["Signal", "signal_class"]
+
+
+class Signal(Protocol):
+    """Tasks :meth:`wait`; :meth:`set` wakes every task waiting now (a no-op when none
+    is). A wait is cancellable like any other checkpoint."""
+
+    @property
+    def waiting(self) -> bool: ...
+
+    async def wait(self) -> None: ...
+
+    def set(self) -> None: ...
+
+
+class _EventSignal:
+    """The portable version, on ``anyio.Event``."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self._event is not None
+
+    async def wait(self) -> None:
+        ev = self._event
+        if ev is None:
+            ev = self._event = anyio.Event()
+        await ev.wait()
+
+    def set(self) -> None:
+        ev = self._event
+        if ev is not None:
+            self._event = None
+            ev.set()
+
+
+def _trio_signal() -> type:
+    import trio
+
+    current_task = trio.lowlevel.current_task
+    park = trio.lowlevel.wait_task_rescheduled
+    reschedule = trio.lowlevel.reschedule
+    succeeded = trio.lowlevel.Abort.SUCCEEDED
+
+    class _TrioSignal:
+        __slots__ = ("_tasks",)
+
+        def __init__(self) -> None:
+            self._tasks: list[Any] = []
+
+        @property
+        def waiting(self) -> bool:
+            return bool(self._tasks)
+
+        async def wait(self) -> None:
+            task = current_task()
+            tasks = self._tasks
+            tasks.append(task)
+
+            def abort(_: Any) -> Any:
+                tasks.remove(task)
+                return succeeded
+
+            await park(abort)
+
+        def set(self) -> None:
+            tasks = self._tasks
+            if tasks:
+                for task in tasks:
+                    reschedule(task)
+                tasks.clear()
+
+    return _TrioSignal
+
+
+def _asyncio_signal() -> type:
+    import asyncio
+
+    get_loop = asyncio.get_running_loop
+
+    class _AsyncioSignal:
+        __slots__ = ("_futures",)
+
+        def __init__(self) -> None:
+            self._futures: list[asyncio.Future[None]] = []
+
+        @property
+        def waiting(self) -> bool:
+            return bool(self._futures)
+
+        async def wait(self) -> None:
+            fut: asyncio.Future[None] = get_loop().create_future()
+            futures = self._futures
+            futures.append(fut)
+            try:
+                await fut
+            finally:
+                if not fut.done() or fut.cancelled():
+                    try:
+                        futures.remove(fut)
+                    except ValueError:
+                        pass
+
+        def set(self) -> None:
+            futures = self._futures
+            if futures:
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_result(None)
+                futures.clear()
+
+    return _AsyncioSignal
+
+
+_FACTORIES = {"trio": _trio_signal, "asyncio": _asyncio_signal}
+_CLASSES: dict[str, type] = {}
+
+
+def signal_class() -> type[Signal]:
+    """The Signal class for the running backend (built once per backend)."""
+    name = sniffio.current_async_library()
+    cls = _CLASSES.get(name)
+    if cls is None:
+        factory = _FACTORIES.get(name)
+        cls = _CLASSES[name] = factory() if factory is not None else _EventSignal
+    return cls
