@@ -12,7 +12,7 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from .asgi import ASGIApp, Receive, Scope, Send
+from .asgi import ASGIApp, Receive, Scope, Send, strip_root_path
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -64,10 +64,8 @@ def docs_endpoint(app: App, docs_path: str) -> ASGIApp:
         return cache[kind]
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "/")
+        path = strip_root_path(scope)
         root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
         rest = path[len(prefix) :].strip("/")
         if rest not in ("", "asyncapi.json"):
             await _respond(send, 404, "text/plain; charset=utf-8", b"Not Found")

@@ -61,7 +61,6 @@ class MessageMeta:
     event: str
     summary: str | None = None
     description: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
 
 
