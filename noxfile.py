@@ -1,6 +1,8 @@
 """Sessions: the test suite on each backend, lint and types, the examples, benchmarks.
 
-``nox`` runs the default sessions (tests on trio, tests on asyncio, lint).
+``nox`` runs the default sessions (tests on trio, tests on asyncio, lint); they install
+the node packages the tests use (``npm ci``) when ``node_modules`` is missing. CI also
+runs ``js`` and ``browser`` (see .ci/run).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def tests_asyncio(session: nox.Session) -> None:
 
 
 def _tests(session: nox.Session, backend: str) -> None:
+    _npm_ci(session)  # the Socket.IO, AsyncAPI, TypeScript and node client tests use node
     session.run("python", "-m", "pytest", *session.posargs, env={"WSGATE_BACKENDS": backend})
 
 
@@ -88,8 +91,9 @@ def browser(session: nox.Session) -> None:
 
 
 def _npm_ci(session: nox.Session) -> None:
+    """Install the node packages the tests use (package-lock.json) if they are missing."""
     if not Path("node_modules").exists():
-        session.run("npm", "ci", external=True)
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
 
 
 @nox.session(python=PYTHON)
