@@ -256,6 +256,9 @@ class App:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
+        # Served again after a shutdown (an embedded server restarted): accept again.
+        self._closing = False
+        self._drained = None
         async with contextlib.AsyncExitStack() as stack:
             try:
                 for provider in self.container.instances():
