@@ -71,7 +71,7 @@ def _trio_signal() -> type:
         __slots__ = ("_tasks",)
 
         def __init__(self) -> None:
-            self._tasks: list[Any] = []
+            self._tasks: list[Any] | None = None  # built with the first wait
 
         @property
         def waiting(self) -> bool:
@@ -80,6 +80,8 @@ def _trio_signal() -> type:
         async def wait(self) -> None:
             task = current_task()
             tasks = self._tasks
+            if tasks is None:
+                tasks = self._tasks = []
             tasks.append(task)
 
             def abort(_: Any) -> Any:
@@ -107,7 +109,7 @@ def _asyncio_signal() -> type:
         __slots__ = ("_futures",)
 
         def __init__(self) -> None:
-            self._futures: list[asyncio.Future[None]] = []
+            self._futures: list[asyncio.Future[None]] | None = None  # built with the first wait
 
         @property
         def waiting(self) -> bool:
@@ -116,6 +118,8 @@ def _asyncio_signal() -> type:
         async def wait(self) -> None:
             fut: asyncio.Future[None] = get_loop().create_future()
             futures = self._futures
+            if futures is None:
+                futures = self._futures = []
             futures.append(fut)
             try:
                 await fut

@@ -373,7 +373,7 @@ class App:
             await _refuse(conn, ws, exc)
             return
         try:
-            async with conn.running():
+            async with conn:
                 await self._serve(plan, session, conn, ws)
         except* Exception as failure:
             # A bug in wsgate itself (user code is contained where it runs): only this

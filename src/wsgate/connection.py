@@ -33,6 +33,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -210,7 +211,8 @@ class Inbox:
     __slots__ = ("_queue", "arrived", "capacity", "room")
 
     def __init__(self, capacity: int, signal: type[Signal]) -> None:
-        self._queue: deque[Message] = deque()
+        # Built with the first frame: an idle connection keeps no deque (about 600 bytes).
+        self._queue: deque[Message] | None = None
         self.capacity = capacity
         #: Wakes the consumer waiting for a frame.
         self.arrived = signal()
@@ -218,11 +220,13 @@ class Inbox:
         self.room = signal()
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     async def put(self, message: Message) -> None:
         """Queue a received frame, waiting while the inbox is full."""
         q = self._queue
+        if q is None:
+            q = self._queue = deque()
         while len(q) >= self.capacity:
             await self.room.wait()
         q.append(message)
@@ -361,14 +365,26 @@ class Connection:
 
     # -- the task group ------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """The connection's task group: every task of this connection (reader, writer,
-        dispatcher, streams) runs inside it and is cancelled when it ends."""
+    async def __aenter__(self) -> Connection:
+        """Open the connection's task group: every task of this connection (reader,
+        writer, dispatcher, streams) runs inside it and is cancelled when it ends. (A
+        context manager of its own rather than a generator-based one: an idle
+        connection keeps its frames alive, so each one counts.)"""
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                yield
+            return await tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
             dropped = self.outbox.discard()
@@ -448,11 +464,12 @@ class Connection:
         if not self._consumers and self._consumers_done is not None:
             self._consumers_done.set()
 
-    async def serve(self, session: Session) -> None:
-        """Read and dispatch frames through ``session`` until the connection ends."""
+    def serve(self, session: Session) -> Coroutine[Any, Any, None]:
+        """Read and dispatch frames through ``session`` until the connection ends (await
+        the result; the read loop's own coroutine, so no frame stands between)."""
         self.state.hand_receive_to(Receiver.RUNTIME)
         self._session = session
-        await self._read_loop()
+        return self._read_loop()
 
     async def _read_loop(self) -> None:
         """Receive until the peer leaves, then end the connection.
