@@ -66,26 +66,20 @@ import uuid
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-
-try:
-    import coredis
-    from coredis.exceptions import RedisError
-    from coredis.patterns.pubsub import PubSub
-    from coredis.retry import NoRetryPolicy
-    from coredis.tokens import PureToken
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "wsgate.broadcast.redis needs coredis>=6: pip install 'wsgate[redis]'"
-    ) from exc
+import coredis
+from coredis.patterns.pubsub import PubSub
+from coredis.tokens import PureToken
 
 from ..asgi import Message
 from ..datastructures import Counters
 from ..errors import WebSocketError
 from ..websocket import WebSocket
 from . import _wire
+from ._redis_client import REDIS_ERRORS as _REDIS_ERRORS
+from ._redis_client import open_client
+from ._redis_client import redact as _redact
 from .memory import BroadcastGroup
 
 __all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
@@ -140,16 +134,6 @@ class RedisStats(Counters):
     count_write_failures: int
 
 
-_REDIS_ERRORS = (
-    RedisError,
-    TimeoutError,
-    OSError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-)
-
-
 def _leaf(exc: BaseException) -> BaseException:
     """The first exception inside (nested) exception groups, for messages."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -169,17 +153,6 @@ for i = 2, #KEYS do
 end
 return removed
 """
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class RedisBroadcastGroup(BroadcastGroup):
@@ -303,13 +276,10 @@ class RedisBroadcastGroup(BroadcastGroup):
         client_stack = AsyncExitStack()
         task_stack = AsyncExitStack()
         try:
-            client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            client = open_client(
                 self.url,
-                decode_responses=False,
-                # No retries: a PUBLISH retried after a timeout could be delivered twice.
-                retry_policy=NoRetryPolicy(),
                 connect_timeout=self.connect_timeout,
-                stream_timeout=self.command_timeout,
+                command_timeout=self.command_timeout,
             )
             await client_stack.enter_async_context(client)
             self._client = client
