@@ -59,9 +59,7 @@ Redis/Valkey server (or a primary behind Sentinel or a proxy); not Redis Cluster
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import uuid
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -70,7 +68,6 @@ from typing import Any, Self
 import anyio
 import coredis
 from coredis.patterns.pubsub import PubSub
-from coredis.tokens import PureToken
 
 from ..asgi import Message
 from ..datastructures import Counters
@@ -80,6 +77,7 @@ from . import _wire
 from ._redis_client import REDIS_ERRORS as _REDIS_ERRORS
 from ._redis_client import open_client
 from ._redis_client import redact as _redact
+from ._redis_counts import MemberCounts
 from .memory import BroadcastGroup
 
 __all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
@@ -139,20 +137,6 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-# Removes the fields of workers whose heartbeat key is gone (checked atomically, so a
-# worker that has just come back is not removed). KEYS: the hash, then heartbeat keys;
-# ARGV: the matching worker ids.
-_CLEANUP_SCRIPT = """
-local removed = 0
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    removed = removed + redis.call('HDEL', KEYS[1], ARGV[i - 1])
-  end
-end
-return removed
-"""
 
 
 class RedisBroadcastGroup(BroadcastGroup):
@@ -218,11 +202,7 @@ class RedisBroadcastGroup(BroadcastGroup):
         self._subscribed: set[str] = set()
         self._sub_waiters: dict[str, anyio.Event] = {}
         self._reconcile_wake: anyio.Event | None = None
-        # Member counts to write to Redis, serialised by a lock.
-        self._count_dirty: set[str] = set()
-        self._count_written: set[str] = set()
-        self._count_lock: anyio.Lock | None = None
-        self._housekeeping_wake: anyio.Event | None = None
+        self._counts: MemberCounts | None = None
 
     def __repr__(self) -> str:
         return f"RedisBroadcastGroup({_redact(self.url)!r}, prefix={self.prefix!r})"
@@ -243,12 +223,6 @@ class RedisBroadcastGroup(BroadcastGroup):
         """The Redis channel that carries ``group``."""
         return self._channel_prefix + group
 
-    def _members_key(self, group: str) -> str:
-        return f"{self.prefix}:m:{group}"
-
-    def _heartbeat_key(self, worker_hex: str) -> str:
-        return f"{self.prefix}:w:{worker_hex}"
-
     # -- lifespan ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -267,12 +241,8 @@ class RedisBroadcastGroup(BroadcastGroup):
         self._pubsub = None
         self._subscribed = set()
         self._sub_waiters = {}
-        self._count_dirty = set(self._groups)
-        self._count_written = set()
-        self._count_lock = anyio.Lock()
         self._link_event = anyio.Event()
         self._reconcile_wake = anyio.Event()
-        self._housekeeping_wake = anyio.Event()
         client_stack = AsyncExitStack()
         task_stack = AsyncExitStack()
         try:
@@ -281,13 +251,23 @@ class RedisBroadcastGroup(BroadcastGroup):
                 connect_timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
             )
+            counts = self._counts = MemberCounts(
+                client,
+                prefix=self.prefix,
+                worker_hex=self._worker_hex,
+                heartbeat_ttl=self.heartbeat_ttl,
+                stats=self.redis_stats,
+                member_count=self.member_count,
+                groups=self.groups,
+                writable=lambda: self.available,
+            )
             await client_stack.enter_async_context(client)
             self._client = client
             tg = await task_stack.enter_async_context(anyio.create_task_group())
             task_stack.callback(tg.cancel_scope.cancel)
             self._running = True
             tg.start_soon(self._link_task)
-            tg.start_soon(self._housekeeping_task)
+            tg.start_soon(counts.run_housekeeping)
             with anyio.move_on_after(self.connect_timeout):
                 await self._link_event.wait()
             if not self._link_up:
@@ -320,7 +300,8 @@ class RedisBroadcastGroup(BroadcastGroup):
         group; broadcasts raise :class:`BroadcastUnavailableError`.
         """
         stacks = self._stacks
-        if stacks is None:
+        counts = self._counts
+        if stacks is None or counts is None:
             return
         self._stacks = None
         task_stack, client_stack = stacks
@@ -343,23 +324,10 @@ class RedisBroadcastGroup(BroadcastGroup):
             try:
                 if was_up:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(self.command_timeout):
-                        await self._unregister_worker()
+                        await counts.unregister()
             finally:
                 self._client = None
                 await client_stack.aclose()
-
-    async def _unregister_worker(self) -> None:
-        client = self._client
-        assert client is not None
-        groups = self._count_written | set(self._groups)
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for group in groups:
-                    pipe.hdel(self._members_key(group), [self._worker_hex])
-                pipe.delete([self._heartbeat_key(self._worker_hex)])
-        except _REDIS_ERRORS as exc:
-            logger.warning("could not remove this worker's counts from Redis: %r", exc)
-        self._count_written.clear()
 
     # -- the pub/sub connection -------------------------------------------------------------
 
@@ -421,13 +389,8 @@ class RedisBroadcastGroup(BroadcastGroup):
             tg.start_soon(self._read_loop, pubsub)
             await self._apply_subscriptions(pubsub)
             self._link_up = True
-            try:
-                await self._register_worker()
-            except _REDIS_ERRORS as exc:
-                # Broadcasts work without it; the housekeeping task retries.
-                self.redis_stats.count_write_failures += 1
-                logger.warning("could not write this worker's heartbeat and counts: %r", exc)
-                self._poke_housekeeping()
+            assert self._counts is not None
+            await self._counts.register_or_retry_later()
             if self._ever_up:
                 self.redis_stats.reconnects += 1
                 logger.warning(
@@ -495,7 +458,8 @@ class RedisBroadcastGroup(BroadcastGroup):
     # -- hooks of BroadcastGroup ----------------------------------------------------------------
 
     async def _group_opened(self, group: str) -> None:
-        self._count_dirty.add(group)
+        if self._counts is not None:
+            self._counts.mark_changed(group)
         await self._await_subscribed(group)
 
     async def _await_subscribed(self, group: str) -> None:
@@ -518,11 +482,6 @@ class RedisBroadcastGroup(BroadcastGroup):
 
     def _poke_reconciler(self) -> None:
         ev = self._reconcile_wake
-        if ev is not None:
-            ev.set()
-
-    def _poke_housekeeping(self) -> None:
-        ev = self._housekeeping_wake
         if ev is not None:
             ev.set()
 
@@ -592,26 +551,23 @@ class RedisBroadcastGroup(BroadcastGroup):
         if g is not None and ws in g.members:
             return
         await super().subscribe(group, ws)
-        self._count_dirty.add(group)
+        counts = self._counts
+        if counts is None:
+            return
+        counts.mark_changed(group)
         if not self._link_up:
             return
         # Also when another member opened the group and its SUBSCRIBE is still pending.
         await self._await_subscribed(group)
         with anyio.move_on_after(self.command_timeout):
-            try:
-                await self._flush_counts()
-            except _REDIS_ERRORS as exc:
-                self.redis_stats.count_write_failures += 1
-                logger.debug("could not write member counts: %r", exc)
-                self._poke_housekeeping()
+            await counts.flush_or_retry_later()
 
     def _remove(self, group: str, ws: WebSocket) -> None:
         # Every removal passes here, including slow consumers dropped during a fan-out
         # (sync code): the count is written by the housekeeping task, without waiting.
         g = self._groups.get(group)
-        if g is not None and ws in g.members:
-            self._count_dirty.add(group)
-            self._poke_housekeeping()
+        if g is not None and ws in g.members and self._counts is not None:
+            self._counts.write_soon(group)
         super()._remove(group, ws)
 
     # -- member counts ---------------------------------------------------------------------------
@@ -625,106 +581,14 @@ class RedisBroadcastGroup(BroadcastGroup):
         Redis does not answer.
         """
         local = self.member_count(group)
-        client = self._client
-        if client is None or not self._running:
+        counts = self._counts
+        if self._client is None or counts is None or not self._running:
             raise BroadcastUnavailableError(
                 f"{self!r} is not running (the App starts it at lifespan startup)"
             )
-        key = self._members_key(group)
         try:
-            fields = await client.hgetall(key)
-            others: dict[str, int] = {}
-            for field, value in fields.items():
-                worker = field.decode(errors="replace")
-                if worker != self._worker_hex:
-                    try:
-                        others[worker] = int(value)
-                    except ValueError:
-                        continue
-            if not others:
-                return local
-            workers = list(others)
-            alive = await client.mget([self._heartbeat_key(w) for w in workers])
-            stale = [w for w, hb in zip(workers, alive, strict=True) if hb is None]
-            if stale:
-                await client.eval(
-                    _CLEANUP_SCRIPT,
-                    keys=[key, *(self._heartbeat_key(w) for w in stale)],
-                    args=stale,
-                )
+            return await counts.total(group, local)
         except _REDIS_ERRORS as exc:
             raise BroadcastUnavailableError(
                 f"could not read member counts from Redis at {_redact(self.url)}: {exc!r}"
             ) from exc
-        return local + sum(n for w, n in others.items() if w not in stale)
-
-    async def _flush_counts(self) -> None:
-        """Write this worker's count of every changed group (serialised; absolute values)."""
-        client = self._client
-        lock = self._count_lock
-        if client is None or lock is None:
-            return
-        async with lock:
-            if not self._count_dirty or not self._link_up or not self._running:
-                return
-            groups, self._count_dirty = self._count_dirty, set()
-            counts = {g: self.member_count(g) for g in groups}
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for group, n in counts.items():
-                        if n:
-                            pipe.hset(self._members_key(group), {self._worker_hex: n})
-                        else:
-                            pipe.hdel(self._members_key(group), [self._worker_hex])
-            except BaseException:
-                self._count_dirty |= groups
-                raise
-            for group, n in counts.items():
-                if n:
-                    self._count_written.add(group)
-                else:
-                    self._count_written.discard(group)
-
-    async def _set_heartbeat(self, *, only_if_exists: bool) -> bool:
-        client = self._client
-        assert client is not None
-        value = f"{socket.gethostname()}:{os.getpid()}"
-        ms = int(self.heartbeat_ttl * 1000)
-        key = self._heartbeat_key(self._worker_hex)
-        if only_if_exists:
-            return bool(await client.set(key, value, px=ms, condition=PureToken.XX))
-        return bool(await client.set(key, value, px=ms))
-
-    async def _register_worker(self) -> None:
-        """Heartbeat, then every local count: after a (re)connect Redis may have lost them."""
-        await self._set_heartbeat(only_if_exists=False)
-        self._count_dirty |= set(self._groups) | self._count_written
-        await self._flush_counts()
-
-    async def _housekeeping_task(self) -> None:
-        interval = self.heartbeat_ttl / 3
-        next_beat = anyio.current_time() + interval
-        while True:
-            wake = self._housekeeping_wake
-            if wake is not None:
-                with anyio.move_on_after(max(0.0, next_beat - anyio.current_time())):
-                    await wake.wait()
-            self._housekeeping_wake = anyio.Event()
-            if not self._link_up:
-                next_beat = anyio.current_time() + interval
-                continue
-            try:
-                if anyio.current_time() >= next_beat:
-                    next_beat = anyio.current_time() + interval
-                    if not await self._set_heartbeat(only_if_exists=True):
-                        # Expired (a long pause) or lost: others may have dropped our counts.
-                        await self._register_worker()
-                await self._flush_counts()
-            except _REDIS_ERRORS as exc:
-                self.redis_stats.count_write_failures += 1
-                logger.debug("could not write heartbeat or member counts: %r", exc)
-                # Retried at the next beat, or rewritten when the connection is back.
-                next_beat = min(next_beat, anyio.current_time() + 1.0)
-            except Exception:
-                logger.exception("wsgate Redis housekeeping failed")
-                next_beat = anyio.current_time() + interval
