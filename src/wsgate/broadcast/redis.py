@@ -66,11 +66,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
-# The pieces, one idea per module (this one composes them and speaks for the group):
-# _redis_client.py  the coredis client, the errors it raises, the URL as logs show it
-# _redis_link.py    PubSubLink: the pub/sub connection, reconnects, SUBSCRIBE/UNSUBSCRIBE
-# _redis_counts.py  MemberCounts: counts per worker, heartbeat, cleanup, housekeeping
-# _wire.py          the payload of a broadcast, sans I/O
 from ..asgi import Message
 from ..datastructures import Counters
 from ..errors import WebSocketError
@@ -87,6 +82,12 @@ if TYPE_CHECKING:
 __all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
 
 logger = logging.getLogger("wsgate.broadcast.redis")
+
+# One idea per module; this one composes the others and speaks for the group:
+# _redis_client.py  the coredis client, the errors it raises, the URL as logs show it
+# _redis_link.py    PubSubLink: the pub/sub connection, reconnects, SUBSCRIBE/UNSUBSCRIBE
+# _redis_counts.py  MemberCounts: counts per worker, heartbeat, cleanup, housekeeping
+# _wire.py          the payload of a broadcast, sans I/O
 
 # -- errors and counters ------------------------------------------------------------------
 
