@@ -59,38 +59,35 @@ Redis/Valkey server (or a primary behind Sentinel or a proxy); not Redis Cluster
 from __future__ import annotations
 
 import logging
-import os
-import random
-import socket
 import uuid
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-
-try:
-    import coredis
-    from coredis.exceptions import RedisError
-    from coredis.patterns.pubsub import PubSub
-    from coredis.retry import NoRetryPolicy
-    from coredis.tokens import PureToken
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "wsgate.broadcast.redis needs coredis>=6: pip install 'wsgate[redis]'"
-    ) from exc
 
 from ..asgi import Message
 from ..datastructures import Counters
 from ..errors import WebSocketError
 from ..websocket import WebSocket
 from . import _wire
+from ._redis_client import REDIS_ERRORS, open_client, redact
+from ._redis_counts import MemberCounts
+from ._redis_link import PubSubLink, channel_prefix
 from .memory import BroadcastGroup
+
+if TYPE_CHECKING:
+    import coredis
 
 __all__ = ["BroadcastUnavailableError", "RedisBroadcastGroup", "RedisStats"]
 
 logger = logging.getLogger("wsgate.broadcast.redis")
+
+# One idea per module; this one composes the others and speaks for the group:
+# _redis_client.py  the coredis client, the errors it raises, the URL as logs show it
+# _redis_link.py    PubSubLink: the pub/sub connection, reconnects, SUBSCRIBE/UNSUBSCRIBE
+# _redis_counts.py  MemberCounts: counts per worker, heartbeat, cleanup, housekeeping
+# _wire.py          the payload of a broadcast, sans I/O
 
 # -- errors and counters ------------------------------------------------------------------
 
@@ -140,48 +137,6 @@ class RedisStats(Counters):
     count_write_failures: int
 
 
-_REDIS_ERRORS = (
-    RedisError,
-    TimeoutError,
-    OSError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-)
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first exception inside (nested) exception groups, for messages."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-# Removes the fields of workers whose heartbeat key is gone (checked atomically, so a
-# worker that has just come back is not removed). KEYS: the hash, then heartbeat keys;
-# ARGV: the matching worker ids.
-_CLEANUP_SCRIPT = """
-local removed = 0
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    removed = removed + redis.call('HDEL', KEYS[1], ARGV[i - 1])
-  end
-end
-return removed
-"""
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 class RedisBroadcastGroup(BroadcastGroup):
     """A :class:`~wsgate.BroadcastGroup` whose groups span every worker that uses the same
     Redis/Valkey server and ``prefix``.
@@ -227,39 +182,26 @@ class RedisBroadcastGroup(BroadcastGroup):
         self.reconnect_max_delay = reconnect_max_delay
         #: Counters of the traffic with Redis.
         self.redis_stats = RedisStats()
-        self._channel_prefix = f"{prefix}:g:"
-        self._channel_prefix_b = self._channel_prefix.encode()
-        # Set while running (between __aenter__ and __aexit__).
+        self._channel_prefix = channel_prefix(prefix)
+        # Set while running (between __aenter__ and __aexit__); the link and the counts
+        # are made anew at each start and stay, stopped, after the last one.
         self._worker_id = b""
         self._worker_hex = ""
         self._client: coredis.Redis[bytes] | None = None
-        self._pubsub: PubSub[bytes] | None = None
+        self._link: PubSubLink | None = None
+        self._counts: MemberCounts | None = None
         self._stacks: tuple[AsyncExitStack, AsyncExitStack] | None = None
         self._running = False
-        self._link_up = False
-        self._ever_up = False
-        self._down_since = 0.0
-        self._last_error: BaseException | None = None
-        self._link_event: anyio.Event | None = None
-        # Subscriptions on the current pub/sub connection; changed by one task only.
-        self._subscribed: set[str] = set()
-        self._sub_waiters: dict[str, anyio.Event] = {}
-        self._reconcile_wake: anyio.Event | None = None
-        # Member counts to write to Redis, serialised by a lock.
-        self._count_dirty: set[str] = set()
-        self._count_written: set[str] = set()
-        self._count_lock: anyio.Lock | None = None
-        self._housekeeping_wake: anyio.Event | None = None
 
     def __repr__(self) -> str:
-        return f"RedisBroadcastGroup({_redact(self.url)!r}, prefix={self.prefix!r})"
+        return f"RedisBroadcastGroup({redact(self.url)!r}, prefix={self.prefix!r})"
 
     # -- public state --------------------------------------------------------------------
 
     @property
     def available(self) -> bool:
         """True while this worker is connected to Redis and broadcasts can be sent."""
-        return self._running and self._link_up
+        return self._running and self._link is not None and self._link.up
 
     @property
     def worker_id(self) -> str:
@@ -269,12 +211,6 @@ class RedisBroadcastGroup(BroadcastGroup):
     def channel(self, group: str) -> str:
         """The Redis channel that carries ``group``."""
         return self._channel_prefix + group
-
-    def _members_key(self, group: str) -> str:
-        return f"{self.prefix}:m:{group}"
-
-    def _heartbeat_key(self, worker_hex: str) -> str:
-        return f"{self.prefix}:w:{worker_hex}"
 
     # -- lifespan ------------------------------------------------------------------------
 
@@ -288,42 +224,51 @@ class RedisBroadcastGroup(BroadcastGroup):
             raise RuntimeError(f"{self!r} is already running; one App may enter it at a time")
         self._worker_id = uuid.uuid4().bytes
         self._worker_hex = self._worker_id.hex()
-        self._link_up = False
-        self._ever_up = False
-        self._last_error = None
-        self._pubsub = None
-        self._subscribed = set()
-        self._sub_waiters = {}
-        self._count_dirty = set(self._groups)
-        self._count_written = set()
-        self._count_lock = anyio.Lock()
-        self._link_event = anyio.Event()
-        self._reconcile_wake = anyio.Event()
-        self._housekeeping_wake = anyio.Event()
         client_stack = AsyncExitStack()
         task_stack = AsyncExitStack()
         try:
-            client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            client = open_client(
                 self.url,
-                decode_responses=False,
-                # No retries: a PUBLISH retried after a timeout could be delivered twice.
-                retry_policy=NoRetryPolicy(),
                 connect_timeout=self.connect_timeout,
-                stream_timeout=self.command_timeout,
+                command_timeout=self.command_timeout,
+            )
+            # Each run's counts are written only while that run's link is up.
+            counts = self._counts = MemberCounts(
+                client,
+                prefix=self.prefix,
+                worker_hex=self._worker_hex,
+                heartbeat_ttl=self.heartbeat_ttl,
+                stats=self.redis_stats,
+                member_count=self.member_count,
+                groups=self.groups,
+                writable=lambda: self._running and link.up,
+            )
+            link = self._link = PubSubLink(
+                client,
+                url=self.url,
+                channel_prefix=self._channel_prefix,
+                command_timeout=self.command_timeout,
+                heartbeat_ttl=self.heartbeat_ttl,
+                reconnect_max_delay=self.reconnect_max_delay,
+                stats=self.redis_stats,
+                wanted=self._wanted,
+                has_members=lambda group: group in self._groups,
+                on_message=self._received,
+                on_connected=counts.register_or_retry_later,
             )
             await client_stack.enter_async_context(client)
             self._client = client
             tg = await task_stack.enter_async_context(anyio.create_task_group())
             task_stack.callback(tg.cancel_scope.cancel)
             self._running = True
-            tg.start_soon(self._link_task)
-            tg.start_soon(self._housekeeping_task)
+            tg.start_soon(link.run)
+            tg.start_soon(counts.run_housekeeping)
             with anyio.move_on_after(self.connect_timeout):
-                await self._link_event.wait()
-            if not self._link_up:
+                await link.wait_ready()
+            if not link.up:
                 raise BroadcastUnavailableError(
-                    f"could not connect to Redis at {_redact(self.url)} within "
-                    f"{self.connect_timeout:g}s: {self._last_error!r}"
+                    f"could not connect to Redis at {redact(self.url)} within "
+                    f"{self.connect_timeout:g}s: {link.last_error!r}"
                 )
         except BaseException:
             # (The stacks hold task groups: closing them inside a new cancel scope would
@@ -350,211 +295,51 @@ class RedisBroadcastGroup(BroadcastGroup):
         group; broadcasts raise :class:`BroadcastUnavailableError`.
         """
         stacks = self._stacks
-        if stacks is None:
+        link, counts = self._link, self._counts
+        if stacks is None or link is None or counts is None:
             return
         self._stacks = None
         task_stack, client_stack = stacks
-        was_up = self._link_up
         self._running = False
-        self._link_up = False
-        self._wake_waiters()
-        pubsub = self._pubsub
-        if was_up and pubsub is not None and pubsub.subscribed:
-            # Unsubscribe now, while acknowledgements can arrive: closing a subscribed
-            # PubSub waits for them until its timeout.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.command_timeout):
-                try:
-                    await pubsub.unsubscribe()
-                except _REDIS_ERRORS:
-                    pass
+        was_up = await link.shut_down()
         try:
             await task_stack.aclose()  # the pub/sub connection unsubscribes as it closes
         finally:
             try:
                 if was_up:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(self.command_timeout):
-                        await self._unregister_worker()
+                        await counts.unregister()
             finally:
                 self._client = None
                 await client_stack.aclose()
 
-    async def _unregister_worker(self) -> None:
-        client = self._client
-        assert client is not None
-        groups = self._count_written | set(self._groups)
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for group in groups:
-                    pipe.hdel(self._members_key(group), [self._worker_hex])
-                pipe.delete([self._heartbeat_key(self._worker_hex)])
-        except _REDIS_ERRORS as exc:
-            logger.warning("could not remove this worker's counts from Redis: %r", exc)
-        self._count_written.clear()
-
-    # -- the pub/sub connection -------------------------------------------------------------
-
-    async def _link_task(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._link_session()
-            except Exception as exc:
-                was_up = self._link_up
-                self._link_down(_leaf(exc))
-                if was_up:
-                    attempt = 0
-                    self._down_since = anyio.current_time()
-                    logger.warning(
-                        "lost the Redis pub/sub connection to %s; broadcasts fail until it "
-                        "is back; reconnecting: %r",
-                        _redact(self.url),
-                        self._last_error,
-                    )
-                elif attempt == 0:
-                    logger.warning(
-                        "cannot connect to Redis at %s: %r", _redact(self.url), self._last_error
-                    )
-                else:
-                    logger.debug("reconnect attempt %d failed: %r", attempt, self._last_error)
-            # Exponential backoff from 50 ms, capped, with jitter (workers do not stampede).
-            delay = min(self.reconnect_max_delay, 0.05 * 2 ** min(attempt, 30))
-            attempt += 1
-            await anyio.sleep(delay * random.uniform(0.5, 1.0))
-
-    def _link_down(self, exc: BaseException) -> None:
-        self._pubsub = None
-        self.redis_stats.link_failures += 1
-        self._last_error = exc
-        self._link_up = False
-        self._subscribed.clear()
-        self._wake_waiters()
-
-    def _wake_waiters(self) -> None:
-        waiters, self._sub_waiters = self._sub_waiters, {}
-        for ev in waiters.values():
-            ev.set()
-
-    async def _link_session(self) -> None:
-        client = self._client
-        assert client is not None
-        pubsub: PubSub[bytes] = PubSub(
-            client.connection_pool,
-            ignore_subscribe_messages=True,
-            retry_policy=None,  # we reconnect ourselves and resubscribe what is still needed
-            subscription_timeout=self.command_timeout,
-            unsubscription_timeout=min(1.0, self.command_timeout),
-            max_idle_seconds=max(1.0, min(15.0, self.heartbeat_ttl)),
-        )
-        async with pubsub, anyio.create_task_group() as tg:
-            self._pubsub = pubsub
-            self._subscribed = set()
-            tg.start_soon(self._read_loop, pubsub)
-            await self._apply_subscriptions(pubsub)
-            self._link_up = True
-            try:
-                await self._register_worker()
-            except _REDIS_ERRORS as exc:
-                # Broadcasts work without it; the housekeeping task retries.
-                self.redis_stats.count_write_failures += 1
-                logger.warning("could not write this worker's heartbeat and counts: %r", exc)
-                self._poke_housekeeping()
-            if self._ever_up:
-                self.redis_stats.reconnects += 1
-                logger.warning(
-                    "reconnected to Redis at %s after %.1fs; resubscribed to %d groups",
-                    _redact(self.url),
-                    anyio.current_time() - self._down_since,
-                    len(self._subscribed),
-                )
-            self._ever_up = True
-            assert self._link_event is not None
-            self._link_event.set()
-            # The only task that SUBSCRIBEs and UNSUBSCRIBEs on this connection.
-            while True:
-                self._reconcile_wake = anyio.Event()
-                await self._apply_subscriptions(pubsub)
-                if self._subscribed == self._wanted():
-                    await self._reconcile_wake.wait()
+    # -- what the link asks of the group ---------------------------------------------------
 
     def _wanted(self) -> set[str]:
         return set(self._groups) if self._running else set()
 
-    async def _apply_subscriptions(self, pubsub: PubSub[bytes]) -> None:
-        """Make this connection's subscriptions match the groups with local members."""
-        drop = self._subscribed - self._wanted()
-        if drop:
-            # Forget them first: a member joining meanwhile waits for a new SUBSCRIBE.
-            self._subscribed -= drop
-            await pubsub.unsubscribe(*(self.channel(g) for g in drop))
-        add = self._wanted() - self._subscribed
-        if add:
-            await pubsub.subscribe(*(self.channel(g) for g in add))
-            self._subscribed |= add
-            for group in add:
-                ev = self._sub_waiters.pop(group, None)
-                if ev is not None:
-                    ev.set()
-
-    async def _read_loop(self, pubsub: PubSub[bytes]) -> None:
-        # Drains coredis's (unbounded) buffer as fast as messages arrive: each one is
-        # handed to the members' bounded outboxes without waiting.
-        while True:
-            message = await pubsub.get_message()
-            if message is None or message["type"] != "message":
-                continue
-            channel = message["channel"]
-            data = message["data"]
-            if isinstance(channel, bytes) and isinstance(data, bytes):
-                try:
-                    self._received(channel, data)
-                except Exception:
-                    self.redis_stats.ignored += 1
-                    logger.exception("could not deliver a message from %r", channel)
-
-    def _received(self, channel: bytes, data: bytes) -> None:
+    def _received(self, group: str, data: bytes) -> None:
         decoded = _wire.decode(data)
-        if decoded is None or not channel.startswith(self._channel_prefix_b):
+        if decoded is None:
             self.redis_stats.ignored += 1
             return
         if decoded.origin == self._worker_id:
             return  # our own broadcast: already delivered locally
-        group = channel[len(self._channel_prefix_b) :].decode(errors="replace")
         self.redis_stats.received += 1
         self.deliver_local(group, decoded.message, decoded.exclude)
 
     # -- hooks of BroadcastGroup ----------------------------------------------------------------
 
     async def _group_opened(self, group: str) -> None:
-        self._count_dirty.add(group)
-        await self._await_subscribed(group)
-
-    async def _await_subscribed(self, group: str) -> None:
-        """Wait (up to ``command_timeout``) until Redis acknowledged our SUBSCRIBE to
-        ``group``'s channel; at once if it has, or if Redis is unreachable."""
-        if not self._link_up or group in self._subscribed:
-            return
-        ev = self._sub_waiters.get(group)
-        if ev is None:
-            ev = self._sub_waiters[group] = anyio.Event()
-        self._poke_reconciler()
-        with anyio.move_on_after(self.command_timeout) as scope:
-            await ev.wait()
-        if scope.cancelled_caught and group in self._groups:
-            logger.warning("Redis did not acknowledge SUBSCRIBE %s in time", self.channel(group))
+        if self._counts is not None:
+            self._counts.mark_changed(group)
+        if self._link is not None:
+            await self._link.wait_subscribed(group)
 
     def _group_closed(self, group: str) -> None:
         # Sync (it runs inside fan-outs too): the reconciler task sends the UNSUBSCRIBE.
-        self._poke_reconciler()
-
-    def _poke_reconciler(self) -> None:
-        ev = self._reconcile_wake
-        if ev is not None:
-            ev.set()
-
-    def _poke_housekeeping(self) -> None:
-        ev = self._housekeeping_wake
-        if ev is not None:
-            ev.set()
+        if self._link is not None:
+            self._link.reconcile_soon()
 
     async def broadcast(
         self,
@@ -581,24 +366,25 @@ class RedisBroadcastGroup(BroadcastGroup):
 
     async def _publish(self, group: str, message: Message, exclude: WebSocket | None) -> int:
         client = self._client
-        if client is None or not self._running:
+        link = self._link
+        if client is None or link is None or not self._running:
             self.redis_stats.publish_failures += 1
             raise BroadcastUnavailableError(
                 f"{self!r} is not running: the App starts it at lifespan startup (is the "
                 "ASGI server's lifespan support turned off?)"
             )
-        if not self._link_up:
+        if not link.up:
             self.redis_stats.publish_failures += 1
             raise BroadcastUnavailableError(
-                f"Redis at {_redact(self.url)} is unreachable (reconnecting); the broadcast "
-                f"to {group!r} was not sent: {self._last_error!r}"
+                f"Redis at {redact(self.url)} is unreachable (reconnecting); the broadcast "
+                f"to {group!r} was not sent: {link.last_error!r}"
             )
         try:
             await client.publish(self.channel(group), self._encode(message, exclude))
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self.redis_stats.publish_failures += 1
             raise BroadcastUnavailableError(
-                f"PUBLISH to Redis at {_redact(self.url)} failed; the broadcast to {group!r} "
+                f"PUBLISH to Redis at {redact(self.url)} failed; the broadcast to {group!r} "
                 f"was not delivered: {exc!r}"
             ) from exc
         self.redis_stats.published += 1
@@ -622,26 +408,25 @@ class RedisBroadcastGroup(BroadcastGroup):
         if g is not None and ws in g.members:
             return
         await super().subscribe(group, ws)
-        self._count_dirty.add(group)
-        if not self._link_up:
+        counts, link = self._counts, self._link
+        if counts is None or link is None:
+            return
+        counts.mark_changed(group)
+        if not link.up:
             return
         # Also when another member opened the group and its SUBSCRIBE is still pending.
-        await self._await_subscribed(group)
+        await link.wait_subscribed(group)
+        counts = self._counts  # (the group may have been restarted meanwhile)
+        assert counts is not None
         with anyio.move_on_after(self.command_timeout):
-            try:
-                await self._flush_counts()
-            except _REDIS_ERRORS as exc:
-                self.redis_stats.count_write_failures += 1
-                logger.debug("could not write member counts: %r", exc)
-                self._poke_housekeeping()
+            await counts.flush_or_retry_later()
 
     def _remove(self, group: str, ws: WebSocket) -> None:
         # Every removal passes here, including slow consumers dropped during a fan-out
         # (sync code): the count is written by the housekeeping task, without waiting.
         g = self._groups.get(group)
-        if g is not None and ws in g.members:
-            self._count_dirty.add(group)
-            self._poke_housekeeping()
+        if g is not None and ws in g.members and self._counts is not None:
+            self._counts.write_soon(group)
         super()._remove(group, ws)
 
     # -- member counts ---------------------------------------------------------------------------
@@ -655,106 +440,14 @@ class RedisBroadcastGroup(BroadcastGroup):
         Redis does not answer.
         """
         local = self.member_count(group)
-        client = self._client
-        if client is None or not self._running:
+        counts = self._counts
+        if self._client is None or counts is None or not self._running:
             raise BroadcastUnavailableError(
                 f"{self!r} is not running (the App starts it at lifespan startup)"
             )
-        key = self._members_key(group)
         try:
-            fields = await client.hgetall(key)
-            others: dict[str, int] = {}
-            for field, value in fields.items():
-                worker = field.decode(errors="replace")
-                if worker != self._worker_hex:
-                    try:
-                        others[worker] = int(value)
-                    except ValueError:
-                        continue
-            if not others:
-                return local
-            workers = list(others)
-            alive = await client.mget([self._heartbeat_key(w) for w in workers])
-            stale = [w for w, hb in zip(workers, alive, strict=True) if hb is None]
-            if stale:
-                await client.eval(
-                    _CLEANUP_SCRIPT,
-                    keys=[key, *(self._heartbeat_key(w) for w in stale)],
-                    args=stale,
-                )
-        except _REDIS_ERRORS as exc:
+            return await counts.total(group, local)
+        except REDIS_ERRORS as exc:
             raise BroadcastUnavailableError(
-                f"could not read member counts from Redis at {_redact(self.url)}: {exc!r}"
+                f"could not read member counts from Redis at {redact(self.url)}: {exc!r}"
             ) from exc
-        return local + sum(n for w, n in others.items() if w not in stale)
-
-    async def _flush_counts(self) -> None:
-        """Write this worker's count of every changed group (serialised; absolute values)."""
-        client = self._client
-        lock = self._count_lock
-        if client is None or lock is None:
-            return
-        async with lock:
-            if not self._count_dirty or not self._link_up or not self._running:
-                return
-            groups, self._count_dirty = self._count_dirty, set()
-            counts = {g: self.member_count(g) for g in groups}
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for group, n in counts.items():
-                        if n:
-                            pipe.hset(self._members_key(group), {self._worker_hex: n})
-                        else:
-                            pipe.hdel(self._members_key(group), [self._worker_hex])
-            except BaseException:
-                self._count_dirty |= groups
-                raise
-            for group, n in counts.items():
-                if n:
-                    self._count_written.add(group)
-                else:
-                    self._count_written.discard(group)
-
-    async def _set_heartbeat(self, *, only_if_exists: bool) -> bool:
-        client = self._client
-        assert client is not None
-        value = f"{socket.gethostname()}:{os.getpid()}"
-        ms = int(self.heartbeat_ttl * 1000)
-        key = self._heartbeat_key(self._worker_hex)
-        if only_if_exists:
-            return bool(await client.set(key, value, px=ms, condition=PureToken.XX))
-        return bool(await client.set(key, value, px=ms))
-
-    async def _register_worker(self) -> None:
-        """Heartbeat, then every local count: after a (re)connect Redis may have lost them."""
-        await self._set_heartbeat(only_if_exists=False)
-        self._count_dirty |= set(self._groups) | self._count_written
-        await self._flush_counts()
-
-    async def _housekeeping_task(self) -> None:
-        interval = self.heartbeat_ttl / 3
-        next_beat = anyio.current_time() + interval
-        while True:
-            wake = self._housekeeping_wake
-            if wake is not None:
-                with anyio.move_on_after(max(0.0, next_beat - anyio.current_time())):
-                    await wake.wait()
-            self._housekeeping_wake = anyio.Event()
-            if not self._link_up:
-                next_beat = anyio.current_time() + interval
-                continue
-            try:
-                if anyio.current_time() >= next_beat:
-                    next_beat = anyio.current_time() + interval
-                    if not await self._set_heartbeat(only_if_exists=True):
-                        # Expired (a long pause) or lost: others may have dropped our counts.
-                        await self._register_worker()
-                await self._flush_counts()
-            except _REDIS_ERRORS as exc:
-                self.redis_stats.count_write_failures += 1
-                logger.debug("could not write heartbeat or member counts: %r", exc)
-                # Retried at the next beat, or rewritten when the connection is back.
-                next_beat = min(next_beat, anyio.current_time() + 1.0)
-            except Exception:
-                logger.exception("wsgate Redis housekeeping failed")
-                next_beat = anyio.current_time() + interval
