@@ -522,9 +522,10 @@ class Connection:
                 return False
         elif len(message.get("bytes") or b"") <= limit:
             return False
-        self.stats.frames_too_large += 1
-        logger.info("frame over %d bytes on %s; closing with 1009", limit, self.path)
-        self.close_nowait(status.WS_1009_MESSAGE_TOO_BIG, "frame too large", discard=False)
+        if self.state.phase is Phase.OPEN:
+            self.stats.frames_too_large += 1
+            logger.info("frame over %d bytes on %s; closing with 1009", limit, self.path)
+            self.close_nowait(status.WS_1009_MESSAGE_TOO_BIG, "frame too large", discard=False)
         return True
 
     def _take_token(self) -> bool:
@@ -545,8 +546,11 @@ class Connection:
         self._strikes += 1
         self.stats.rate_limited_frames += 1
         if self._strikes > limits.rate:
-            self.stats.rate_limit_closes += 1
-            self.close_nowait(status.WS_1008_POLICY_VIOLATION, "rate limit exceeded", discard=False)
+            if self.state.phase is Phase.OPEN:
+                self.stats.rate_limit_closes += 1
+                self.close_nowait(
+                    status.WS_1008_POLICY_VIOLATION, "rate limit exceeded", discard=False
+                )
         elif self._strikes == 1:
             message = (
                 f"over the rate limit of {limits.rate} frames per {limits.per:g} s; "
