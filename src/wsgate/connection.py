@@ -484,32 +484,38 @@ class Connection:
         inline = session is not None and session.sequential
         rate_limited = self._limits.rate > 0
         quick_max = self._quick_max
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                self.received += 1
-                text = message.get("text")
-                size = len(text) if text is not None else len(message.get("bytes") or b"")
-                if size > quick_max and self._too_large(message):
-                    continue
-                if rate_limited and not self._take_token():
-                    continue
-                if inline and not self._dispatcher_active:
-                    assert session is not None
-                    if not await self._handle_inline(session, message):
-                        return  # this task became the dispatcher; another one reads
-                    continue
-                await inbox.put(message)
-                if session is not None and not self._dispatcher_active:
-                    self._start_dispatcher()
-            elif kind == "websocket.disconnect":
-                self._peer_left(message)
-                break
-        if self._consumers and self.grace > 0:
-            done = self._consumers_done = anyio.Event()
-            with anyio.move_on_after(self.grace):
-                await done.wait()
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    self.received += 1
+                    text = message.get("text")
+                    size = len(text) if text is not None else len(message.get("bytes") or b"")
+                    if size > quick_max and self._too_large(message):
+                        continue
+                    if rate_limited and not self._take_token():
+                        continue
+                    if inline and not self._dispatcher_active:
+                        assert session is not None
+                        if not await self._handle_inline(session, message):
+                            return  # this task became the dispatcher; another one reads
+                        continue
+                    await inbox.put(message)
+                    if session is not None and not self._dispatcher_active:
+                        self._start_dispatcher()
+                elif kind == "websocket.disconnect":
+                    self._peer_left(message)
+                    break
+            if self._consumers and self.grace > 0:
+                done = self._consumers_done = anyio.Event()
+                with anyio.move_on_after(self.grace):
+                    await done.wait()
+        except anyio.get_cancelled_exc_class():
+            # The connection is being torn down (by us or by the server): it is over,
+            # so nothing may queue frames or start tasks in its closing task group.
+            self.state.ended()
+            raise
         self.cancel()
 
     def _too_large(self, message: Message) -> bool:
