@@ -6,7 +6,15 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from wsgate import App, WebSocket, on_connect, on_disconnect, on_message, ws_controller
+from wsgate import (
+    App,
+    WebSocket,
+    WebSocketRouteNotFoundError,
+    on_connect,
+    on_disconnect,
+    on_message,
+    ws_controller,
+)
 from wsgate.testing import TestClient, WebSocketDenied
 
 
@@ -40,6 +48,11 @@ async def test_unknown_path_is_refused_with_404_or_a_close() -> None:
                 pass
         assert denied.value.status == 404
         assert denied.value.json()["error"]["code"] == "not_found"
+        # The router's own error reaches the caller too.
+        with pytest.raises(WebSocketRouteNotFoundError) as not_found:
+            async with client.websocket_connect("/missing"):
+                pass
+        assert not_found.value.message == "no WebSocket endpoint at '/missing'"
     async with TestClient(app, denial_extension=False) as client:
         with pytest.raises(WebSocketDenied) as denied:
             async with client.websocket_connect("/missing"):

@@ -28,8 +28,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .asgi import Message
 from .encoding import decode, encode
+from .errors import WebSocketRouteNotFoundError
 
-__all__ = ["TestClient", "TestWebSocket", "WebSocketClosed", "WebSocketDenied"]
+__all__ = ["RouteNotFound", "TestClient", "TestWebSocket", "WebSocketClosed", "WebSocketDenied"]
 
 
 
@@ -50,6 +51,24 @@ class WebSocketDenied(Exception):
     def json(self) -> Any:
         """The body decoded as JSON."""
         return decode(self.body)
+
+
+class RouteNotFound(WebSocketDenied, WebSocketRouteNotFoundError):
+    """The handshake was refused with 404: no gateway serves the path. Both a
+    :class:`WebSocketDenied` (status 404) and the
+    :class:`~wsgate.errors.WebSocketRouteNotFoundError` the App raised for it."""
+
+    def __init__(
+        self, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        WebSocketDenied.__init__(self, status, body, headers)
+        try:
+            message = str(decode(body)["error"]["message"])
+        except Exception:
+            message = "no WebSocket endpoint at this path"
+        self.message = message
+        self.close_code = None
+        self.detail = None
 
 
 class WebSocketClosed(Exception):
@@ -369,7 +388,8 @@ class TestClient:
                     body += message.get("body", b"")
                     if not message.get("more_body"):
                         break
-                denied = WebSocketDenied(first["status"], body, list(first.get("headers", [])))
+                denial = RouteNotFound if first["status"] == 404 else WebSocketDenied
+                denied = denial(first["status"], body, list(first.get("headers", [])))
 
         def close_streams() -> None:
             for stream in (to_app, app_in, app_out, from_app):
