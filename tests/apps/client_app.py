@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import msgspec
 
+from apps.client_app_types import CloseRequest, Forbidden, Point
 from wsgate import (
     App,
     Header,
@@ -21,20 +21,6 @@ from wsgate import (
     on_message,
     ws_controller,
 )
-
-
-class Point(msgspec.Struct):
-    x: int
-    y: int
-
-
-class CloseRequest(msgspec.Struct):
-    code: int
-    reason: str = ""
-
-
-class Forbidden(WebSocketError):
-    code = "forbidden"
 
 
 @ws_controller("/svc", concurrency=8)

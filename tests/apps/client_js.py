@@ -8,32 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import msgspec
 
+from apps.client_app_types import CloseRequest, Forbidden, Point
 from wsgate import (
     App,
     BroadcastGroup,
     Json,
     WebSocket,
-    WebSocketError,
     on_connect,
     on_message,
     ws_controller,
 )
-
-
-class Point(msgspec.Struct):
-    x: int
-    y: int
-
-
-class CloseRequest(msgspec.Struct):
-    code: int
-    reason: str = ""
-
-
-class Forbidden(WebSocketError):
-    code = "forbidden"
 
 
 @ws_controller("/api", concurrency=4)
