@@ -28,9 +28,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks import report, servers_bench
+from benchmarks._common import RESULTS
 
 BenchFn = Callable[..., Any]
 
@@ -68,7 +70,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"one or more of {', '.join(BENCHMARKS)} (default: all but fanout)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter windows")
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--no-write", action="store_true", help="print only")
+    where.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write echo/broadcast/memory JSON, peers.md and peers.png to DIR instead of "
+        "results/ (dispatch and fanout still write to results/ unless --no-write)",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
@@ -79,10 +89,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         fn, options, quick, _ = BENCHMARKS[name]
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        fn(**(quick if args.quick else options), out=not args.no_write)
+        out: bool | Path = not args.no_write
+        if args.out is not None and name in servers_bench.BENCHMARKS:
+            out = args.out
+        fn(**(quick if args.quick else options), out=out)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_write and set(names) - {"fanout"}:
-        print(report.write())
+        print(report.write(args.out or RESULTS))
     print(f"\nall done in {time.perf_counter() - started:.0f} s")
 
 
