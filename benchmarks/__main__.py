@@ -1,7 +1,7 @@
 """Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
 
 With no name, runs the five that compare wsgate with the bare servers and its peers
-(about seven minutes on a 2-core machine; ``--quick``: under two):
+(about nine minutes on a quiet 2-core machine, five of them fan-out; ``--quick``: a few):
 
 ``dispatch``   the dispatch hot path in process, vs msgspec and Pydantic (results/dispatch.md)
 ``echo``       echo round trips under hypercorn trio/asyncio and uvicorn, vs the bare floor
@@ -18,7 +18,8 @@ The last three run real servers and a load client in subprocesses on 127.0.0.1 (
 only when named. ``python -m benchmarks.profile_server`` (needs py-spy) shows where the
 server's CPU goes per round trip or per delivered frame, package by package.
 ``--quick`` uses fewer rounds and shorter windows (a smoke test; the figures are
-noisier). Each benchmark also runs alone with its own options:
+noisier); ``--out DIR`` keeps the servers' results (JSON, ``peers.md``, ``peers.png``)
+out of ``results/``. Each benchmark also runs alone with its own options:
 ``python -m benchmarks.dispatch --help``, ``python -m benchmarks.fanout --help``,
 ``python -m benchmarks.servers_bench --help``.
 """

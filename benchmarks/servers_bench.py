@@ -24,14 +24,15 @@ With 16 connections client and server partly wait on each other; 256 keep the se
 busy.
 
 **Fan-out** (``broadcast``): 1,000 subscribed connections and one publisher. The
-publisher keeps 4 broadcasts in flight (a new one as soon as every member received an
-older one) of a tick whose ``data`` encodes to 64 bytes and carries its send time
+publisher keeps a *window* of 4 or 8 broadcasts in flight (a new one as soon as every
+member received an older one) of a tick whose ``data`` encodes to 64 or 256 bytes (every
+size with every window) and carries its send time
 (``time.monotonic_ns``, one clock: publisher and members are in the same client
 process). Before the window, every run broadcasts the same way for up to 1 s (or until
 64 KiB went to each member): a steady state, and the stalled member (below) has its
 buffers full when the window opens. *delivered/s* = frames received by the members in
 the window; *p99 ms* = 99th percentile of (receive time - send time) over those frames:
-latency under saturation, queueing behind up to 3 earlier broadcasts included; *server
+latency under saturation, queueing behind up to window - 1 earlier broadcasts included; *server
 µs/frame* = server CPU per delivered frame. *x python-socketio* = delivered/s over
 python-socketio's (on hypercorn asyncio, the only server it runs on) in the same round;
 *CPU vs naive* = server µs/frame over the Starlette naive loop's on the same server in
@@ -39,13 +40,14 @@ the same round (below 1.0: cheaper per frame).
 
 **Slow consumer** (``broadcast``): the same fan-out with one more member, a raw socket
 with ``SO_RCVBUF`` = 4 KiB that completes the handshake and never reads, with 64-byte
-and 2 KiB ticks. *others keep* = delivered/s to the 1,000 readers with the stalled
-member / without it (same target, same round, adjacent runs). *peak RSS* = the server's
-VmHWM over the run (reset through ``/proc/PID/clear_refs`` before it), and its
-difference to the run without the stalled member. hypercorn's trio worker blocks a send
-once about 16 KiB are unsent (trio sets TCP_NOTSENT_LOWAT), its asyncio worker only
-after megabytes of kernel buffer: within these short runs only the 2 KiB ticks on trio
-stall a naive loop (64-byte ticks would need minutes).
+and 2 KiB ticks at window 4 (the 64-byte run without it is also the fan-out run of that
+case). *others keep* = delivered/s to the 1,000 readers with the stalled member / without
+it (same target, same round, adjacent runs). *peak RSS* = the server's VmHWM over the run
+(reset through ``/proc/PID/clear_refs`` before it), and its difference to the run without
+the stalled member. hypercorn's trio worker blocks a send once about 16 KiB are unsent
+(trio sets TCP_NOTSENT_LOWAT), its asyncio worker only after megabytes of kernel buffer:
+within these short runs only the 2 KiB ticks on trio stall a naive loop (64-byte ticks
+would need minutes).
 
 **Memory** (``memory``): a fresh server per measurement; 100 connections are opened
 (warm-up), RSS of the server's process tree is read, 5,000 more are opened and left
@@ -59,9 +61,14 @@ asyncio the fan-out moves between about 42k and 64k frames/s with one more conne
 the client never reads, stalled or not). Ratios near 1 within ±0.1 are noise, not
 effects; ``benchmarks/profile_server.py`` (py-spy) shows where the server's CPU goes.
 
+The servers run with Python's default garbage collector settings unless
+``BENCH_SERVER_GC`` says otherwise (``benchmarks/_serve.py``); the fan-out results record
+it, and the CPU goal is judged only with the default.
+
 Run: ``python -m benchmarks.servers_bench {echo,broadcast,memory} [--quick]`` (or
 ``python -m benchmarks`` for everything); each writes ``results/peers-<name>.json`` and
-regenerates ``results/peers.md`` and ``results/peers.png`` (:mod:`benchmarks.report`).
+regenerates ``results/peers.md`` and ``results/peers.png`` (:mod:`benchmarks.report`);
+``--out DIR`` writes all of these to DIR instead, ``--no-write`` nowhere.
 """
 
 from __future__ import annotations
