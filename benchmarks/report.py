@@ -613,7 +613,8 @@ def plot(
             values=True,
         )
         a_slow.set_title(
-            "3. Slow consumer: delivered/s to the others, ratio to the run without it", fontsize=9
+            "3. Slow consumer (window 4): delivered/s to the others, ratio to the run without it",
+            fontsize=9,
         )
         a_slow.axhline(1.0, color="black", linewidth=0.6)
         _goal(a_slow, ISOLATION_GOAL, f"wsgate goal {ISOLATION_GOAL}")
