@@ -77,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="write echo/broadcast/memory JSON, peers.md and peers.png to DIR instead of "
-        "results/ (dispatch and fanout still write to results/ unless --no-write)",
+        help="write every result (JSON, markdown, peers.md, peers.png) to DIR instead of results/",
     )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
@@ -90,10 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         fn, options, quick, _ = BENCHMARKS[name]
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        out: bool | Path = not args.no_write
-        if args.out is not None and name in servers_bench.BENCHMARKS:
-            out = args.out
-        fn(**(quick if args.quick else options), out=out)
+        fn(**(quick if args.quick else options), out=args.out or not args.no_write)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_write and set(names) - {"fanout"}:
         print(report.write(args.out or RESULTS))
