@@ -1,7 +1,8 @@
 """``results/peers.md`` and ``results/peers.png`` from the latest results of each
 benchmark (``results/peers-{echo,broadcast,memory}.json`` and ``results/dispatch.md``).
 
-``python -m benchmarks.report`` rebuilds both without running anything. The JSON files
+``python -m benchmarks.report [DIR]`` rebuilds both without running anything (from and in
+DIR, as written by ``--out DIR``; results/ by default). The JSON files
 are not committed (``.gitignore``): in a fresh checkout, a benchmark run alone rebuilds
 the page with its own section only; ``python -m benchmarks`` rebuilds all of it. Each section
 says when it was measured and with which settings; the plot shows the ratios (median
@@ -254,7 +255,9 @@ def fanout_section(data: dict[str, Any]) -> list[str]:
         "## 2. Fan-out",
         "",
         _settings(data)
-        + f" {s['members']:,} members, no stalled member; *window*: broadcasts in flight.",
+        + f" {s['members']:,} members, no stalled member; *window*: broadcasts in flight."
+        + " The 2,048 B rows are the slow consumer's runs without the stalled member (no"
+        + " goal of their own).",
         "",
         markdown_table(
             [*header, "p50 ms", "p99 ms", "server µs/frame", "CPU vs naive", "client CPU"],
