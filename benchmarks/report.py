@@ -553,7 +553,7 @@ def plot(
         )
         a_echo.set_title("1. Echo round trips/s, ratio to the bare ASGI echo", fontsize=9)
         a_echo.axhline(1.0, color="black", linewidth=0.6)
-        _goal(a_echo, ECHO_GOAL, f"wsgate goal {ECHO_GOAL}")
+        _goal(a_echo, ECHO_GOAL, f"wsgate goal {ECHO_GOAL} (hypercorn only)")
         a_echo.legend(fontsize=6, loc="lower left")
 
     if bc:
