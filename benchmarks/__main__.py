@@ -1,7 +1,7 @@
 """Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
 
 With no name, runs the five that compare wsgate with the bare servers and its peers
-(about seven minutes on a 2-core machine; ``--quick``: under two):
+(about nine minutes on a quiet 2-core machine, five of them fan-out; ``--quick``: a few):
 
 ``dispatch``   the dispatch hot path in process, vs msgspec and Pydantic (results/dispatch.md)
 ``echo``       echo round trips under hypercorn trio/asyncio and uvicorn, vs the bare floor
@@ -18,7 +18,8 @@ The last three run real servers and a load client in subprocesses on 127.0.0.1 (
 only when named. ``python -m benchmarks.profile_server`` (needs py-spy) shows where the
 server's CPU goes per round trip or per delivered frame, package by package.
 ``--quick`` uses fewer rounds and shorter windows (a smoke test; the figures are
-noisier). Each benchmark also runs alone with its own options:
+noisier); ``--out DIR`` keeps the servers' results (JSON, ``peers.md``, ``peers.png``)
+out of ``results/``. Each benchmark also runs alone with its own options:
 ``python -m benchmarks.dispatch --help``, ``python -m benchmarks.fanout --help``,
 ``python -m benchmarks.servers_bench --help``.
 """
@@ -28,9 +29,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks import report, servers_bench
+from benchmarks._common import RESULTS
 
 BenchFn = Callable[..., Any]
 
@@ -68,7 +71,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help=f"one or more of {', '.join(BENCHMARKS)} (default: all but fanout)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter windows")
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--no-write", action="store_true", help="print only")
+    where.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write every result (JSON, markdown, peers.md, peers.png) to DIR instead of results/",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
@@ -79,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         fn, options, quick, _ = BENCHMARKS[name]
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
-        fn(**(quick if args.quick else options), out=not args.no_write)
+        fn(**(quick if args.quick else options), out=args.out or not args.no_write)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_write and set(names) - {"fanout"}:
-        print(report.write())
+        print(report.write(args.out or RESULTS))
     print(f"\nall done in {time.perf_counter() - started:.0f} s")
 
 

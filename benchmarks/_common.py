@@ -104,18 +104,20 @@ def environment() -> str:
     )
 
 
-def publish(name: str, report: str, out: bool) -> None:
-    """Print ``report`` and, with ``out``, write it to ``benchmarks/results/<name>``."""
+def publish(name: str, report: str, out: bool | Path) -> None:
+    """Print ``report`` and, with ``out``, write it to ``benchmarks/results/<name>`` (or
+    to ``<out>/<name>`` when ``out`` is a directory)."""
     print()
     print(report)
-    if out:
-        print(f"written to {write_result(name, report)}")
+    if out is not False:
+        print(f"written to {write_result(name, report, RESULTS if out is True else out)}")
 
 
-def write_result(name: str, text: str) -> Path:
-    """Write ``text`` to ``benchmarks/results/<name>`` and return the path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / name
+def write_result(name: str, text: str, folder: Path = RESULTS) -> Path:
+    """Write ``text`` to ``<folder>/<name>`` (``benchmarks/results/`` by default) and
+    return the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     path.write_text(text if text.endswith("\n") else text + "\n")
     return path
 

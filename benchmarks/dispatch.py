@@ -58,6 +58,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import anyio
@@ -370,7 +371,7 @@ ROW_ORDER = [
 ]
 
 
-def run(rounds: int = 15, frames: int = 20_000, *, out: bool = True) -> str:
+def run(rounds: int = 15, frames: int = 20_000, *, out: bool | Path = True) -> str:
     """Run the benchmark; print and (with ``out``) write the markdown report."""
     units = [*SYNC_VARIANTS, *(f"wsgate@{b}" for b in BACKENDS)]
     samples: dict[tuple[str, str], list[float]] = {k: [] for k in ROW_ORDER}

@@ -59,6 +59,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -223,7 +224,7 @@ def run(
     sizes: Sequence[int] = (1_000, 10_000),
     broadcasts: int | None = None,
     *,
-    out: bool = True,
+    out: bool | Path = True,
 ) -> str:
     """Run the benchmark; print and (with ``out``) write the markdown report."""
     figures: dict[Key, Figures] = {}

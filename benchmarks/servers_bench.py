@@ -24,14 +24,15 @@ With 16 connections client and server partly wait on each other; 256 keep the se
 busy.
 
 **Fan-out** (``broadcast``): 1,000 subscribed connections and one publisher. The
-publisher keeps 4 broadcasts in flight (a new one as soon as every member received an
-older one) of a tick whose ``data`` encodes to 64 bytes and carries its send time
+publisher keeps a *window* of 4 or 8 broadcasts in flight (a new one as soon as every
+member received an older one) of a tick whose ``data`` encodes to 64 or 256 bytes (every
+size with every window) and carries its send time
 (``time.monotonic_ns``, one clock: publisher and members are in the same client
 process). Before the window, every run broadcasts the same way for up to 1 s (or until
 64 KiB went to each member): a steady state, and the stalled member (below) has its
 buffers full when the window opens. *delivered/s* = frames received by the members in
 the window; *p99 ms* = 99th percentile of (receive time - send time) over those frames:
-latency under saturation, queueing behind up to 3 earlier broadcasts included; *server
+latency under saturation, queueing behind up to window - 1 earlier broadcasts included; *server
 µs/frame* = server CPU per delivered frame. *x python-socketio* = delivered/s over
 python-socketio's (on hypercorn asyncio, the only server it runs on) in the same round;
 *CPU vs naive* = server µs/frame over the Starlette naive loop's on the same server in
@@ -39,13 +40,14 @@ the same round (below 1.0: cheaper per frame).
 
 **Slow consumer** (``broadcast``): the same fan-out with one more member, a raw socket
 with ``SO_RCVBUF`` = 4 KiB that completes the handshake and never reads, with 64-byte
-and 2 KiB ticks. *others keep* = delivered/s to the 1,000 readers with the stalled
-member / without it (same target, same round, adjacent runs). *peak RSS* = the server's
-VmHWM over the run (reset through ``/proc/PID/clear_refs`` before it), and its
-difference to the run without the stalled member. hypercorn's trio worker blocks a send
-once about 16 KiB are unsent (trio sets TCP_NOTSENT_LOWAT), its asyncio worker only
-after megabytes of kernel buffer: within these short runs only the 2 KiB ticks on trio
-stall a naive loop (64-byte ticks would need minutes).
+and 2 KiB ticks at window 4 (the 64-byte run without it is also the fan-out run of that
+case). *others keep* = delivered/s to the 1,000 readers with the stalled member / without
+it (same target, same round, adjacent runs). *peak RSS* = the server's VmHWM over the run
+(reset through ``/proc/PID/clear_refs`` before it), and its difference to the run without
+the stalled member. hypercorn's trio worker blocks a send once about 16 KiB are unsent
+(trio sets TCP_NOTSENT_LOWAT), its asyncio worker only after megabytes of kernel buffer:
+within these short runs only the 2 KiB ticks on trio stall a naive loop (64-byte ticks
+would need minutes).
 
 **Memory** (``memory``): a fresh server per measurement; 100 connections are opened
 (warm-up), RSS of the server's process tree is read, 5,000 more are opened and left
@@ -59,18 +61,25 @@ asyncio the fan-out moves between about 42k and 64k frames/s with one more conne
 the client never reads, stalled or not). Ratios near 1 within ±0.1 are noise, not
 effects; ``benchmarks/profile_server.py`` (py-spy) shows where the server's CPU goes.
 
+The servers run with Python's default garbage collector settings unless
+``BENCH_SERVER_GC`` says otherwise (``benchmarks/_serve.py``); the fan-out results record
+it, and the CPU goal is judged only with the default.
+
 Run: ``python -m benchmarks.servers_bench {echo,broadcast,memory} [--quick]`` (or
 ``python -m benchmarks`` for everything); each writes ``results/peers-<name>.json`` and
-regenerates ``results/peers.md`` and ``results/peers.png`` (:mod:`benchmarks.report`).
+regenerates ``results/peers.md`` and ``results/peers.png`` (:mod:`benchmarks.report`);
+``--out DIR`` writes all of these to DIR instead, ``--no-write`` nowhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks import report
@@ -106,6 +115,8 @@ FANOUT_TARGETS = (WSGATE, STARLETTE, SOCKETIO)
 MEMORY_TARGETS = (FLOOR, WSGATE, STARLETTE, SOCKETIO)
 
 Samples = dict[str, list[Any]]
+#: where results go: results/ (True), nowhere (False), or that directory
+Out = bool | Path
 
 
 class Collector:
@@ -146,11 +157,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _write(name: str, data: dict[str, Any], out: bool) -> None:
-    if not out:
+def _write(name: str, data: dict[str, Any], out: Out) -> None:
+    """Write ``peers-<name>.json`` to results/ (``out`` True), to the directory ``out``,
+    or nowhere (False)."""
+    if out is False:
         return
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"peers-{name}.json"
+    folder = RESULTS if out is True else Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"peers-{name}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"written to {path}")
 
@@ -183,7 +197,7 @@ def run_echo(
     conns: Sequence[int] = (16, 256),
     kinds: Sequence[str] = (TRIO, ASYNCIO, UVICORN),
     *,
-    out: bool = True,
+    out: Out = True,
 ) -> dict[str, Any]:
     """Echo round trips/s per server kind and concurrency, ratios to the bare floor."""
     started = time.perf_counter()
@@ -201,6 +215,7 @@ def run_echo(
                         args += ["--duration", duration, *(["--sio"] if t.sio else [])]
                         got[t.label] = _client(s, args, timeout, col)
                     floor = got[FLOOR.label]
+                    starlette = got[STARLETTE.label]
                     for t in targets:
                         res = got[t.label]
                         if res is None:
@@ -209,6 +224,7 @@ def run_echo(
                             (kind, n, t.label),
                             rate=res["rate"],
                             ratio=_ratio(res["rate"], floor and floor["rate"]),
+                            vs_starlette=_ratio(res["rate"], starlette and starlette["rate"]),
                             server_cpu_us=res["server_cpu_us"],
                             server_cpu=res["server_cpu"],
                             client_cpu=res["client_cpu"],
@@ -237,27 +253,31 @@ def run_broadcast(
     rounds: int = 3,
     duration: float = 1.0,
     members: int = 1000,
-    sizes: Sequence[int] = (64, 2048),
-    window: int = 4,
+    sizes: Sequence[int] = (64, 256),
+    windows: Sequence[int] = (4, 8),
+    stall_sizes: Sequence[int] = (64, 2048),
+    stall_window: int = 4,
     warmup: float = 1.0,
     kinds: Sequence[str] = (TRIO, ASYNCIO),
     *,
-    out: bool = True,
+    out: Out = True,
 ) -> dict[str, Any]:
-    """Fan-out (64 B, no stalled member) and the slow-consumer runs (each size, with and
-    without the stalled member), every (server, target) alternated in each round."""
+    """Fan-out without a stalled member for every size x window, and the slow-consumer
+    pairs (with and without the stalled member) for every ``stall_sizes`` at
+    ``stall_window``; every (server, target) alternated in each run of a round."""
     started = time.perf_counter()
     col = Collector()
     timeout = duration + 90
     pairs_spec = [(k, t) for k in kinds for t in FANOUT_TARGETS if t.runs_on(k)]
     peak_reset = True  # VmHWM could be reset before every run
+    cases = _broadcast_cases(sizes, windows, stall_sizes, stall_window)
     with serving((k, t.app) for k, t in pairs_spec) as servers:
         pairs = [(k, t, s) for (k, t), s in zip(pairs_spec, servers, strict=True)]
         for r in range(rounds):
-            for size in sizes:
+            for size, window, stalls in cases:
                 got: dict[tuple[str, str, bool], dict[str, Any] | None] = {}
                 for kind, t, s in rotated(pairs, r):
-                    for stall in (False, True) if (r % 2 == 0) else (True, False):
+                    for stall in stalls if r % 2 == 0 else stalls[::-1]:
                         args: list[Any] = ["fanout", "--members", members, "--size", size]
                         args += ["--window", window, "--duration", duration]
                         args += ["--warmup", warmup]
@@ -270,9 +290,9 @@ def run_broadcast(
                             res["rss0"] = rss0
                         got[(kind, t.label, stall)] = res
                         time.sleep(0.2)  # let the server finish closing the connections
-                _record_broadcast(col, got, size, pairs)
+                _record_broadcast(col, got, size, window, pairs)
                 print(
-                    f"  broadcast {size} B, round {r + 1}/{rounds}: "
+                    f"  broadcast {size} B, window {window}, round {r + 1}/{rounds}: "
                     + ", ".join(
                         f"{k[0][10:]} {k[1]}{' +stall' if k[2] else ''} "
                         + (f"{v['rate']:,.0f}/s" if v else "failed")
@@ -286,22 +306,41 @@ def run_broadcast(
         "duration": duration,
         "members": members,
         "sizes": list(sizes),
-        "window": window,
+        "windows": list(windows),
+        "stall sizes": list(stall_sizes),
+        "stall window": stall_window,
         "warmup": warmup,
         "peak RSS reset per run": peak_reset,
+        "server GC": os.environ.get("BENCH_SERVER_GC") or "default",
     }
     data = {
         **_meta("broadcast", settings, started, col),
-        "rows": col.as_list(["kind", "target", "size", "stall"]),
+        "rows": col.as_list(["kind", "target", "size", "window", "stall"]),
     }
     _write("broadcast", data, out)
     return data
+
+
+def _broadcast_cases(
+    sizes: Sequence[int], windows: Sequence[int], stall_sizes: Sequence[int], stall_window: int
+) -> list[tuple[int, int, tuple[bool, ...]]]:
+    """(size, window, stall values) of each run of a round: one run without the stalled
+    member per size x window, one with it per stall size (at ``stall_window``, next to
+    the run without it, which serves the fan-out table too when the size is in both)."""
+    cases: dict[tuple[int, int], tuple[bool, ...]] = {}
+    for window in windows:
+        for size in sizes:
+            cases[(size, window)] = (False,)
+    for size in stall_sizes:
+        cases[(size, stall_window)] = (False, True)
+    return [(size, window, stalls) for (size, window), stalls in cases.items()]
 
 
 def _record_broadcast(
     col: Collector,
     got: dict[tuple[str, str, bool], dict[str, Any] | None],
     size: int,
+    window: int,
     pairs: Sequence[tuple[str, Target, Server]],
 ) -> None:
     sio = got.get((ASYNCIO, SOCKETIO.label, False))
@@ -314,7 +353,7 @@ def _record_broadcast(
             naive = got.get((kind, STARLETTE.label, stall))
             mib = 1 << 20
             col.add(
-                (kind, t.label, size, stall),
+                (kind, t.label, size, window, stall),
                 rate=res["rate"],
                 p50_ms=res["p50_ms"],
                 p99_ms=res["p99_ms"],
@@ -340,7 +379,7 @@ def run_memory(
     settle: float = 1.0,
     kinds: Sequence[str] = (TRIO, ASYNCIO),
     *,
-    out: bool = True,
+    out: Out = True,
 ) -> dict[str, Any]:
     """RSS per idle connection, a fresh server per measurement."""
     started = time.perf_counter()
@@ -418,17 +457,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("names", nargs="*", metavar="name", help=", ".join(BENCHMARKS))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--no-write", action="store_true", help="print only")
+    where.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write the JSON, peers.md and peers.png to DIR instead of results/",
+    )
     args = parser.parse_args(argv)
+    out: Out = False if args.no_write else (args.out or True)
     for name in args.names or BENCHMARKS:
         fn, options, quick = BENCHMARKS[name]
         opts = dict(quick if args.quick else options)
         if args.rounds is not None:
             opts["rounds"] = args.rounds
         print(f"== {name}", flush=True)
-        fn(**opts, out=not args.no_write)
-    if not args.no_write:
-        print(report.write())
+        fn(**opts, out=out)
+    if out is not False:
+        print(report.write(RESULTS if out is True else out))
 
 
 if __name__ == "__main__":
