@@ -12,6 +12,7 @@ from typing import Any, TypedDict, Unpack
 import anyio
 
 from . import status
+from .admission import Admission, refusal_error
 from .asgi import (
     ASGIApp,
     Receive,
@@ -24,18 +25,20 @@ from .asgi import (
 from .broadcast import BroadcastGroup
 from .connection import Connection, Overflow, Stats
 from .datastructures import State
+from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container
 from .encoding import encode
 from .errors import (
     ConfigurationError,
     WebSocketDisconnect,
     WebSocketError,
+    WebSocketForbiddenError,
     WebSocketRouteNotFoundError,
 )
 from .plan import GatewayPlan, compile_gateway
 from .routing import Router
 from .session import Session
-from .state import Receiver
+from .state import Phase, Receiver
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
 __all__ = ["App", "AppConfig"]
@@ -71,6 +74,22 @@ class AppConfig:
     #: A connection's dispatcher and writer tasks stop after this many seconds (up to
     #: twice as many) without work, and start again with the next frame; None keeps them.
     idle_tasks_after: float | None = 30.0
+    #: Origins whose pages may open a WebSocket: None (same origin as the ``Host``
+    #: header), a list of ``"https://app.example.com"`` / ``"https://*.example.com"``
+    #: entries, or ``"*"`` (every origin: unsafe for cookie-authenticated apps).
+    #: Handshakes without an ``Origin`` header (non-browser clients) are allowed.
+    allowed_origins: str | Sequence[str] | None = None
+    #: Compare the Origin with ``X-Forwarded-Host`` instead of ``Host`` (only behind a
+    #: proxy that sets it and strips what clients send).
+    trust_forwarded_host: bool = False
+    #: Connections (handshakes included) this process serves at once; None: no limit.
+    max_connections: int | None = None
+    #: Connections one client address (``scope["client"][0]``) may hold at once; None:
+    #: no limit.
+    max_connections_per_client: int | None = None
+    #: Seconds guards, per-connection dependencies and ``@on_connect`` may take before
+    #: the handshake is accepted; then it is refused with 503 / 1013. None: no bound.
+    handshake_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
         if self.outbound_queue < 1 or self.inbound_queue < 1:
@@ -81,6 +100,14 @@ class AppConfig:
             )
         if self.max_streams < 0:
             raise ConfigurationError("max_streams must be >= 0")
+        for name in ("max_connections", "max_connections_per_client"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"{name} must be an int >= 1 or None, not {value!r}")
+        if self.handshake_timeout is not None and not self.handshake_timeout > 0:
+            raise ConfigurationError(
+                f"handshake_timeout must be > 0 seconds or None, not {self.handshake_timeout!r}"
+            )
 
 
 class AppOptions(TypedDict, total=False):
@@ -94,6 +121,11 @@ class AppOptions(TypedDict, total=False):
     shutdown_timeout: float
     max_streams: int
     idle_tasks_after: float | None
+    allowed_origins: str | Sequence[str] | None
+    trust_forwarded_host: bool
+    max_connections: int | None
+    max_connections_per_client: int | None
+    handshake_timeout: float | None
 
 
 _OPTION_NAMES = frozenset(f.name for f in fields(AppConfig))
@@ -116,8 +148,15 @@ class App:
     lifespan shutdown when they stop on a signal; :func:`wsgate.serve` closes them with
     1001 first.)
 
-    Every gateway is compiled here: a mistake in a gateway raises
-    :class:`~wsgate.errors.ConfigurationError` now, not on the first connection.
+    ``guards`` run before every gateway's own guards and ``@on_connect``;
+    ``dependencies`` are per-connection dependency functions (see
+    :mod:`wsgate.dependencies`). A handshake whose ``Origin`` is not allowed
+    (``allowed_origins``) or that would exceed ``max_connections`` /
+    ``max_connections_per_client`` is refused before any gateway code runs.
+
+    Every gateway is compiled here: a mistake in a gateway, a guard, a dependency or an
+    option raises :class:`~wsgate.errors.ConfigurationError` now, not on the first
+    connection.
     """
 
     def __init__(
@@ -125,6 +164,8 @@ class App:
         gateways: Sequence[type] = (),
         *,
         providers: Iterable[Any] = (),
+        guards: Iterable[Callable[..., Any]] = (),
+        dependencies: Iterable[Callable[..., Any]] = (),
         http: ASGIApp | None = None,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
@@ -145,8 +186,21 @@ class App:
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
         self.stats = Stats()
         self.container = Container(providers, defaults=[BroadcastGroup()])
+        cfg = self.config
+        self._admission = Admission(
+            allowed_origins=cfg.allowed_origins,
+            trust_forwarded_host=cfg.trust_forwarded_host,
+            max_connections=cfg.max_connections,
+            max_connections_per_client=cfg.max_connections_per_client,
+            stats=self.stats,
+        )
+        if callable(guards):
+            raise ConfigurationError("App(guards=...) takes a list of functions")
+        app_guards = tuple(guards)
+        deps = analyse_dependencies(dependencies, self.container)
         self.plans: tuple[GatewayPlan, ...] = tuple(
-            compile_gateway(g, self.container) for g in gateways
+            compile_gateway(g, self.container, guards=app_guards, dependencies=deps)
+            for g in gateways
         )
         self.router: Router[GatewayPlan] = Router([(p.template, p) for p in self.plans])
         self.http = http
@@ -267,6 +321,17 @@ class App:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        refusal = self._admission.admit(scope)  # Origin, connection limits
+        if refusal is not None:
+            for m in refusal:
+                await send(m)
+            return
+        try:
+            await self._route(scope, receive, send)
+        finally:
+            self._admission.release(scope)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = strip_root_path(scope)
         try:
             route, params = self.router.resolve(path)
@@ -302,15 +367,16 @@ class App:
                 self._drained.set()
 
     async def _run(self, plan: GatewayPlan, conn: Connection, ws: WebSocket) -> None:
+        deps = ConnectionDependencies(plan) if plan.dependencies else None
         try:
-            session = Session(plan, self, conn, ws)
+            session = Session(plan, self, conn, ws, None if deps is None else deps.values)
         except Exception as exc:
             logger.exception("could not build gateway %s for %s", plan.name, ws.path)
             await _refuse(conn, ws, exc)
             return
         try:
             async with conn.running():
-                await self._serve(plan, session, conn, ws)
+                await self._serve(plan, session, conn, ws, deps)
         except* Exception as failure:
             # A bug in wsgate itself (user code is contained where it runs): only this
             # connection ends, with 1011, and the server never sees the exception.
@@ -328,6 +394,9 @@ class App:
                     await group.unsubscribe_all(ws)
                 if conn.state.accepted and plan.on_disconnect is not None:
                     await self._on_disconnect(plan, session)
+                if deps is not None:
+                    with anyio.move_on_after(self.config.disconnect_timeout):
+                        await deps.aclose()
 
     async def _on_disconnect(self, plan: GatewayPlan, session: Session) -> None:
         hook = plan.on_disconnect
@@ -345,8 +414,80 @@ class App:
             )
 
     async def _serve(
-        self, plan: GatewayPlan, session: Session, conn: Connection, ws: WebSocket
+        self,
+        plan: GatewayPlan,
+        session: Session,
+        conn: Connection,
+        ws: WebSocket,
+        deps: ConnectionDependencies | None,
     ) -> None:
+        timeout = self.config.handshake_timeout
+        if timeout is None or (plan.on_connect is None and not plan.guards and deps is None):
+            if await self._handshake(plan, session, conn, ws, deps):
+                await conn.serve(session)
+            return
+        # Guards, dependencies and @on_connect get ``timeout`` seconds to accept or refuse;
+        # an owning @on_connect that accepted goes on for as long as the connection lasts.
+        handshake = anyio.CancelScope()
+        watch = anyio.CancelScope()
+
+        async def watchdog() -> None:
+            with watch:
+                await anyio.sleep(timeout)
+                if conn.state.phase is Phase.CONNECTING:
+                    handshake.cancel()
+
+        conn.spawn(watchdog)
+        serve = False
+        try:
+            with handshake:
+                serve = await self._handshake(plan, session, conn, ws, deps)
+        finally:
+            watch.cancel()
+        if serve:
+            await conn.serve(session)
+        elif handshake.cancelled_caught and conn.state.phase is Phase.CONNECTING:
+            self.stats.handshake_timeouts += 1
+            logger.warning(
+                "handshake on %s took more than handshake_timeout=%.1fs; refused", ws.path, timeout
+            )
+            await _refuse(
+                conn,
+                ws,
+                refusal_error(
+                    "handshake_timeout",
+                    "the server took too long to accept the connection; try again later",
+                    http_status=503,
+                    close_code=status.WS_1013_TRY_AGAIN_LATER,
+                ),
+            )
+
+    async def _handshake(
+        self,
+        plan: GatewayPlan,
+        session: Session,
+        conn: Connection,
+        ws: WebSocket,
+        deps: ConnectionDependencies | None,
+    ) -> bool:
+        """Guards, dependencies, @on_connect, accept; True if the runtime should now
+        serve the connection's frames."""
+        if plan.guards or deps is not None:
+            try:
+                for guard in plan.guards:
+                    if deps is not None:
+                        await deps.ensure(guard, session)
+                    if await session.call_once(guard) is False:
+                        raise WebSocketForbiddenError("not allowed to connect")
+                if deps is not None:
+                    await deps.resolve_all(session)
+            except WebSocketError as exc:
+                self.stats.refused_guard += 1
+                await _refuse(conn, ws, exc)
+                return False
+            except Exception as exc:
+                await _refuse(conn, ws, exc, what="a guard or per-connection dependency")
+                return False
         if plan.on_connect is not None:
             try:
                 if conn.owner:
@@ -358,33 +499,33 @@ class App:
                     await session.call_hook(plan.on_connect)
             except WebSocketDisconnect as exc:
                 if conn.state.peer_left:
-                    return  # the peer left: the normal end of an owning handler
+                    return False  # the peer left: the normal end of an owning handler
                 if ws.connection_state is WebSocketState.CONNECTING:
                     await _refuse(conn, ws, exc)
                 else:
                     await ws.close(exc.close_code or status.WS_1011_INTERNAL_ERROR, exc.reason)
-                return
+                return False
             except Exception as exc:
                 if ws.connection_state is WebSocketState.CONNECTING:
                     await _refuse(conn, ws, exc)
                 elif ws.connection_state is WebSocketState.CONNECTED:
                     await self._owner_failed(plan, session, ws, exc)
-                return
+                return False
         st = ws.connection_state
         if st is WebSocketState.DISCONNECTED:
-            return
+            return False
         if st is WebSocketState.CONNECTED and conn.state.receiver is Receiver.OWNER:
             # @on_connect accepted and owned the connection; it returned: we're done.
             await ws.close(status.WS_1000_NORMAL_CLOSURE)
-            return
+            return False
         if st is WebSocketState.CONNECTING:
             if self._closing:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
                 await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
-                return
+                return False
             conn.owner = False  # @on_connect did not take the connection: dispatch
             await ws.accept()
-        await conn.serve(session)
+        return True
 
     async def _owner_failed(
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception
@@ -404,8 +545,10 @@ class App:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _refuse(conn: Connection, ws: WebSocket, exc: BaseException) -> None:
-    """Refuse a handshake after ``@on_connect`` raised ``exc``.
+async def _refuse(
+    conn: Connection, ws: WebSocket, exc: BaseException, what: str = "@on_connect"
+) -> None:
+    """Refuse a handshake after ``@on_connect`` (or ``what``) raised ``exc``.
 
     With the denial extension: the error's ``http_status`` (403 for a WebSocketError) or
     500 with a JSON body. Without it: accept, then close with the error's close code
@@ -417,7 +560,7 @@ async def _refuse(conn: Connection, ws: WebSocket, exc: BaseException) -> None:
         err = {"code": exc.code, "message": exc.message, "detail": exc.detail}
         reason = exc.message
     else:
-        logger.error("@on_connect failed on %s; refusing with 1011", ws.path, exc_info=exc)
+        logger.error("%s failed on %s; refusing with 1011", what, ws.path, exc_info=exc)
         code, http_status = status.WS_1011_INTERNAL_ERROR, 500
         err = {"code": "internal_error", "message": "internal server error", "detail": None}
         reason = "internal error"

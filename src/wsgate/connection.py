@@ -84,11 +84,35 @@ class Stats(Counters):
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
     counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
 
-    __slots__ = ("connections_open", "connections_total", "dropped_frames", "slow_consumer_closes")
+    __slots__ = (
+        "connections_open",
+        "connections_total",
+        "dropped_frames",
+        "slow_consumer_closes",
+        # -- handshake and authorization refusals (App(allowed_origins=, max_connections=,
+        # max_connections_per_client=, handshake_timeout=, guards=), @on_message(guards=))
+        "refused_origin",
+        "refused_limit",
+        "refused_guard",
+        "handshake_timeouts",
+        "forbidden_frames",
+        # --
+    )
     connections_total: int
     connections_open: int
     dropped_frames: int
     slow_consumer_closes: int
+    #: Handshakes refused because their Origin is not allowed.
+    refused_origin: int
+    #: Handshakes refused by max_connections or max_connections_per_client.
+    refused_limit: int
+    #: Handshakes refused by a guard or a per-connection dependency.
+    refused_guard: int
+    #: Handshakes refused because guards, dependencies and @on_connect overran
+    #: handshake_timeout.
+    handshake_timeouts: int
+    #: Frames refused by an @on_message guard.
+    forbidden_frames: int
 
 
 def event_class() -> Callable[[], anyio.Event]:

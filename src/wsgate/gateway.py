@@ -7,7 +7,7 @@ function (a subclass override without the decorator is not a hook).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,6 +48,8 @@ class GatewayMeta:
     concurrency: int = 1
     outbound_queue: int | None = None
     overflow: Overflow | None = None
+    #: Run before ``@on_connect`` (after the App's guards).
+    guards: tuple[Callable[..., Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,20 @@ class MessageMeta:
     summary: str | None = None
     description: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Run before the handler for each frame of this event.
+    guards: tuple[Callable[..., Any], ...] = ()
+
+
+def _guards(where: str, guards: Iterable[Callable[..., Any]] | None) -> tuple[Any, ...]:
+    if guards is None:
+        return ()
+    if callable(guards):
+        raise DecoratorUsageError(f"{where} guards takes a list of functions: guards=[{guards!r}]")
+    out = tuple(guards)
+    for g in out:
+        if not callable(g) or isinstance(g, type):
+            raise DecoratorUsageError(f"{where} guards must be functions, not {g!r}")
+    return out
 
 
 def ws_controller(
@@ -69,6 +85,7 @@ def ws_controller(
     concurrency: int = 1,
     outbound_queue: int | None = None,
     overflow: Overflow | None = None,
+    guards: Iterable[Callable[..., Any]] | None = None,
 ) -> Callable[[C], C]:
     """Mark a class as a WebSocket gateway mounted at ``path``.
 
@@ -80,6 +97,10 @@ def ws_controller(
     ``concurrency`` lets up to that many handlers of one connection run at once (default
     1: frames are handled in arrival order). ``outbound_queue`` and ``overflow`` override
     the App's outbox size and overflow policy for this gateway's connections.
+
+    ``guards`` are functions run before ``@on_connect`` (after the App's guards), with
+    parameters injected like a handler's; one raising
+    :class:`~wsgate.errors.WebSocketError` or returning ``False`` refuses the handshake.
 
     The bare form ``@ws_controller`` (no parentheses) raises
     :class:`~wsgate.errors.DecoratorUsageError`.
@@ -100,7 +121,14 @@ def ws_controller(
             f"@ws_controller outbound_queue must be >= 1, not {outbound_queue!r}"
         )
     meta = GatewayMeta(
-        path, tuple(tags or ()), summary, description, concurrency, outbound_queue, overflow
+        path,
+        tuple(tags or ()),
+        summary,
+        description,
+        concurrency,
+        outbound_queue,
+        overflow,
+        _guards("@ws_controller", guards),
     )
 
     def decorate(cls: C) -> C:
@@ -173,7 +201,11 @@ def on_error(fn: F) -> F:
 
 
 def on_message(
-    event: str, summary: str | None = None, description: str | None = None
+    event: str,
+    summary: str | None = None,
+    description: str | None = None,
+    *,
+    guards: Iterable[Callable[..., Any]] | None = None,
 ) -> Callable[[F], F]:
     """Route frames whose ``event`` is ``event`` to this method.
 
@@ -181,6 +213,11 @@ def on_message(
     a specific handler; ``"__binary__"`` receives binary frames. The method's parameters
     say what it needs (``body: Json[T]``, ``ws: WebSocket``, path parameters,
     ``Query[T]``, ``Header[T]``, providers); its return value is the reply.
+
+    ``guards`` run before the handler for each frame of this event (parameters injected
+    like a handler's, ``frame: Frame`` included); one raising
+    :class:`~wsgate.errors.WebSocketError` or returning ``False`` answers the frame with
+    an error frame (``forbidden``) instead, and the connection stays open.
     """
     if callable(event) or isinstance(event, staticmethod | classmethod):
         raise DecoratorUsageError(
@@ -188,7 +225,7 @@ def on_message(
         )
     if not isinstance(event, str) or not event:
         raise DecoratorUsageError(f"@on_message event must be a non-empty str, not {event!r}")
-    meta = MessageMeta(event, summary, description)
+    meta = MessageMeta(event, summary, description, guards=_guards("@on_message", guards))
 
     def decorate(fn: F) -> F:
         target = _target(fn)
