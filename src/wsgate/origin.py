@@ -76,7 +76,7 @@ def _split_hostport(text: str) -> tuple[str, int | None] | None:
 def _parse(text: str) -> _Origin | None:
     """An origin as browsers send it, or an allowed-origin pattern; None if malformed."""
     scheme, sep, rest = text.strip().lower().partition("://")
-    if not sep or not _SCHEME.match(scheme) or not rest or any(c in rest for c in "/?#@"):
+    if not sep or not _SCHEME.match(scheme) or not rest or any(c in rest for c in "/?#@ \t"):
         return None
     hostport = _split_hostport(rest)
     if hostport is None:
