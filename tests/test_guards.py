@@ -576,3 +576,24 @@ async def test_an_owning_on_connect_that_accepted_outlives_the_handshake_timeout
             await ws.send_text("a")
             assert await ws.receive_text(timeout=5) == "got a"
     assert app.stats.handshake_timeouts == 0
+
+
+async def test_a_dispatching_on_connect_is_bounded_as_a_whole() -> None:
+    """Frames wait for @on_connect in a gateway with handlers, so the bound covers it
+    even after it accepted: the connection is closed with 1013."""
+
+    @ws_controller("/accepts")
+    class Accepts:
+        @on_connect
+        async def c(self, ws: WebSocket) -> None:
+            await ws.accept()
+            await anyio.sleep_forever()
+
+        @on_message("e")
+        async def e(self) -> None: ...
+
+    app = App(gateways=[Accepts], handshake_timeout=0.2)
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/accepts") as ws:
+            assert await ws.wait_closed(timeout=5) == (1013, "handshake timeout")
+    assert app.stats.handshake_timeouts == 1

@@ -87,8 +87,10 @@ class AppConfig:
     #: Connections one client address (``scope["client"][0]``) may hold at once; None:
     #: no limit.
     max_connections_per_client: int | None = None
-    #: Seconds guards, per-connection dependencies and ``@on_connect`` may take before
-    #: the handshake is accepted; then it is refused with 503 / 1013. None: no bound.
+    #: Seconds guards, per-connection dependencies and ``@on_connect`` may take; then the
+    #: handshake is refused with 503 / 1013. An owning ``@on_connect`` is bounded until it
+    #: accepts; any other until it returns (overrunning after accept closes with 1013).
+    #: None: no bound.
     handshake_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
@@ -426,41 +428,60 @@ class App:
             if await self._handshake(plan, session, conn, ws, deps):
                 await conn.serve(session)
             return
-        # Guards, dependencies and @on_connect get ``timeout`` seconds to accept or refuse;
-        # an owning @on_connect that accepted goes on for as long as the connection lasts.
+        # Guards, dependencies and @on_connect get ``timeout`` seconds. An owning
+        # @on_connect that accepted keeps the connection for as long as it lasts, so
+        # for it a watchdog task ends the bound at accept; any other gateway's
+        # @on_connect is bounded as a whole (its frames wait for it anyway), with no
+        # task.
         handshake = anyio.CancelScope()
-        watch = anyio.CancelScope()
+        watch: anyio.CancelScope | None = None
+        if conn.owner and plan.on_connect is not None:
+            watch = anyio.CancelScope()
 
-        async def watchdog() -> None:
-            with watch:
-                await anyio.sleep(timeout)
-                if conn.state.phase is Phase.CONNECTING:
-                    handshake.cancel()
+            async def watchdog() -> None:
+                assert watch is not None
+                with watch:
+                    await anyio.sleep(timeout)
+                    if conn.state.phase is Phase.CONNECTING:
+                        handshake.cancel()
 
-        conn.spawn(watchdog)
+            conn.spawn(watchdog)
+        else:
+            handshake.deadline = anyio.current_time() + timeout
         serve = False
         try:
             with handshake:
                 serve = await self._handshake(plan, session, conn, ws, deps)
         finally:
-            watch.cancel()
+            if watch is not None:
+                watch.cancel()
         if serve:
             await conn.serve(session)
-        elif handshake.cancelled_caught and conn.state.phase is Phase.CONNECTING:
-            self.stats.handshake_timeouts += 1
-            logger.warning(
-                "handshake on %s took more than handshake_timeout=%.1fs; refused", ws.path, timeout
-            )
-            await _refuse(
-                conn,
-                ws,
-                refusal_error(
-                    "handshake_timeout",
-                    "the server took too long to accept the connection; try again later",
-                    http_status=503,
-                    close_code=status.WS_1013_TRY_AGAIN_LATER,
-                ),
-            )
+        elif handshake.cancelled_caught:
+            await self._handshake_timed_out(conn, ws, timeout)
+
+    async def _handshake_timed_out(self, conn: Connection, ws: WebSocket, timeout: float) -> None:
+        phase = conn.state.phase
+        if phase > Phase.OPEN:
+            return
+        self.stats.handshake_timeouts += 1
+        logger.warning(
+            "handshake on %s took more than handshake_timeout=%.1fs", ws.path, timeout
+        )
+        message = "the server took too long to accept the connection; try again later"
+        if phase is Phase.OPEN:  # @on_connect accepted, then overran
+            await ws.close(status.WS_1013_TRY_AGAIN_LATER, "handshake timeout")
+            return
+        await _refuse(
+            conn,
+            ws,
+            refusal_error(
+                "handshake_timeout",
+                message,
+                http_status=503,
+                close_code=status.WS_1013_TRY_AGAIN_LATER,
+            ),
+        )
 
     async def _handshake(
         self,
