@@ -23,6 +23,8 @@ from .origin import OriginPolicy
 __all__ = ["Admission", "refusal_error"]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+#: Origin decisions remembered (the cache is emptied when full).
+_DECISIONS = 1024
 
 
 def refusal_error(
@@ -50,7 +52,15 @@ def _refusal(scope: Scope, err: WebSocketError) -> list[Message]:
 class Admission:
     """The Origin policy and the connection counts of one App."""
 
-    __slots__ = ("_per_client", "max_connections", "max_per_client", "open", "origin", "stats")
+    __slots__ = (
+        "_decisions",
+        "_per_client",
+        "max_connections",
+        "max_per_client",
+        "open",
+        "origin",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -69,26 +79,25 @@ class Admission:
         #: Connections admitted and not released yet (handshakes included).
         self.open = 0
         self._per_client: dict[str, int] = {}
+        self._decisions: dict[tuple[bytes, bytes | None, bytes | None], bool] = {}
 
     def admit(self, scope: Scope) -> list[Message] | None:
         """None if the handshake may go on (the caller must :meth:`release` it when the
         connection ends), else the messages that refuse it (counted in the stats)."""
         origin_policy = self.origin
-        if not origin_policy.allow_all and _has_origin(scope):
-            headers = Headers.from_scope(scope)
-            origin = headers.get("origin")
-            if not origin_policy.allows(origin, headers):
-                self.stats.refused_origin += 1
-                return _refusal(
-                    scope,
-                    refusal_error(
-                        "origin_not_allowed",
-                        f"origin {origin!r} may not open this WebSocket",
-                        http_status=403,
-                        close_code=status.WS_1008_POLICY_VIOLATION,
-                        detail={"origin": origin},
-                    ),
-                )
+        if not origin_policy.allow_all and not self._origin_allowed(scope):
+            origin = Headers.from_scope(scope).get("origin")
+            self.stats.refused_origin += 1
+            return _refusal(
+                scope,
+                refusal_error(
+                    "origin_not_allowed",
+                    f"origin {origin!r} may not open this WebSocket",
+                    http_status=403,
+                    close_code=status.WS_1008_POLICY_VIOLATION,
+                    detail={"origin": origin},
+                ),
+            )
         limit = self.max_connections
         if limit is not None and self.open >= limit:
             self.stats.refused_limit += 1
@@ -120,6 +129,35 @@ class Admission:
         self.open += 1
         return None
 
+    def _origin_allowed(self, scope: Scope) -> bool:
+        origin = host = forwarded = None
+        for k, v in scope.get("headers", ()):
+            k = k.lower()
+            if k == b"origin":
+                origin = v
+            elif k == b"host":
+                host = host or v
+            elif k == b"x-forwarded-host":
+                forwarded = forwarded or v
+        if origin is None:
+            return True  # a non-browser client
+        # Browsers send a handful of distinct origins: remember the decisions.
+        key = (origin, host, forwarded)
+        allowed = self._decisions.get(key)
+        if allowed is None:
+            headers = Headers(
+                [
+                    (name, value.decode("latin-1"))
+                    for name, value in (("host", host), ("x-forwarded-host", forwarded))
+                    if value is not None
+                ]
+            )
+            allowed = self.origin.allows(origin.decode("latin-1"), headers)
+            if len(self._decisions) >= _DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = allowed
+        return allowed
+
     def release(self, scope: Scope) -> None:
         """The connection admitted for ``scope`` ended."""
         self.open -= 1
@@ -137,7 +175,3 @@ def _client_key(scope: Scope) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
 
-
-def _has_origin(scope: Scope) -> bool:
-    # Most non-browser clients send none: skip decoding the headers for them.
-    return any(k.lower() == b"origin" for k, _ in scope.get("headers", ()))

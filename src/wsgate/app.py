@@ -87,10 +87,10 @@ class AppConfig:
     #: Connections one client address (``scope["client"][0]``) may hold at once; None:
     #: no limit.
     max_connections_per_client: int | None = None
-    #: Seconds guards, per-connection dependencies and ``@on_connect`` may take; then the
-    #: handshake is refused with 503 / 1013. An owning ``@on_connect`` is bounded until it
-    #: accepts; any other until it returns (overrunning after accept closes with 1013).
-    #: None: no bound.
+    #: Seconds guards, per-connection dependencies and ``@on_connect`` may take before the
+    #: handshake is accepted; then it is refused with 503 / 1013 (checked about four times
+    #: per period, at least once a second, by a sweep in the app's lifespan). None: no
+    #: bound.
     handshake_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
@@ -212,6 +212,9 @@ class App:
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: dict[WebSocket, Connection] = {}
+        # Handshakes bounded by handshake_timeout: their deadlines, and those past it.
+        self._handshakes: dict[Connection, float] = {}
+        self._expired: set[Connection] = set()
         self._drained: anyio.Event | None = None
         self._closing = False
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
@@ -279,6 +282,8 @@ class App:
             async with anyio.create_task_group() as tg:
                 if self.config.idle_tasks_after:
                     tg.start_soon(self._retire_idle_tasks, self.config.idle_tasks_after)
+                if self.config.handshake_timeout is not None:
+                    tg.start_soon(self._expire_handshakes, self.config.handshake_timeout)
                 message = await receive()
                 tg.cancel_scope.cancel()
             await self.shutdown()
@@ -295,6 +300,26 @@ class App:
         while True:
             await anyio.sleep(after / 2)
             self._retire_idle_tasks_once()
+
+    async def _expire_handshakes(self, timeout: float) -> None:
+        # One sweep for every handshake (a timer per handshake costs more than the rest of
+        # the handshake checks together): a handshake still not accepted past its deadline
+        # has its connection's tasks cancelled, and _run refuses it.
+        interval = min(timeout / 4, 1.0)
+        while True:
+            await anyio.sleep(interval)
+            self._expire_handshakes_once()
+
+    def _expire_handshakes_once(self) -> None:
+        now = anyio.current_time()
+        pending = self._handshakes
+        for conn, deadline in list(pending.items()):
+            if conn.state.phase is not Phase.CONNECTING:
+                del pending[conn]  # accepted (an owning @on_connect goes on) or refused
+            elif now >= deadline:
+                del pending[conn]
+                self._expired.add(conn)
+                conn.cancel()
 
     def _retire_idle_tasks_once(self) -> None:
         # A function of its own, so no connection stays referenced between two sweeps.
@@ -379,6 +404,8 @@ class App:
         try:
             async with conn.running():
                 await self._serve(plan, session, conn, ws, deps)
+            if self._expired and conn in self._expired:
+                await self._handshake_timed_out(conn, ws)
         except* Exception as failure:
             # A bug in wsgate itself (user code is contained where it runs): only this
             # connection ends, with 1011, and the server never sees the exception.
@@ -390,6 +417,8 @@ class App:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 await conn.abort(status.WS_1011_INTERNAL_ERROR, "internal error")
         finally:
+            if self._expired:
+                self._expired.discard(conn)
             conn.state.ended()
             with anyio.CancelScope(shield=True):
                 for group in self.broadcasters:
@@ -425,59 +454,34 @@ class App:
     ) -> None:
         timeout = self.config.handshake_timeout
         if timeout is None or (plan.on_connect is None and not plan.guards and deps is None):
-            if await self._handshake(plan, session, conn, ws, deps):
-                await conn.serve(session)
-            return
-        # Guards, dependencies and @on_connect get ``timeout`` seconds. An owning
-        # @on_connect that accepted keeps the connection for as long as it lasts, so
-        # for it a watchdog task ends the bound at accept; any other gateway's
-        # @on_connect is bounded as a whole (its frames wait for it anyway), with no
-        # task.
-        handshake = anyio.CancelScope()
-        watch: anyio.CancelScope | None = None
-        if conn.owner and plan.on_connect is not None:
-            watch = anyio.CancelScope()
-
-            async def watchdog() -> None:
-                assert watch is not None
-                with watch:
-                    await anyio.sleep(timeout)
-                    if conn.state.phase is Phase.CONNECTING:
-                        handshake.cancel()
-
-            conn.spawn(watchdog)
+            serve = await self._handshake(plan, session, conn, ws, deps)
         else:
-            handshake.deadline = anyio.current_time() + timeout
-        serve = False
-        try:
-            with handshake:
+            # Guards, dependencies and @on_connect get ``timeout`` seconds to accept or
+            # refuse (checked by _expire_handshakes); an owning @on_connect that accepted
+            # then keeps the connection for as long as it lasts.
+            self._handshakes[conn] = anyio.current_time() + timeout
+            try:
                 serve = await self._handshake(plan, session, conn, ws, deps)
-        finally:
-            if watch is not None:
-                watch.cancel()
+            finally:
+                self._handshakes.pop(conn, None)
         if serve:
             await conn.serve(session)
-        elif handshake.cancelled_caught:
-            await self._handshake_timed_out(conn, ws, timeout)
 
-    async def _handshake_timed_out(self, conn: Connection, ws: WebSocket, timeout: float) -> None:
-        phase = conn.state.phase
-        if phase > Phase.OPEN:
+    async def _handshake_timed_out(self, conn: Connection, ws: WebSocket) -> None:
+        if conn.state.phase is not Phase.CONNECTING:
             return
         self.stats.handshake_timeouts += 1
         logger.warning(
-            "handshake on %s took more than handshake_timeout=%.1fs", ws.path, timeout
+            "handshake on %s took more than handshake_timeout=%.1fs; refused",
+            ws.path,
+            self.config.handshake_timeout,
         )
-        message = "the server took too long to accept the connection; try again later"
-        if phase is Phase.OPEN:  # @on_connect accepted, then overran
-            await ws.close(status.WS_1013_TRY_AGAIN_LATER, "handshake timeout")
-            return
         await _refuse(
             conn,
             ws,
             refusal_error(
                 "handshake_timeout",
-                message,
+                "the server took too long to accept the connection; try again later",
                 http_status=503,
                 close_code=status.WS_1013_TRY_AGAIN_LATER,
             ),
