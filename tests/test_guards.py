@@ -597,3 +597,22 @@ async def test_a_dispatching_on_connect_that_accepted_is_not_cut() -> None:
             assert await ws.receive_text() == "accepted"
             assert (await ws.request("e", id=1, timeout=5))["data"] == "handled"
     assert app.stats.handshake_timeouts == 0
+
+
+async def test_a_guard_may_answer_the_handshake_itself() -> None:
+    journal = Journal()
+
+    async def deny(ws: WebSocket) -> None:
+        await ws.deny(401, b"log in first")
+
+    @ws_controller("/d", guards=[deny])
+    class D:
+        @on_connect
+        async def c(self) -> None:  # pragma: no cover - refused before
+            journal.events.append("on_connect")
+
+    app = App(gateways=[D])
+    async with TestClient(app) as client:
+        denied = await _denied(client, "/d")
+    assert (denied.status, denied.body) == (401, b"log in first")
+    assert journal.events == []

@@ -504,8 +504,12 @@ class App:
                         await deps.ensure(guard, session)
                     if await session.call_once(guard) is False:
                         raise WebSocketForbiddenError("not allowed to connect")
+                    if conn.state.phase is not Phase.CONNECTING:
+                        return False  # the guard answered the handshake itself (ws.deny)
                 if deps is not None:
                     await deps.resolve_all(session)
+                    if conn.state.phase is not Phase.CONNECTING:
+                        return False
             except WebSocketError as exc:
                 self.stats.refused_guard += 1
                 await _refuse(conn, ws, exc)
