@@ -616,3 +616,21 @@ async def test_a_guard_may_answer_the_handshake_itself() -> None:
         denied = await _denied(client, "/d")
     assert (denied.status, denied.body) == (401, b"log in first")
     assert journal.events == []
+
+
+async def test_context_dependency_exits_when_on_connect_crashes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    journal = Journal()
+
+    @ws_controller("/crash")
+    class Crash:
+        @on_connect
+        async def c(self, res: Resource) -> None:
+            raise RuntimeError("bug")
+
+    app = App(gateways=[Crash], providers=[journal], dependencies=[resource])
+    async with TestClient(app) as client:
+        denied = await _denied(client, "/crash")
+    assert denied.status == 500
+    assert journal.events == ["enter r", "exit r"]
