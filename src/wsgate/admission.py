@@ -1,8 +1,9 @@
-"""What a handshake must pass before any gateway code runs: the Origin check and the
+"""What a handshake must pass: before any gateway code runs, the Origin check and the
 connection limits (``App(allowed_origins=, max_connections=,
-max_connections_per_client=)``), and the refusals the handshake gets otherwise.
+max_connections_per_client=)``); then, before ``@on_connect``, the guards and the
+per-connection dependencies (:func:`authorize`).
 
-No I/O here: :meth:`Admission.admit` returns the ASGI messages that refuse the
+:meth:`Admission.admit` does no I/O: it returns the ASGI messages that refuse the
 handshake (an HTTP response through the denial extension, else a close before accept)
 or None, and the App sends them.
 """
@@ -10,17 +11,23 @@ or None, and the App sends them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import status
 from .asgi import Message, Scope, denial_messages
 from .connection import Stats
 from .datastructures import Headers
 from .encoding import encode
-from .errors import WebSocketError
+from .errors import WebSocketError, WebSocketForbiddenError
 from .origin import OriginPolicy
+from .plan import GatewayPlan
+from .state import Phase
 
-__all__ = ["Admission", "refusal_error"]
+if TYPE_CHECKING:
+    from .dependencies import ConnectionDependencies
+    from .session import Session
+
+__all__ = ["Admission", "authorize", "refusal_error"]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 #: Origin decisions remembered (the cache is emptied when full).
@@ -175,3 +182,23 @@ def _client_key(scope: Scope) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
 
+
+
+async def authorize(
+    plan: GatewayPlan, session: Session, deps: ConnectionDependencies | None
+) -> bool:
+    """Run the App's and the gateway's guards in order, each after the per-connection
+    dependencies it takes, then resolve the gateway's other dependencies. Raises what a
+    guard or dependency raised (:class:`~wsgate.errors.WebSocketForbiddenError` for a
+    guard returning ``False``); False if a guard answered the handshake itself."""
+    state = session.conn.state
+    for guard in plan.guards:
+        if deps is not None:
+            await deps.ensure(guard, session)
+        if await session.call_once(guard) is False:
+            raise WebSocketForbiddenError("not allowed to connect")
+        if state.phase is not Phase.CONNECTING:
+            return False
+    if deps is not None:
+        await deps.resolve_all(session)
+    return state.phase is Phase.CONNECTING

@@ -12,7 +12,7 @@ from typing import Any, TypedDict, Unpack
 import anyio
 
 from . import status
-from .admission import Admission, refusal_error
+from .admission import Admission, authorize, refusal_error
 from .asgi import (
     ASGIApp,
     Receive,
@@ -32,7 +32,6 @@ from .errors import (
     ConfigurationError,
     WebSocketDisconnect,
     WebSocketError,
-    WebSocketForbiddenError,
     WebSocketRouteNotFoundError,
 )
 from .plan import GatewayPlan, compile_gateway
@@ -499,17 +498,8 @@ class App:
         serve the connection's frames."""
         if plan.guards or deps is not None:
             try:
-                for guard in plan.guards:
-                    if deps is not None:
-                        await deps.ensure(guard, session)
-                    if await session.call_once(guard) is False:
-                        raise WebSocketForbiddenError("not allowed to connect")
-                    if conn.state.phase is not Phase.CONNECTING:
-                        return False  # the guard answered the handshake itself (ws.deny)
-                if deps is not None:
-                    await deps.resolve_all(session)
-                    if conn.state.phase is not Phase.CONNECTING:
-                        return False
+                if not await authorize(plan, session, deps):
+                    return False  # a guard answered the handshake itself (ws.deny)
             except WebSocketError as exc:
                 self.stats.refused_guard += 1
                 await _refuse(conn, ws, exc)
