@@ -149,6 +149,13 @@ async def test_context_dependency_exits_after_on_disconnect(guarded: ServerURL) 
 # ------------------------------------------------------------------ limits
 
 
+async def test_handshake_timeout_refuses_with_503(guarded: ServerURL) -> None:
+    """The lifespan sweep bounds handshakes under every server."""
+    refused = await _refused(f"{guarded}/slow")
+    assert refused.response.status_code == 503
+    assert _body(refused)["error"]["code"] == "handshake_timeout"
+
+
 async def test_max_connections_refuses_the_next_client_with_503(limited: ServerURL) -> None:
     url = f"{limited}/hold"
 

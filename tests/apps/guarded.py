@@ -1,6 +1,6 @@
 """Gateways behind the handshake checks, served by real servers for
 tests/test_guards_servers.py: ``apps.guarded:app`` (default same-origin policy, guards,
-per-connection dependencies) and ``apps.guarded:limited`` (``max_connections=2``).
+per-connection dependencies, ``handshake_timeout=0.5``) and ``apps.guarded:limited`` (``max_connections=2``).
 
 What the tests cannot see on the wire (when a dependency's context exited) they ask
 through the ``/probe`` gateway.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+
+import anyio
 
 from wsgate import (
     App,
@@ -111,6 +113,17 @@ class ContextGateway:
         self.journal.add(res.key, "on_disconnect")
 
 
+async def never_answers() -> None:
+    await anyio.sleep_forever()
+
+
+@ws_controller("/slow", guards=[never_answers])
+class SlowGateway:
+    @on_message("echo")
+    async def echo(self, body: Json[Any]) -> Any:  # pragma: no cover - never reached
+        return body
+
+
 @ws_controller("/probe")
 class ProbeGateway:
     def __init__(self, journal: Journal) -> None:
@@ -126,9 +139,10 @@ class ProbeGateway:
 
 
 app = App(
-    gateways=[EchoGateway, SecureGateway, ContextGateway, ProbeGateway],
+    gateways=[EchoGateway, SecureGateway, ContextGateway, SlowGateway, ProbeGateway],
     providers=[Journal],
     dependencies=[current_user, resource],
+    handshake_timeout=0.5,
 )
 
 
