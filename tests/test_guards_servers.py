@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 import pytest
 import servers
+from apps.guarded import NO_EXTENSION_PREFIX
 from servers import SERVER_PARAMS, Client, ServerPool, ServerURL, wait_for
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -87,6 +88,18 @@ async def test_cross_origin_handshake_is_refused_with_403(guarded: ServerURL) ->
     error = _body(refused)["error"]
     assert error["code"] == "origin_not_allowed"
     assert error["detail"] == {"origin": "https://evil.example.net"}
+
+
+async def test_cross_origin_without_denial_extension_is_closed_before_accept(
+    guarded: ServerURL,
+) -> None:
+    """A close (1008) before accept: every server here answers it with 403."""
+    url = f"{guarded}{NO_EXTENSION_PREFIX}/echo"
+    refused = await _refused(url, origin="https://evil.example.net")
+    assert refused.response.status_code == 403
+    assert bytes(refused.response.body) == b""
+    async with await _connect(url, origin=f"http://127.0.0.1:{guarded.port}") as c:
+        assert (await c.request("echo", 1, id=1))["data"] == 1
 
 
 async def test_same_origin_and_originless_handshakes_are_accepted(guarded: ServerURL) -> None:

@@ -1,6 +1,8 @@
 """Gateways behind the handshake checks, served by real servers for
-tests/test_guards_servers.py: ``apps.guarded:app`` (default same-origin policy, guards,
-per-connection dependencies, ``handshake_timeout=0.5``) and ``apps.guarded:limited`` (``max_connections=2``).
+tests/test_guards_servers.py: ``apps.guarded:app`` (the default same-origin policy,
+guards, per-connection dependencies, ``handshake_timeout=0.5``; also below
+``/no-denial-extension`` as a server without the denial extension would serve it) and
+``apps.guarded:limited`` (``max_connections=2``).
 
 What the tests cannot see on the wire (when a dependency's context exited) they ask
 through the ``/probe`` gateway.
@@ -138,12 +140,29 @@ class ProbeGateway:
         return ws.app.stats.as_dict()
 
 
-app = App(
+guarded_app = App(
     gateways=[EchoGateway, SecureGateway, ContextGateway, SlowGateway, ProbeGateway],
     providers=[Journal],
     dependencies=[current_user, resource],
     handshake_timeout=0.5,
 )
+
+
+NO_EXTENSION_PREFIX = "/no-denial-extension"
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``guarded_app``, and the same below ``/no-denial-extension`` as a server without
+    the ASGI ``websocket.http.response`` extension would serve it."""
+    if scope["type"] == "websocket" and scope["path"].startswith(NO_EXTENSION_PREFIX + "/"):
+        extensions = dict(scope.get("extensions") or {})
+        extensions.pop("websocket.http.response", None)
+        scope = {
+            **scope,
+            "extensions": extensions,
+            "root_path": scope.get("root_path", "") + NO_EXTENSION_PREFIX,
+        }
+    await guarded_app(scope, receive, send)
 
 
 @ws_controller("/hold")
