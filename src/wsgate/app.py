@@ -12,6 +12,7 @@ from typing import Any, TypedDict, Unpack
 import anyio
 
 from . import status
+from .admission import Admission, authorize, refusal_error
 from .asgi import (
     ASGIApp,
     Receive,
@@ -24,6 +25,7 @@ from .asgi import (
 from .broadcast import BroadcastGroup
 from .connection import Connection, Limits, Overflow, Stats
 from .datastructures import State
+from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container
 from .encoding import encode
 from .errors import (
@@ -35,7 +37,7 @@ from .errors import (
 from .plan import GatewayPlan, compile_gateway
 from .routing import Router
 from .session import Session
-from .state import Receiver
+from .state import Phase, Receiver
 from .static import mount_client
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
@@ -84,6 +86,24 @@ class AppConfig:
     #: seconds (detected within a quarter more). None: never. A client that only
     #: listens must then send something (an application-level ping) now and then.
     idle_timeout: float | None = None
+    #: Origins whose pages may open a WebSocket: None (same origin as the ``Host``
+    #: header), a list of ``"https://app.example.com"`` / ``"https://*.example.com"``
+    #: entries, or ``"*"`` (every origin: unsafe for cookie-authenticated apps).
+    #: Handshakes without an ``Origin`` header (non-browser clients) are allowed.
+    allowed_origins: str | Sequence[str] | None = None
+    #: Compare the Origin with ``X-Forwarded-Host`` instead of ``Host`` (only behind a
+    #: proxy that sets it and strips what clients send).
+    trust_forwarded_host: bool = False
+    #: Connections (handshakes included) this process serves at once; None: no limit.
+    max_connections: int | None = None
+    #: Connections one client address (``scope["client"][0]``) may hold at once; None:
+    #: no limit.
+    max_connections_per_client: int | None = None
+    #: Seconds guards, per-connection dependencies and ``@on_connect`` may take before the
+    #: handshake is accepted; then it is refused with 503 / 1013 (checked about four times
+    #: per period, at least once a second, by a sweep in the app's lifespan). None: no
+    #: bound.
+    handshake_timeout: float | None = 10.0
 
     def __post_init__(self) -> None:
         if self.outbound_queue < 1 or self.inbound_queue < 1:
@@ -105,6 +125,14 @@ class AppConfig:
                 )
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ConfigurationError("idle_timeout must be > 0 seconds (or None)")
+        for name in ("max_connections", "max_connections_per_client"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"{name} must be an int >= 1 or None, not {value!r}")
+        if self.handshake_timeout is not None and not self.handshake_timeout > 0:
+            raise ConfigurationError(
+                f"handshake_timeout must be > 0 seconds or None, not {self.handshake_timeout!r}"
+            )
 
 
 class AppOptions(TypedDict, total=False):
@@ -121,6 +149,11 @@ class AppOptions(TypedDict, total=False):
     max_frame_bytes: int
     rate_limit: tuple[int, float] | None
     idle_timeout: float | None
+    allowed_origins: str | Sequence[str] | None
+    trust_forwarded_host: bool
+    max_connections: int | None
+    max_connections_per_client: int | None
+    handshake_timeout: float | None
 
 
 _OPTION_NAMES = frozenset(f.name for f in fields(AppConfig))
@@ -145,8 +178,15 @@ class App:
     lifespan shutdown when they stop on a signal; :func:`wsgate.serve` closes them with
     1001 first.)
 
-    Every gateway is compiled here: a mistake in a gateway raises
-    :class:`~wsgate.errors.ConfigurationError` now, not on the first connection.
+    ``guards`` run before every gateway's own guards and ``@on_connect``;
+    ``dependencies`` are per-connection dependency functions (see
+    :mod:`wsgate.dependencies`). A handshake whose ``Origin`` is not allowed
+    (``allowed_origins``) or that would exceed ``max_connections`` /
+    ``max_connections_per_client`` is refused before any gateway code runs.
+
+    Every gateway is compiled here: a mistake in a gateway, a guard, a dependency or an
+    option raises :class:`~wsgate.errors.ConfigurationError` now, not on the first
+    connection.
 
     ``docs_path="/docs"`` serves the AsyncAPI document of the gateways at
     ``/docs/asyncapi.json`` and a readable page of it at ``/docs`` (off by default).
@@ -157,6 +197,8 @@ class App:
         gateways: Sequence[type] = (),
         *,
         providers: Iterable[Any] = (),
+        guards: Iterable[Callable[..., Any]] = (),
+        dependencies: Iterable[Callable[..., Any]] = (),
         http: ASGIApp | None = None,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
@@ -181,8 +223,21 @@ class App:
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
         self.stats = Stats()
         self.container = Container(providers, defaults=[BroadcastGroup()])
+        cfg = self.config
+        self._admission = Admission(
+            allowed_origins=cfg.allowed_origins,
+            trust_forwarded_host=cfg.trust_forwarded_host,
+            max_connections=cfg.max_connections,
+            max_connections_per_client=cfg.max_connections_per_client,
+            stats=self.stats,
+        )
+        if callable(guards):
+            raise ConfigurationError("App(guards=...) takes a list of functions")
+        app_guards = tuple(guards)
+        deps = analyse_dependencies(dependencies, self.container)
         self.plans: tuple[GatewayPlan, ...] = tuple(
-            compile_gateway(g, self.container) for g in gateways
+            compile_gateway(g, self.container, guards=app_guards, dependencies=deps)
+            for g in gateways
         )
         self.router: Router[GatewayPlan] = Router([(p.template, p) for p in self.plans])
         self.http = http
@@ -193,6 +248,9 @@ class App:
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: dict[WebSocket, Connection] = {}
+        # Handshakes bounded by handshake_timeout: their deadlines, and those past it.
+        self._handshakes: dict[Connection, float] = {}
+        self._expired: set[Connection] = set()
         self._drained: anyio.Event | None = None
         self._closing = False
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
@@ -276,6 +334,8 @@ class App:
                     tg.start_soon(self._retire_idle_tasks, self.config.idle_tasks_after)
                 if self.config.idle_timeout:
                     tg.start_soon(self._close_idle, self.config.idle_timeout)
+                if self.config.handshake_timeout is not None:
+                    tg.start_soon(self._expire_handshakes, self.config.handshake_timeout)
                 message = await receive()
                 tg.cancel_scope.cancel()
             await self.shutdown()
@@ -292,6 +352,26 @@ class App:
         while True:
             await anyio.sleep(after / 2)
             self._retire_idle_tasks_once()
+
+    async def _expire_handshakes(self, timeout: float) -> None:
+        # One sweep for every handshake (a timer per handshake costs more than the rest of
+        # the handshake checks together): a handshake still not accepted past its deadline
+        # has its connection's tasks cancelled, and _run refuses it.
+        interval = min(timeout / 4, 1.0)
+        while True:
+            await anyio.sleep(interval)
+            self._expire_handshakes_once()
+
+    def _expire_handshakes_once(self) -> None:
+        now = anyio.current_time()
+        pending = self._handshakes
+        for conn, deadline in list(pending.items()):
+            if conn.state.phase is not Phase.CONNECTING:
+                del pending[conn]  # accepted (an owning @on_connect goes on) or refused
+            elif now >= deadline:
+                del pending[conn]
+                self._expired.add(conn)
+                conn.cancel()
 
     def _retire_idle_tasks_once(self) -> None:
         # A function of its own, so no connection stays referenced between two sweeps.
@@ -330,6 +410,17 @@ class App:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        refusal = self._admission.admit(scope)  # Origin, connection limits
+        if refusal is not None:
+            for m in refusal:
+                await send(m)
+            return
+        try:
+            await self._route(scope, receive, send)
+        finally:
+            self._admission.release(scope)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = strip_root_path(scope)
         try:
             route, params = self.router.resolve(path)
@@ -366,15 +457,18 @@ class App:
                 self._drained.set()
 
     async def _run(self, plan: GatewayPlan, conn: Connection, ws: WebSocket) -> None:
+        deps = ConnectionDependencies(plan) if plan.dependencies else None
         try:
-            session = Session(plan, self, conn, ws)
+            session = Session(plan, self, conn, ws, None if deps is None else deps.values)
         except Exception as exc:
             logger.exception("could not build gateway %s for %s", plan.name, ws.path)
             await _refuse(conn, ws, exc)
             return
         try:
             async with conn:
-                await self._serve(plan, session, conn, ws)
+                await self._serve(plan, session, conn, ws, deps)
+            if self._expired and conn in self._expired:
+                await self._handshake_timed_out(conn, ws)
         except* Exception as failure:
             # A bug in wsgate itself (user code is contained where it runs): only this
             # connection ends, with 1011, and the server never sees the exception.
@@ -386,12 +480,17 @@ class App:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):
                 await conn.abort(status.WS_1011_INTERNAL_ERROR, "internal error")
         finally:
+            if self._expired:
+                self._expired.discard(conn)
             conn.state.ended()
             with anyio.CancelScope(shield=True):
                 for group in self.broadcasters:
                     await group.unsubscribe_all(ws)
                 if conn.state.accepted and plan.on_disconnect is not None:
                     await self._on_disconnect(plan, session)
+                if deps is not None:
+                    with anyio.move_on_after(self.config.disconnect_timeout):
+                        await deps.aclose()
 
     async def _on_disconnect(self, plan: GatewayPlan, session: Session) -> None:
         hook = plan.on_disconnect
@@ -409,8 +508,69 @@ class App:
             )
 
     async def _serve(
-        self, plan: GatewayPlan, session: Session, conn: Connection, ws: WebSocket
+        self,
+        plan: GatewayPlan,
+        session: Session,
+        conn: Connection,
+        ws: WebSocket,
+        deps: ConnectionDependencies | None,
     ) -> None:
+        timeout = self.config.handshake_timeout
+        if timeout is None or (plan.on_connect is None and not plan.guards and deps is None):
+            serve = await self._handshake(plan, session, conn, ws, deps)
+        else:
+            # Guards, dependencies and @on_connect get ``timeout`` seconds to accept or
+            # refuse (checked by _expire_handshakes); an owning @on_connect that accepted
+            # then keeps the connection for as long as it lasts.
+            self._handshakes[conn] = anyio.current_time() + timeout
+            try:
+                serve = await self._handshake(plan, session, conn, ws, deps)
+            finally:
+                self._handshakes.pop(conn, None)
+        if serve:
+            await conn.serve(session)
+
+    async def _handshake_timed_out(self, conn: Connection, ws: WebSocket) -> None:
+        if conn.state.phase is not Phase.CONNECTING:
+            return
+        self.stats.handshake_timeouts += 1
+        logger.warning(
+            "handshake on %s took more than handshake_timeout=%.1fs; refused",
+            ws.path,
+            self.config.handshake_timeout,
+        )
+        await _refuse(
+            conn,
+            ws,
+            refusal_error(
+                "handshake_timeout",
+                "the server took too long to accept the connection; try again later",
+                http_status=503,
+                close_code=status.WS_1013_TRY_AGAIN_LATER,
+            ),
+        )
+
+    async def _handshake(
+        self,
+        plan: GatewayPlan,
+        session: Session,
+        conn: Connection,
+        ws: WebSocket,
+        deps: ConnectionDependencies | None,
+    ) -> bool:
+        """Guards, dependencies, @on_connect, accept; True if the runtime should now
+        serve the connection's frames."""
+        if plan.guards or deps is not None:
+            try:
+                if not await authorize(plan, session, deps):
+                    return False  # a guard answered the handshake itself (ws.deny)
+            except WebSocketError as exc:
+                self.stats.refused_guard += 1
+                await _refuse(conn, ws, exc)
+                return False
+            except Exception as exc:
+                await _refuse(conn, ws, exc, what="a guard or per-connection dependency")
+                return False
         if plan.on_connect is not None:
             try:
                 if conn.owner:
@@ -422,33 +582,33 @@ class App:
                     await session.call_hook(plan.on_connect)
             except WebSocketDisconnect as exc:
                 if conn.state.peer_left:
-                    return  # the peer left: the normal end of an owning handler
+                    return False  # the peer left: the normal end of an owning handler
                 if ws.connection_state is WebSocketState.CONNECTING:
                     await _refuse(conn, ws, exc)
                 else:
                     await ws.close(exc.close_code or status.WS_1011_INTERNAL_ERROR, exc.reason)
-                return
+                return False
             except Exception as exc:
                 if ws.connection_state is WebSocketState.CONNECTING:
                     await _refuse(conn, ws, exc)
                 elif ws.connection_state is WebSocketState.CONNECTED:
                     await self._owner_failed(plan, session, ws, exc)
-                return
+                return False
         st = ws.connection_state
         if st is WebSocketState.DISCONNECTED:
-            return
+            return False
         if st is WebSocketState.CONNECTED and conn.state.receiver is Receiver.OWNER:
             # @on_connect accepted and owned the connection; it returned: we're done.
             await ws.close(status.WS_1000_NORMAL_CLOSURE)
-            return
+            return False
         if st is WebSocketState.CONNECTING:
             if self._closing:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
                 await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
-                return
+                return False
             conn.owner = False  # @on_connect did not take the connection: dispatch
             await ws.accept()
-        await conn.serve(session)
+        return True
 
     async def _owner_failed(
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception
@@ -468,8 +628,10 @@ class App:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _refuse(conn: Connection, ws: WebSocket, exc: BaseException) -> None:
-    """Refuse a handshake after ``@on_connect`` raised ``exc``.
+async def _refuse(
+    conn: Connection, ws: WebSocket, exc: BaseException, what: str = "@on_connect"
+) -> None:
+    """Refuse a handshake after ``@on_connect`` (or ``what``) raised ``exc``.
 
     With the denial extension: the error's ``http_status`` (403 for a WebSocketError) or
     500 with a JSON body. Without it: accept, then close with the error's close code
@@ -481,7 +643,7 @@ async def _refuse(conn: Connection, ws: WebSocket, exc: BaseException) -> None:
         err = {"code": exc.code, "message": exc.message, "detail": exc.detail}
         reason = exc.message
     else:
-        logger.error("@on_connect failed on %s; refusing with 1011", ws.path, exc_info=exc)
+        logger.error("%s failed on %s; refusing with 1011", what, ws.path, exc_info=exc)
         code, http_status = status.WS_1011_INTERNAL_ERROR, 500
         err = {"code": "internal_error", "message": "internal server error", "detail": None}
         reason = "internal error"

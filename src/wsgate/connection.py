@@ -96,6 +96,11 @@ class Stats(Counters):
         "rate_limit_closes",
         "rate_limited_frames",
         "slow_consumer_closes",
+        "refused_origin",
+        "refused_limit",
+        "refused_guard",
+        "handshake_timeouts",
+        "forbidden_frames",
     )
     #: Connections accepted or refused since startup.
     connections_total: int
@@ -113,6 +118,17 @@ class Stats(Counters):
     rate_limited_frames: int
     #: Broadcast members closed because their outbox was full.
     slow_consumer_closes: int
+    #: Handshakes refused because their Origin is not allowed.
+    refused_origin: int
+    #: Handshakes refused by max_connections or max_connections_per_client.
+    refused_limit: int
+    #: Handshakes refused by a guard or a per-connection dependency.
+    refused_guard: int
+    #: Handshakes refused because guards, dependencies and @on_connect overran
+    #: handshake_timeout.
+    handshake_timeouts: int
+    #: Frames refused by an @on_message guard.
+    forbidden_frames: int
 
 
 class Limits:

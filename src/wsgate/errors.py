@@ -15,6 +15,7 @@ __all__ = [
     "DecoratorUsageError",
     "WebSocketDisconnect",
     "WebSocketError",
+    "WebSocketForbiddenError",
     "WebSocketRouteNotFoundError",
     "WebSocketStateError",
     "WebSocketValidationError",
@@ -66,6 +67,17 @@ class WebSocketDisconnect(WebSocketError):
         self.close_code: int = code
         #: The close reason, possibly empty.
         self.reason = reason
+
+
+class WebSocketForbiddenError(WebSocketError):
+    """A guard refused: raised by wsgate when a guard returns ``False`` (a guard may
+    raise it, or any :class:`WebSocketError`, itself).
+
+    At the handshake: HTTP 403 with a JSON body (a close with 1008 where the server has
+    no denial extension). For a frame: a ``forbidden`` error frame answering its id.
+    """
+
+    code = "forbidden"
 
 
 class WebSocketStateError(WebSocketError, RuntimeError):

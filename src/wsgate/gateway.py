@@ -7,7 +7,7 @@ function (a subclass override without the decorator is not a hook).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -52,6 +52,8 @@ class GatewayMeta:
     overflow: Overflow | None = None
     #: Events the gateway sends on its own (pushes, broadcasts): event -> type of ``data``.
     emits: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: Run before ``@on_connect`` (after the App's guards).
+    guards: tuple[Callable[..., Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,20 @@ class MessageMeta:
     summary: str | None = None
     description: str | None = None
     tags: tuple[str, ...] = ()
+    #: Run before the handler for each frame of this event.
+    guards: tuple[Callable[..., Any], ...] = ()
+
+
+def _guards(where: str, guards: Iterable[Callable[..., Any]] | None) -> tuple[Any, ...]:
+    if guards is None:
+        return ()
+    if callable(guards):
+        raise DecoratorUsageError(f"{where} guards takes a list of functions: guards=[{guards!r}]")
+    out = tuple(guards)
+    for g in out:
+        if not callable(g) or isinstance(g, type):
+            raise DecoratorUsageError(f"{where} guards must be functions, not {g!r}")
+    return out
 
 
 #: Event names a gateway cannot declare in ``emits``: the error frames' event, and the
@@ -79,6 +95,7 @@ def ws_controller(
     outbound_queue: int | None = None,
     overflow: Overflow | None = None,
     emits: Mapping[str, Any] | None = None,
+    guards: Iterable[Callable[..., Any]] | None = None,
 ) -> Callable[[C], C]:
     """Mark a class as a WebSocket gateway mounted at ``path``.
 
@@ -97,6 +114,10 @@ def ws_controller(
     changes nothing at run time; it goes into the AsyncAPI document and the generated
     TypeScript types. ``tags``, ``summary`` and ``description`` (default: the class
     docstring) go there too.
+
+    ``guards`` are functions run before ``@on_connect`` (after the App's guards), with
+    parameters injected like a handler's; one raising
+    :class:`~wsgate.errors.WebSocketError` or returning ``False`` refuses the handshake.
 
     The bare form ``@ws_controller`` (no parentheses) raises
     :class:`~wsgate.errors.DecoratorUsageError`, and so does an ``emits`` that is not a
@@ -121,6 +142,8 @@ def ws_controller(
     if isinstance(tags, str):
         raise DecoratorUsageError(f"@ws_controller tags must be a list of str, not {tags!r}")
 
+    checked_guards = _guards("@ws_controller", guards)
+
     def decorate(cls: C) -> C:
         if not isinstance(cls, type):
             raise DecoratorUsageError(
@@ -135,6 +158,7 @@ def ws_controller(
             outbound_queue,
             overflow,
             _check_emits(cls.__qualname__, emits),
+            checked_guards,
         )
         setattr(cls, GATEWAY_ATTR, meta)
         return cls
@@ -240,6 +264,8 @@ def on_message(
     summary: str | None = None,
     description: str | None = None,
     tags: list[str] | None = None,
+    *,
+    guards: Iterable[Callable[..., Any]] | None = None,
 ) -> Callable[[F], F]:
     """Route frames whose ``event`` is ``event`` to this method.
 
@@ -250,6 +276,11 @@ def on_message(
     ``summary``, ``description`` (default: the method's docstring) and ``tags`` go into
     the AsyncAPI document. Raises :class:`~wsgate.errors.DecoratorUsageError` for a
     missing or empty event name.
+
+    ``guards`` run before the handler for each frame of this event (parameters injected
+    like a handler's, ``frame: Frame`` included); one raising
+    :class:`~wsgate.errors.WebSocketError` or returning ``False`` answers the frame with
+    an error frame (``forbidden``) instead, and the connection stays open.
     """
     if callable(event) or isinstance(event, staticmethod | classmethod):
         raise DecoratorUsageError(
@@ -259,7 +290,13 @@ def on_message(
         raise DecoratorUsageError(f"@on_message event must be a non-empty str, not {event!r}")
     if isinstance(tags, str):
         raise DecoratorUsageError(f"@on_message tags must be a list of str, not {tags!r}")
-    meta = MessageMeta(event, summary, description, tags=tuple(tags or ()))
+    meta = MessageMeta(
+        event,
+        summary,
+        description,
+        tags=tuple(tags or ()),
+        guards=_guards("@on_message", guards),
+    )
 
     def decorate(fn: F) -> F:
         target = _target(fn)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import inspect
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import msgspec
@@ -25,7 +26,16 @@ from .params import HeaderParam, JsonBody, QueryParam
 from .routing import CONVERTERS, compile_template
 from .websocket import WebSocket
 
-__all__ = ["MISSING", "GatewayPlan", "HandlerPlan", "Kind", "Param", "compile_gateway"]
+__all__ = [
+    "MISSING",
+    "DependencyPlan",
+    "GatewayPlan",
+    "HandlerPlan",
+    "Kind",
+    "Param",
+    "compile_callable",
+    "compile_gateway",
+]
 
 #: A parameter without a default.
 MISSING: Any = object()
@@ -41,10 +51,15 @@ class Kind(enum.Enum):
     BYTES = "bytes"
     FRAME = "frame"
     EXCEPTION = "exception"
+    #: The result of a per-connection dependency (``App(dependencies=[...])``); ``type``
+    #: is the type it provides.
+    DEPENDENCY = "dependency"
 
 
 #: Kinds whose value is the same for every frame of a connection.
-_CONSTANT = frozenset({Kind.WS, Kind.PATH, Kind.QUERY, Kind.HEADER, Kind.PROVIDER})
+_CONSTANT = frozenset(
+    {Kind.WS, Kind.PATH, Kind.QUERY, Kind.HEADER, Kind.PROVIDER, Kind.DEPENDENCY}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,27 @@ class HandlerPlan:
     positional: bool = False
     #: Positions of the per-frame parameters (Json, bytes, Frame, exception).
     slots: tuple[tuple[int, Param], ...] = ()
+    #: The function to call, for plans of free functions (guards, dependencies); None
+    #: for a gateway method (looked up on the instance by ``attr``).
+    func: Any = None
+    #: Guards that run before this handler for each frame (``@on_message(guards=)``).
+    guards: tuple[HandlerPlan, ...] = ()
+
+    @property
+    def dependencies(self) -> tuple[Any, ...]:
+        """The per-connection dependency types this callable takes."""
+        return tuple(p.type for p in self.params if p.kind is Kind.DEPENDENCY)
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyPlan:
+    """A per-connection dependency, compiled for one gateway: called once per
+    connection (``context``: entered as an async context manager, exited after
+    ``@on_disconnect``), its result injected by ``type``."""
+
+    type: Any
+    call: HandlerPlan
+    context: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +129,12 @@ class GatewayPlan:
     handlers: dict[str, HandlerPlan]
     wildcard: HandlerPlan | None
     binary: HandlerPlan | None
+    #: App guards, then the gateway's: run before ``@on_connect``.
+    guards: tuple[HandlerPlan, ...] = ()
+    #: The per-connection dependencies something of this gateway takes, by type.
+    dependencies: Mapping[Any, DependencyPlan] = field(default_factory=dict)
+    #: Their types in an order where each comes after the ones it takes.
+    dependency_order: tuple[Any, ...] = ()
 
     @property
     def has_message_handlers(self) -> bool:
@@ -125,6 +167,7 @@ def _compile_param(
     hook: str,
     path_params: dict[str, str],
     container: Container,
+    dependencies: Mapping[Any, Any],
 ) -> Param:
     where = f"{owner}, parameter {name!r}"
     base: Any = annotation
@@ -167,7 +210,7 @@ def _compile_param(
         conv = None if annotation is MISSING or base in (natural, Any) else base
         return Param(name, Kind.PATH, conv, key=name, default=default)
     if base is Frame:
-        if hook != "message":
+        if hook not in ("message", "message guard"):
             raise ConfigurationError(f"{where}: a Frame is only available in @on_message handlers")
         return Param(name, Kind.FRAME)
     if base is bytes:
@@ -183,6 +226,8 @@ def _compile_param(
         return Param(name, Kind.EXCEPTION)
     if annotation is MISSING and name == "ws":
         return Param(name, Kind.WS)
+    if annotation is not MISSING and _hashable(base) and base in dependencies:
+        return Param(name, Kind.DEPENDENCY, base, default=default)
     if annotation is not MISSING and container.can_provide(base):
         return Param(name, Kind.PROVIDER, value=container.get(base))
     if default is not MISSING:
@@ -195,28 +240,36 @@ def _compile_param(
     raise ConfigurationError(
         f"{where}: nothing can supply it ({hint}). Annotate it as WebSocket, Json[T], "
         f"Query[T] or Header[T], name it after a path parameter "
-        f"({', '.join(path_params) or 'the route has none'}), or register a provider of its "
-        "type in App(providers=[...])"
+        f"({', '.join(path_params) or 'the route has none'}), register a provider of its "
+        "type in App(providers=[...]) or a per-connection dependency returning it in "
+        "App(dependencies=[...])"
     )
 
 
-def _compile_handler(
-    cls: type,
-    attr: str,
-    raw: Any,
+def _hashable(tp: Any) -> bool:
+    try:
+        hash(tp)
+    except TypeError:
+        return False
+    return True
+
+
+def _compile_params(
+    func: Any,
+    owner: str,
     *,
+    skip_first: bool,
     hook: str,
-    events: tuple[str, ...],
     path_params: dict[str, str],
     container: Container,
-) -> HandlerPlan:
-    func = _unwrap(raw)
-    owner = f"{cls.__qualname__}.{attr}"
+    dependencies: Mapping[Any, Any],
+) -> tuple[list[Param], bool]:
+    """The extractors for ``func``'s parameters, and whether all are positional."""
     hints = type_hints(func, owner)
     sig = inspect.signature(func)
     params: list[Param] = []
     names = list(sig.parameters.items())
-    if not isinstance(raw, staticmethod):
+    if skip_first:
         names = names[1:]  # self or cls
     positional = True
     for name, p in names:
@@ -234,8 +287,34 @@ def _compile_handler(
                 hook=hook,
                 path_params=path_params,
                 container=container,
+                dependencies=dependencies,
             )
         )
+    return params, positional
+
+
+def _compile_handler(
+    cls: type,
+    attr: str,
+    raw: Any,
+    *,
+    hook: str,
+    events: tuple[str, ...],
+    path_params: dict[str, str],
+    container: Container,
+    dependencies: Mapping[Any, Any],
+) -> HandlerPlan:
+    func = _unwrap(raw)
+    owner = f"{cls.__qualname__}.{attr}"
+    params, positional = _compile_params(
+        func,
+        owner,
+        skip_first=not isinstance(raw, staticmethod),
+        hook=hook,
+        path_params=path_params,
+        container=container,
+        dependencies=dependencies,
+    )
     jsons = [p for p in params if p.kind is Kind.JSON]
     if len(jsons) > 1:
         raise ConfigurationError(
@@ -260,12 +339,102 @@ def _compile_handler(
     )
 
 
-def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
+def callable_name(func: Any) -> str:
+    """``module.qualname`` of a function, for messages."""
+    inner = getattr(func, "__wrapped__", func)
+    qualname = getattr(inner, "__qualname__", None) or repr(inner)
+    module = getattr(inner, "__module__", None)
+    return f"{module}.{qualname}" if module and module != "builtins" else str(qualname)
+
+
+def compile_callable(
+    func: Callable[..., Any],
+    *,
+    key: str,
+    owner: str,
+    hook: str,
+    path_params: dict[str, str],
+    container: Container,
+    dependencies: Mapping[Any, Any],
+    call: Callable[..., Any] | None = None,
+) -> HandlerPlan:
+    """Compile a free function (a guard, a per-connection dependency) with the same
+    extractors as a handler. ``owner`` names it in errors (e.g. ``"guard auth
+    (protecting ChatGateway)"``); ``key`` identifies it within a connection; ``call`` is
+    what to call, if not ``func`` (whose signature is read)."""
+    if not callable(func) or isinstance(func, type):
+        raise ConfigurationError(f"{owner}: expected a function, not {func!r}")
+    params, positional = _compile_params(
+        func,
+        owner,
+        skip_first=False,
+        hook=hook,
+        path_params=path_params,
+        container=container,
+        dependencies=dependencies,
+    )
+    return HandlerPlan(
+        attr=key,
+        qualname=owner,
+        events=(),
+        params=tuple(params),
+        is_async=inspect.iscoroutinefunction(call or func),
+        is_stream=False,
+        constant=tuple(p for p in params if p.kind in _CONSTANT),
+        json=None,
+        per_frame=tuple(p for p in params if p.kind is Kind.FRAME),
+        positional=positional,
+        slots=tuple((i, p) for i, p in enumerate(params) if p.kind not in _CONSTANT),
+        func=call or func,
+    )
+
+
+def _compile_guards(
+    guards: Sequence[Callable[..., Any]],
+    *,
+    prefix: str,
+    protecting: str,
+    hook: str,
+    path_params: dict[str, str],
+    container: Container,
+    dependencies: Mapping[Any, Any],
+) -> tuple[HandlerPlan, ...]:
+    plans = []
+    for i, guard in enumerate(guards):
+        if inspect.isasyncgenfunction(guard) or inspect.isgeneratorfunction(guard):
+            raise ConfigurationError(
+                f"guard {callable_name(guard)} (protecting {protecting}) is a generator; "
+                "a guard returns (or raises WebSocketError to refuse)"
+            )
+        plans.append(
+            compile_callable(
+                guard,
+                key=f"{prefix}:{i}",
+                owner=f"guard {callable_name(guard)} (protecting {protecting})",
+                hook=hook,
+                path_params=path_params,
+                container=container,
+                dependencies=dependencies,
+            )
+        )
+    return tuple(plans)
+
+
+def compile_gateway(
+    cls: Any,
+    container: Container,
+    *,
+    guards: Sequence[Callable[..., Any]] = (),
+    dependencies: Mapping[Any, Any] | None = None,
+) -> GatewayPlan:
     """Read a ``@ws_controller`` class once into a :class:`GatewayPlan`.
 
+    ``guards`` are the App's (run before the gateway's own); ``dependencies`` maps each
+    per-connection dependency's type to its :class:`~wsgate.dependencies.Dependency`.
     Raises :class:`~wsgate.errors.ConfigurationError` naming the class, method and
     parameter for anything that could not work at run time.
     """
+    deps: Mapping[Any, Any] = dependencies or {}
     if not isinstance(cls, type):
         raise ConfigurationError(f"App(gateways=[...]) takes @ws_controller classes, not {cls!r}")
     meta = gateway_meta(cls)
@@ -316,6 +485,7 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
                     events=(),
                     path_params=path_params,
                     container=container,
+                    dependencies=deps,
                 )
                 if plan.is_stream:
                     raise ConfigurationError(
@@ -332,18 +502,50 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
                     events=events,
                     path_params=path_params,
                     container=container,
+                    dependencies=deps,
                 )
-                for event in events:
-                    if event in handlers:
+                for m in metas:
+                    if m.event in handlers:
                         raise ConfigurationError(
-                            f"{cls.__qualname__}: two handlers for event {event!r} "
-                            f"({handlers[event].attr} and {attr}); keep one"
+                            f"{cls.__qualname__}: two handlers for event {m.event!r} "
+                            f"({handlers[m.event].attr} and {attr}); keep one"
                         )
-                    handlers[event] = plan
+                    if m.guards:
+                        message_guards = _compile_guards(
+                            m.guards,
+                            prefix=f"guard:{attr}:{m.event}",
+                            protecting=f"{cls.__qualname__}.{attr} for event {m.event!r}",
+                            hook="message guard",
+                            path_params=path_params,
+                            container=container,
+                            dependencies=deps,
+                        )
+                        handlers[m.event] = replace(plan, guards=message_guards)
+                    else:
+                        handlers[m.event] = plan
     wildcard = handlers.pop(WILDCARD, None)
     binary = handlers.pop(BINARY, None)
     if meta.overflow is not None and not isinstance(meta.overflow, Overflow):
         raise ConfigurationError(f"{cls.__qualname__}: overflow must be an Overflow member")
+    gateway_guards = _compile_guards(
+        (*guards, *meta.guards),
+        prefix="guard",
+        protecting=cls.__qualname__,
+        hook="guard",
+        path_params=path_params,
+        container=container,
+        dependencies=deps,
+    )
+    users: list[HandlerPlan] = [*gateway_guards, *hooks.values(), *handlers.values()]
+    for h in handlers.values():
+        users.extend(h.guards)
+    if wildcard is not None:
+        users.extend((wildcard, *wildcard.guards))
+    if binary is not None:
+        users.extend((binary, *binary.guards))
+    dependency_plans, order = _compile_dependencies(
+        cls.__qualname__, users, path_params, container, deps
+    )
     return GatewayPlan(
         cls=cls,
         meta=meta,
@@ -355,4 +557,47 @@ def compile_gateway(cls: Any, container: Container) -> GatewayPlan:
         handlers=handlers,
         wildcard=wildcard,
         binary=binary,
+        guards=gateway_guards,
+        dependencies=dependency_plans,
+        dependency_order=order,
     )
+
+
+def _compile_dependencies(
+    gateway: str,
+    users: list[HandlerPlan],
+    path_params: dict[str, str],
+    container: Container,
+    deps: Mapping[Any, Any],
+) -> tuple[dict[Any, DependencyPlan], tuple[Any, ...]]:
+    """Compile the per-connection dependencies the gateway's callables take (and the ones
+    those take), against the gateway's path; return them and a resolution order."""
+    plans: dict[Any, DependencyPlan] = {}
+    order: list[Any] = []
+
+    def visit(tp: Any, chain: tuple[Any, ...]) -> None:
+        if tp in plans:
+            return
+        dep = deps[tp]
+        if tp in chain:
+            names = " -> ".join(deps[t].name for t in (*chain, tp))
+            raise ConfigurationError(f"dependency cycle between per-connection dependencies: {names}")
+        call = compile_callable(
+            dep.signature,
+            key=f"dependency:{dep.name}",
+            owner=f"dependency {dep.name} (for gateway {gateway})",
+            hook="dependency",
+            path_params=path_params,
+            container=container,
+            dependencies=deps,
+            call=dep.factory,
+        )
+        for inner in call.dependencies:
+            visit(inner, (*chain, tp))
+        plans[tp] = DependencyPlan(tp, call, dep.context)
+        order.append(tp)
+
+    for user in users:
+        for tp in user.dependencies:
+            visit(tp, ())
+    return plans, tuple(order)

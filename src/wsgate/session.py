@@ -20,6 +20,7 @@ from . import status
 from .errors import (
     WebSocketDisconnect,
     WebSocketError,
+    WebSocketForbiddenError,
     WebSocketStateError,
     WebSocketValidationError,
 )
@@ -102,12 +103,14 @@ def _frame_value(p: Param, value: Any, frame: Frame | None, data: bytes | None) 
     return None
 
 
-def _constant_value(p: Param, ws: WebSocket) -> Any:
+def _constant_value(p: Param, ws: WebSocket, resolved: dict[Any, Any]) -> Any:
     kind = p.kind
     if kind is Kind.WS:
         return ws
     if kind is Kind.PROVIDER:
         return p.value
+    if kind is Kind.DEPENDENCY:
+        return resolved[p.type]
     if kind is Kind.PATH:
         value = ws.path_params.get(p.key, MISSING)
         if value is MISSING:
@@ -132,6 +135,7 @@ def _constant_value(p: Param, ws: WebSocket) -> Any:
 
 
 Entry = tuple[Callable[..., Any], dict[str, Any], list[Any]]
+_NO_VALUES: dict[Any, Any] = {}
 
 
 class Session:
@@ -146,14 +150,24 @@ class Session:
         "plan",
         "sequential",
         "streams",
+        "values",
         "ws",
     )
 
-    def __init__(self, plan: GatewayPlan, app: App, conn: Connection, ws: WebSocket) -> None:
+    def __init__(
+        self,
+        plan: GatewayPlan,
+        app: App,
+        conn: Connection,
+        ws: WebSocket,
+        values: dict[Any, Any] | None = None,
+    ) -> None:
         self.plan = plan
         self.app = app
         self.conn = conn
         self.ws = ws
+        #: The connection's per-connection dependency results, by type.
+        self.values = _NO_VALUES if values is None else values
         self.instance = plan.cls(**plan.ctor_kwargs)
         self._entries: dict[str, Entry] = {}
         #: Handlers of one connection that may run at once (``@ws_controller(concurrency=)``).
@@ -167,12 +181,47 @@ class Session:
         argument list with the constants in place (per-frame slots left None)."""
         entry = self._entries.get(h.attr)
         if entry is None:
-            ws = self.ws
-            consts = {p.name: _constant_value(p, ws) for p in h.constant}
+            ws, values = self.ws, self.values
+            consts = {p.name: _constant_value(p, ws, values) for p in h.constant}
             args = [consts.get(p.name) for p in h.params]
-            entry = (getattr(self.instance, h.attr), consts, args)
+            fn = h.func if h.func is not None else getattr(self.instance, h.attr)
+            entry = (fn, consts, args)
             self._entries[h.attr] = entry
         return entry
+
+    async def call_once(self, h: HandlerPlan) -> Any:
+        """Call a guard or dependency that runs once per connection (nothing cached);
+        returns what it returned (awaited if awaitable, except an async context manager,
+        which is returned as is)."""
+        ws, values = self.ws, self.values
+        kwargs = {p.name: _constant_value(p, ws, values) for p in h.constant}
+        for p in h.per_frame:
+            kwargs[p.name] = None
+        result = h.func(**kwargs)
+        if h.is_async or inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _check_guards(self, h: HandlerPlan, frame: Frame | None) -> None:
+        """Run the handler's message guards; raises WebSocketError (a refusal)."""
+        for g in h.guards:
+            fn, consts, _ = self._entries.get(g.attr) or self._entry(g)
+            kwargs = consts
+            if g.per_frame:
+                kwargs = dict(consts)
+                for p in g.per_frame:
+                    kwargs[p.name] = frame
+            try:
+                result = fn(**kwargs)
+                if g.is_async or inspect.isawaitable(result):
+                    result = await result
+            except WebSocketError:
+                self.app.stats.forbidden_frames += 1
+                raise
+            if result is False:
+                self.app.stats.forbidden_frames += 1
+                event = frame.event if frame is not None else BINARY
+                raise WebSocketForbiddenError(f"not allowed to send {event!r}")
 
     async def call_hook(self, h: HandlerPlan, exc: BaseException | None = None) -> Any:
         """Call a lifecycle hook (``@on_connect``, ``@on_disconnect``, ``@on_error``)."""
@@ -200,6 +249,8 @@ class Session:
         data: bytes | None = None if frame is not None else (message.get("bytes") or b"")
         try:
             entry = self._entries.get(h.attr) or self._entry(h)
+            if h.guards:
+                await self._check_guards(h, frame)
             fn = entry[0]
             value: Any = None
             j = h.json
