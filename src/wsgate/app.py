@@ -133,6 +133,7 @@ class App:
         self._connections: set[WebSocket] = set()
         self._drained: anyio.Event | None = None
         self._closing = False
+        self._closing_with = (status.WS_1001_GOING_AWAY, "server shutting down")
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
             p for p in self.container.instances() if isinstance(p, BroadcastGroup)
         )
@@ -223,20 +224,24 @@ class App:
         for ws in list(self._connections):
             ws._conn.retire_idle_tasks()
 
-    async def shutdown(self) -> None:
-        """Close every open connection with 1001 and wait (up to ``shutdown_timeout``) for
-        their ``@on_disconnect`` hooks; handshakes still in ``@on_connect`` are refused.
-        Called by the lifespan shutdown (and by :func:`wsgate.serve` before it stops)."""
+    async def shutdown(
+        self, code: int = status.WS_1001_GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """Close every open connection with ``code`` and ``reason`` (1001 by default;
+        ``wsgate run`` drains with 1012, service restart) and wait (up to
+        ``shutdown_timeout``) for their ``@on_disconnect`` hooks; handshakes still in
+        ``@on_connect`` are refused with the same code. Called by the lifespan shutdown
+        (and by :func:`wsgate.serve` before it stops)."""
+        if not self._closing:
+            self._closing_with = (code, reason)
         self._closing = True
         if not self._connections:
             return
         self._drained = anyio.Event()
         for ws in list(self._connections):
             if ws.connection_state is WebSocketState.CONNECTED:
-                ws._server_closed(status.WS_1001_GOING_AWAY, "server shutting down")
-                ws._conn.close_nowait(
-                    status.WS_1001_GOING_AWAY, "server shutting down", discard=False
-                )
+                ws._server_closed(code, reason)
+                ws._conn.close_nowait(code, reason, discard=False)
         with anyio.move_on_after(self.config.shutdown_timeout):
             await self._drained.wait()
 
@@ -354,7 +359,7 @@ class App:
         if st is WebSocketState.CONNECTING:
             if self._closing:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
-                await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
+                await ws.close(*self._closing_with)
                 return
             conn.reader_on_accept = False
             await ws.accept()

@@ -51,7 +51,12 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comma
 def _register() -> None:
     # Each feature module exposes ``add_arguments(parser)`` and ``run(args) -> int``;
     # imported lazily so that ``wsgate --help`` needs none of the servers.
-    pass
+    from . import run
+
+    _COMMANDS.setdefault(
+        "run",
+        ("serve an app with hypercorn workers; drain on SIGTERM", run.add_arguments, run.run),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,364 @@
+"""``wsgate run``: serve an app with hypercorn in N worker processes and drain on signals.
+
+::
+
+    wsgate run chat.app:app --workers 4 --backend trio --bind 0.0.0.0:8000
+
+A supervisor process binds the listening socket and starts ``--workers`` worker
+processes that share it (each runs hypercorn on trio or asyncio). On SIGTERM or SIGINT,
+whether it reaches the supervisor only or the whole process group (systemd's default
+``KillMode=control-group``), every worker:
+
+1. stops accepting connections,
+2. closes every open WebSocket with 1012 (service restart), so clients reconnect, and
+   waits for their ``@on_disconnect`` hooks,
+3. runs the lifespan shutdown (``on_shutdown`` hooks, providers' ``__aexit__``: a
+   :class:`~wsgate.broadcast.redis.RedisBroadcastGroup` removes its member counts and
+   heartbeat from Redis at once),
+
+and exits. The supervisor forwards the signal to the workers, waits up to
+``--shutdown-timeout`` seconds, kills a worker that is still running then, and exits
+with status 0 if every worker stopped by itself (1 otherwise). A worker that dies while
+serving makes the supervisor stop the others and exit with status 1, for the process
+manager to restart the service.
+
+``--ping-interval S`` has hypercorn ping every client every S seconds; a client that
+does not answer (a peer that vanished without a FIN) is closed after about two intervals
+and its ``@on_disconnect`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["add_arguments", "run"]
+
+logger = logging.getLogger("wsgate.run")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Close code and reason every connection gets when a worker drains.
+DRAIN_CODE = 1012
+DRAIN_REASON = "service restart"
+#: Part of ``--shutdown-timeout`` kept for the lifespan shutdown after the connections.
+_LIFESPAN_SHARE = 0.25
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wsgate run``."""
+    parser.add_argument("app", metavar="MODULE:APP", help="the ASGI app, e.g. chat.app:app")
+    parser.add_argument(
+        "--workers", "-w", type=int, default=1, help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("trio", "asyncio"),
+        default="trio",
+        help="hypercorn worker class (default trio)",
+    )
+    parser.add_argument(
+        "--bind", "-b", default="127.0.0.1:8000", help="HOST:PORT (default 127.0.0.1:8000)"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a signal-initiated shutdown may take before workers are killed "
+        "(default 10)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="ping every client every S seconds; one that does not answer is closed "
+        "(default: no pings)",
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=1024, help="listen backlog (default 1024)"
+    )
+    # Internal: how the supervisor starts a worker on the socket it bound.
+    parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``wsgate run`` (the supervisor, or one worker when started by it); returns
+    the exit status."""
+    if args.worker_fd is not None:
+        return _worker(args)
+    if args.workers < 1:
+        raise SystemExit("wsgate run: --workers must be at least 1")
+    if args.shutdown_timeout <= 0:
+        raise SystemExit("wsgate run: --shutdown-timeout must be positive")
+    if args.ping_interval is not None and args.ping_interval <= 0:
+        raise SystemExit("wsgate run: --ping-interval must be positive")
+    return Supervisor(args).run()
+
+
+def _parse_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"wsgate run: --bind takes HOST:PORT (e.g. 0.0.0.0:8000), got {bind!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _listen(bind: str, backlog: int) -> socket.socket:
+    host, port = _parse_bind(bind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"wsgate run: cannot bind {bind}: {exc}") from exc
+    sock.listen(backlog)
+    return sock
+
+
+def _log(message: str) -> None:
+    print(f"[wsgate {os.getpid()}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the supervisor ---------------------------------------------------------------------
+
+
+class Supervisor:
+    """Binds the socket, starts the workers, forwards signals, reaps the workers."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.stopping_since: float | None = None
+        self.signal_received: int | None = None
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.signal_received is None:
+            self.signal_received = signum
+        self._forward(signum)
+
+    def _forward(self, signum: int) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+    def run(self) -> int:
+        args = self.args
+        sock = _listen(args.bind, args.backlog)
+        fd = sock.fileno()
+        ready_r, ready_w = os.pipe()
+        previous = {
+            s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            host, port = sock.getsockname()[:2]
+            _log(f"listening on {host}:{port}; starting {args.workers} {args.backend} workers")
+            argv = [
+                sys.executable, "-m", "wsgate", "run", args.app,
+                "--backend", args.backend,
+                "--shutdown-timeout", str(args.shutdown_timeout),
+                "--worker-fd", str(fd),
+                "--ready-fd", str(ready_w),
+            ]  # fmt: skip
+            if args.ping_interval is not None:
+                argv += ["--ping-interval", str(args.ping_interval)]
+            for _ in range(args.workers):
+                if self.signal_received is not None:
+                    break
+                # Started with SIGTERM and SIGINT blocked (the mask is inherited): a
+                # signal to the process group before the worker's handler is in place
+                # waits for it instead of killing the worker.
+                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+                try:
+                    self.workers.append(subprocess.Popen(argv, pass_fds=(fd, ready_w)))
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            os.close(ready_w)
+            ready_w = -1
+            # The workers own the socket now: the supervisor only waits.
+            sock.close()
+            return self._wait(ready_r)
+        finally:
+            if ready_w >= 0:
+                os.close(ready_w)
+            os.close(ready_r)
+            sock.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _wait(self, ready_r: int) -> int:
+        import selectors
+
+        ready = 0
+        reported = False
+        failed = False
+        sel = selectors.DefaultSelector()
+        sel.register(ready_r, selectors.EVENT_READ)
+        with sel:
+            while any(p.poll() is None for p in self.workers):
+                if self.signal_received is not None and self.stopping_since is None:
+                    self.stopping_since = time.monotonic()
+                    name = signal.Signals(self.signal_received).name
+                    _log(f"{name}: draining the workers (1012, service restart)")
+                if self.stopping_since is not None:
+                    left = self.stopping_since + self.args.shutdown_timeout - time.monotonic()
+                    if left <= 0:
+                        for proc in self.workers:
+                            if proc.poll() is None:
+                                _log(f"worker {proc.pid} still running: killed")
+                                proc.kill()
+                                failed = True
+                        break
+                elif not failed:
+                    dead = [p for p in self.workers if p.poll() is not None]
+                    if dead:
+                        _log(f"worker {dead[0].pid} exited with {dead[0].returncode}: stopping")
+                        failed = True
+                        self.stopping_since = time.monotonic()
+                        self._forward(signal.SIGTERM)
+                        continue
+                for _key, _ in sel.select(timeout=0.05):
+                    chunk = os.read(ready_r, 64)
+                    if not chunk:
+                        sel.unregister(ready_r)
+                        break
+                    ready += len(chunk)
+                if ready >= len(self.workers) and not reported:
+                    reported = True
+                    _log(f"{ready} workers ready")
+        for proc in self.workers:
+            proc.wait()
+            if proc.returncode != 0:
+                failed = True
+        _log("stopped" if not failed else "stopped with errors")
+        return 1 if failed else 0
+
+
+# -- a worker ---------------------------------------------------------------------------
+
+
+class _ReadyReporter:
+    """Wraps the ASGI app: reports lifespan startup to the supervisor (one byte)."""
+
+    def __init__(self, app: Any, ready_fd: int | None) -> None:
+        self.app = app
+        self.ready_fd = ready_fd
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" or self.ready_fd is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_(message: Message) -> None:
+            await send(message)
+            if message["type"] in ("lifespan.startup.complete", "lifespan.startup.failed"):
+                self._report()
+
+        try:
+            await self.app(scope, receive, send_)
+        finally:
+            self._report()  # an app without lifespan support
+
+    def _report(self) -> None:
+        if self.ready_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.ready_fd, b"r")
+                os.close(self.ready_fd)
+            self.ready_fd = None
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .cli import load_app
+
+    app = load_app(args.app)
+    sock = socket.socket(fileno=args.worker_fd)
+    sock.setblocking(False)
+    try:
+        anyio.run(
+            _serve_worker,
+            app,
+            sock,
+            args,
+            backend=args.backend,
+        )
+    except KeyboardInterrupt:  # pragma: no cover - a signal before the handler was set
+        return 1
+    return 0
+
+
+async def _serve_worker(app: Any, sock: socket.socket, args: argparse.Namespace) -> None:
+    import anyio
+    import anyio.abc
+    import sniffio
+    from hypercorn.config import Config
+
+    from .app import App
+
+    cfg = Config()
+    cfg.bind = [f"fd://{sock.detach()}"]
+    cfg.accesslog = None
+    cfg.errorlog = "-"
+    # What is left of the shutdown timeout after the connections went is for the
+    # lifespan shutdown.
+    cfg.graceful_timeout = args.shutdown_timeout * (1 - _LIFESPAN_SHARE)
+    if args.ping_interval is not None:
+        cfg.websocket_ping_interval = args.ping_interval
+    stop = anyio.Event()
+    wrapped: Any = _ReadyReporter(app, args.ready_fd)
+
+    async def drain() -> None:
+        # Stop accepting, and close every connection with 1012 meanwhile; hypercorn
+        # waits for them (up to graceful_timeout), then runs the lifespan shutdown.
+        stop.set()
+        if isinstance(app, App):
+            with anyio.move_on_after(cfg.graceful_timeout):
+                await app.shutdown(code=DRAIN_CODE, reason=DRAIN_REASON)
+
+    listening = anyio.CancelScope()
+
+    async def on_signals(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        # One receiver for the worker's whole life: the supervisor forwards the signal
+        # that the process group already delivered, and a second one must not find
+        # the default handler (which would kill the worker mid-drain).
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            # The supervisor started this worker with both signals blocked; one that
+            # arrived meanwhile is delivered now, to the receiver.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            task_status.started()
+            draining = False
+            with listening:
+                async for _signum in signals:
+                    if not draining:
+                        draining = True
+                        tg.start_soon(drain)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(on_signals)
+        if sniffio.current_async_library() == "trio":
+            from hypercorn.trio import serve as trio_serve
+
+            await trio_serve(wrapped, cfg, shutdown_trigger=stop.wait)
+        else:
+            from hypercorn.asyncio import serve as asyncio_serve
+
+            await asyncio_serve(wrapped, cfg, shutdown_trigger=stop.wait)
+        listening.cancel()
