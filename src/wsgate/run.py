@@ -22,9 +22,10 @@ with status 0 if every worker stopped by itself (1 otherwise). A worker that die
 serving makes the supervisor stop the others and exit with status 1, for the process
 manager to restart the service.
 
-``--ping-interval S`` has hypercorn ping every client every S seconds; a client that
-does not answer (a peer that vanished without a FIN) is closed after about two intervals
-and its ``@on_disconnect`` runs.
+``--ping-interval S`` (default 20) has hypercorn ping every client every S seconds; a
+client from which nothing arrived, not even a pong, for ``S + --ping-timeout`` seconds
+(default ``2 * S``) is closed (a peer that vanished without a FIN), and its
+``@on_disconnect`` runs at once. ``--ping-interval 0`` sends no pings and closes nobody.
 """
 
 from __future__ import annotations
@@ -84,10 +85,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ping-interval",
         type=float,
+        default=20.0,
+        metavar="S",
+        help="ping every client every S seconds (default 20; 0: no pings)",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=float,
         default=None,
         metavar="S",
-        help="ping every client every S seconds; one that does not answer is closed "
-        "(default: no pings)",
+        help="close a client from which nothing (not even a pong) arrived for "
+        "ping interval + S seconds (default: S = the ping interval)",
     )
     parser.add_argument(
         "--backlog", type=int, default=1024, help="listen backlog (default 1024)"
@@ -106,9 +114,17 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("wsgate run: --workers must be at least 1")
     if args.shutdown_timeout <= 0:
         raise SystemExit("wsgate run: --shutdown-timeout must be positive")
-    if args.ping_interval is not None and args.ping_interval <= 0:
-        raise SystemExit("wsgate run: --ping-interval must be positive")
+    if args.ping_interval < 0:
+        raise SystemExit("wsgate run: --ping-interval must be 0 (no pings) or positive")
+    if args.ping_timeout is not None and args.ping_timeout <= 0:
+        raise SystemExit("wsgate run: --ping-timeout must be positive")
     return Supervisor(args).run()
+
+
+def liveness_bound(ping_interval: float, ping_timeout: float | None = None) -> float:
+    """Seconds after which a client that stopped answering (vanished without a FIN) is
+    closed: the ping interval plus the ping timeout (by default the interval again)."""
+    return ping_interval + (ping_interval if ping_timeout is None else ping_timeout)
 
 
 def _parse_bind(bind: str) -> tuple[str, int]:
@@ -177,8 +193,9 @@ class Supervisor:
                 "--worker-fd", str(fd),
                 "--ready-fd", str(ready_w),
             ]  # fmt: skip
-            if args.ping_interval is not None:
-                argv += ["--ping-interval", str(args.ping_interval)]
+            argv += ["--ping-interval", str(args.ping_interval)]
+            if args.ping_timeout is not None:
+                argv += ["--ping-timeout", str(args.ping_timeout)]
             for _ in range(args.workers):
                 if self.signal_received is not None:
                     break
@@ -320,8 +337,12 @@ async def _serve_worker(app: Any, sock: socket.socket, args: argparse.Namespace)
     # What is left of the shutdown timeout after the connections went is for the
     # lifespan shutdown.
     cfg.graceful_timeout = args.shutdown_timeout * (1 - _LIFESPAN_SHARE)
-    if args.ping_interval is not None:
+    if args.ping_interval > 0:
+        # hypercorn sends the pings but does not wait for the pongs: its read timeout
+        # closes a connection from which nothing arrived for that long, and a live
+        # client's pong arrives within every ping interval.
         cfg.websocket_ping_interval = args.ping_interval
+        cfg.read_timeout = liveness_bound(args.ping_interval, args.ping_timeout)
     stop = anyio.Event()
     wrapped: Any = _ReadyReporter(app, args.ready_fd)
 
