@@ -57,6 +57,8 @@ DRAIN_REASON = "service restart"
 #: Part of ``--shutdown-timeout`` kept for the lifespan shutdown after the connections.
 _LIFESPAN_SHARE = 0.25
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds hypercorn may still wait for its connections once the app closed them all.
+_AFTER_DRAIN = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -322,6 +324,30 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_cancelled_connections() -> None:
+    """On asyncio, hypercorn's connection tasks cancelled at the end of the graceful
+    timeout are each reported by asyncio's stream callback as an 'Exception in
+    callback ... CancelledError'; after a drain that is expected, not an error."""
+    import sniffio
+
+    if sniffio.current_async_library() != "asyncio":
+        return
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def _serve_worker(app: Any, sock: socket.socket, args: argparse.Namespace) -> None:
     import anyio
     import anyio.abc
@@ -342,17 +368,23 @@ async def _serve_worker(app: Any, sock: socket.socket, args: argparse.Namespace)
         # closes a connection from which nothing arrived for that long, and a live
         # client's pong arrives within every ping interval.
         cfg.websocket_ping_interval = args.ping_interval
-        cfg.read_timeout = liveness_bound(args.ping_interval, args.ping_timeout)
+        cfg.read_timeout = liveness_bound(args.ping_interval, args.ping_timeout)  # type: ignore[assignment]
     stop = anyio.Event()
     wrapped: Any = _ReadyReporter(app, args.ready_fd)
 
     async def drain() -> None:
-        # Stop accepting, and close every connection with 1012 meanwhile; hypercorn
-        # waits for them (up to graceful_timeout), then runs the lifespan shutdown.
-        stop.set()
         if isinstance(app, App):
+            # Close every connection with 1012 and wait for their hooks while hypercorn
+            # still runs them (a handshake arriving meanwhile is refused with 1012).
             with anyio.move_on_after(cfg.graceful_timeout):
                 await app.shutdown(code=DRAIN_CODE, reason=DRAIN_REASON)
+            # What hypercorn still waits for is its own: a closed connection's pinger
+            # sleeps up to a ping interval before it notices. Don't wait for it.
+            cfg.graceful_timeout = min(cfg.graceful_timeout, _AFTER_DRAIN)
+            _quiet_cancelled_connections()
+        # Stop accepting; hypercorn waits for what is left (up to graceful_timeout), then
+        # runs the lifespan shutdown.
+        stop.set()
 
     listening = anyio.CancelScope()
 
