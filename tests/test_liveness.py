@@ -118,7 +118,8 @@ class Launched:
     def hook_codes(self) -> list[int]:
         if not self.hooks_path.exists():
             return []
-        return [int(line.split()[1]) for line in self.hooks_path.read_text().splitlines()]
+        fields = [line.split() for line in self.hooks_path.read_text().splitlines()]
+        return [int(code) for _, code in fields if code.isdigit()]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -95,8 +95,14 @@ class WsgateRun:
         out = []
         for line in self.hooks_path.read_text().splitlines():
             pid, code = line.split()
-            out.append((int(pid), int(code)))
+            if code.isdigit():
+                out.append((int(pid), int(code)))
         return out
+
+    def lifespan_shutdowns(self) -> set[int]:
+        """Pids of the workers whose lifespan shutdown ran."""
+        lines = self.hooks_path.read_text().splitlines() if self.hooks_path.exists() else []
+        return {int(line.split()[0]) for line in lines if line.endswith(" lifespan-shutdown")}
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -152,6 +158,7 @@ async def test_sigterm_drains_every_connection_with_1012(
         assert len(hooks) == CLIENTS, f"{len(hooks)} @on_disconnect hooks ran"
         assert {code for _, code in hooks} == {1012}
         assert {pid for pid, _ in hooks} == set(pids)
+        assert server.lifespan_shutdowns() == set(pids)
         assert redis_server.command("KEYS", f"{prefix}:*") == []
         assert status == 0, server.log()[-3000:]
         assert elapsed < SHUTDOWN_TIMEOUT, f"stopped after {elapsed:.1f}s"

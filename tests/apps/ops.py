@@ -4,7 +4,7 @@
 Environment:
 
 - ``WSGATE_TEST_LOG``: a file each ``@on_disconnect`` appends ``"<pid> <close code>\\n"``
-  to (what the tests count).
+  to (what the tests count), and the lifespan shutdown ``"<pid> lifespan-shutdown\\n"``.
 - ``WSGATE_REDIS_URL`` / ``WSGATE_TEST_PREFIX``: use a RedisBroadcastGroup with that
   prefix instead of the in-process group.
 
@@ -70,5 +70,10 @@ def _providers() -> list[Any]:
     return [RedisBroadcastGroup(url, prefix=os.environ.get("WSGATE_TEST_PREFIX", "wsgate"))]
 
 
-app = App(gateways=[RoomGateway], providers=_providers())
+def _lifespan_shutdown() -> None:
+    if LOG:
+        _append(LOG, f"{os.getpid()} lifespan-shutdown\n")
+
+
+app = App(gateways=[RoomGateway], providers=_providers(), on_shutdown=[_lifespan_shutdown])
 mount_metrics(app, "/metrics")
