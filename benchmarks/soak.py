@@ -9,7 +9,8 @@ worker) and one driver process (asyncio, ``websockets`` clients, no compression)
   second, each to a whole room (``room-size`` frames delivered per broadcast);
 - churn: ``--churn`` connections per second closed and replaced by new ones;
 - one slow consumer: a member that never reads (small receive buffer), replaced every
-  20 s (the server closes it with 1013 when its outbox overflows).
+  60 s, in a room that gets ``--slow-room-broadcasts`` (20) more broadcasts per second
+  (the server closes it with 1013 when its outbox overflows).
 
 Every ``--sample`` seconds the driver asks the app (``/control``) for its RSS (from
 /proc), its task count and its counters. At the end it reports the RSS slope over the
@@ -171,7 +172,8 @@ class Driver:
         tick = 0.01
         req_per_tick = self.opts.requests * tick
         bc_per_tick = self.opts.broadcasts * tick
-        req_acc = bc_acc = 0.0
+        slow_per_tick = self.opts.slow_room_broadcasts * tick if self.opts.slow_consumer else 0.0
+        req_acc = bc_acc = slow_acc = 0.0
         payload = {"text": "x" * 64}
         next_t = time.monotonic()
         while time.monotonic() < until:
@@ -186,6 +188,15 @@ class Driver:
                     with contextlib.suppress(ConnectionClosed):
                         await ws.send(msg)
                         self.sent_requests += 1
+            slow_acc += slow_per_tick
+            while slow_acc >= 1:
+                # Traffic for the room of the member that never reads.
+                slow_acc -= 1
+                ws = self.conns[random.randrange(0, len(self.conns), self.rooms)]
+                if ws is not None and ws.state.name == "OPEN":
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send('{"event":"shout","data":{"text":"to the slow room"}}')
+                        self.sent_broadcasts += 1
             while bc_acc >= 1:
                 bc_acc -= 1
                 ws = self._pick()
@@ -251,7 +262,7 @@ class Driver:
                 await asyncio.to_thread(self._stall_one)
             except OSError as exc:
                 self.error("stalled member", exc)
-            await asyncio.sleep(min(20.0, max(0.0, until - time.monotonic())))
+            await asyncio.sleep(min(60.0, max(0.0, until - time.monotonic())))
         if self.stalled is not None:
             self.stalled.close()
 
@@ -375,6 +386,10 @@ def main() -> None:
     p.add_argument("--room-size", type=int, default=100)
     p.add_argument("--requests", type=float, default=100.0, help="echo requests per second")
     p.add_argument("--broadcasts", type=float, default=10.0, help="broadcasts per second")
+    p.add_argument(
+        "--slow-room-broadcasts", type=float, default=20.0,
+        help="extra broadcasts per second to the slow consumer's room",
+    )  # fmt: skip
     p.add_argument("--churn", type=float, default=10.0, help="reconnects per second")
     p.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
     p.add_argument(
