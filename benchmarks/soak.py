@@ -17,7 +17,8 @@ Every ``--sample`` seconds the driver asks the app (``/control``) for its RSS (f
 second half (linear least squares) in MiB/min and in bytes per closed session, the
 task count, client errors and server tracebacks, and RSS before and after
 ``malloc_trim(0)``. ``--tracemalloc`` also diffs tracemalloc snapshots taken at the
-middle and at the end (the server runs with ``PYTHONTRACEMALLOC=1``, which slows it),
+middle and at the end
+(tracing starts at a quarter of the run, which slows the server from then on),
 and ``--gc-types`` the live objects by type; ``--malloc-arena-max N`` sets
 ``MALLOC_ARENA_MAX`` for the server. Results: ``results/soak-<server>[-<label>].json``.
 """
@@ -63,8 +64,6 @@ def _start(kind: str, port: int, log: Path, opts: argparse.Namespace) -> subproc
         "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "PYTHONUNBUFFERED": "1",
     }
-    if opts.tracemalloc:
-        env["PYTHONTRACEMALLOC"] = "8"
     if opts.malloc_arena_max:
         env["MALLOC_ARENA_MAX"] = str(opts.malloc_arena_max)
     argv = [sys.executable, *SERVERS[kind], "--workers", "1", "--bind", f"127.0.0.1:{port}"]
@@ -267,6 +266,19 @@ class Driver:
             self.stalled.close()
 
 
+def _tracebacks(text: str) -> list[str]:
+    """Each traceback in the server's log, with the line before it and its last line."""
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith(" ") or not lines[j].strip()):
+                j += 1
+            out.append("\n".join(lines[max(0, i - 1) : j + 1]))
+    return out
+
+
 def _read_and_remove(path: Path) -> str:
     text = path.read_text(errors="replace")
     path.unlink()
@@ -303,7 +315,7 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         ]
         if opts.slow_consumer:
             jobs.append(asyncio.create_task(d.slow_consumer(until)))
-        half_done = False
+        half_done = quarter_done = False
         while time.monotonic() < until:
             await asyncio.sleep(min(opts.sample, max(0.0, until - time.monotonic())))
             s = await d.call("stats")
@@ -315,6 +327,9 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                 f"total={s['connections_total']} objects={s['gc_objects']}",
                 flush=True,
             )
+            if opts.tracemalloc and not quarter_done and s["t"] >= duration / 4:
+                quarter_done = True
+                await d.call("trace_start")
             if not half_done and s["t"] >= duration / 2:
                 half_done = True
                 if opts.tracemalloc:
@@ -334,6 +349,10 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await ws.close()
         await asyncio.gather(*d.readers, return_exceptions=True)
+        if d.control is not None:
+            await d.control.close()
+        # What the server logged while serving (its own shutdown is not the soak's).
+        logged_while_serving = (await asyncio.to_thread(log.stat)).st_size
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -342,7 +361,7 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
-    text = await asyncio.to_thread(_read_and_remove, log)
+    text = (await asyncio.to_thread(_read_and_remove, log))[:logged_while_serving]
     second = [s for s in samples if s["t"] >= duration / 2]
     rss_slope = _slope([(s["t"], s["rss_kib"] * 1024) for s in second])  # bytes/s
     closed_rate = _slope([(s["t"], s["connections_total"]) for s in second])  # sessions/s
@@ -373,6 +392,7 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         "stalled_members": d.stalled_count,
         "client_errors": d.errors,
         "server_tracebacks": text.count("Traceback"),
+        "server_log_errors": _tracebacks(text)[:3],
         "probes": probes,
         "samples": samples,
     }

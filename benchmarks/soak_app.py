@@ -3,8 +3,8 @@
 ``/soak/{room}``: joins the room; ``echo`` answers with its data; ``shout`` broadcasts
 its data to the room. ``/control``: what the soak driver samples and the probes of the
 memory investigation: ``stats`` (pid, RSS, tasks, connection counters), ``gc_types``
-(live objects by type), ``snapshot`` / ``snapshot_diff`` (tracemalloc, when the server
-runs with ``PYTHONTRACEMALLOC``), ``trim`` (glibc ``malloc_trim(0)``, RSS before and
+(live objects by type), ``snapshot`` / ``snapshot_diff`` (tracemalloc, once ``trace_start``
+started it), ``trim`` (glibc ``malloc_trim(0)``, RSS before and
 after).
 """
 
@@ -96,6 +96,11 @@ class ControlGateway:
         _types.append(now)
         diff = collections.Counter({k: now[k] - before.get(k, 0) for k in now})
         return [(k, v) for k, v in diff.most_common(25) if v]
+
+    @on_message("trace_start")
+    async def trace_start(self) -> bool:
+        tracemalloc.start(8)
+        return True
 
     @on_message("snapshot")
     async def snapshot(self) -> bool:
