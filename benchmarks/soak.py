@@ -66,6 +66,11 @@ def _start(kind: str, port: int, log: Path, opts: argparse.Namespace) -> subproc
     }
     if opts.malloc_arena_max:
         env["MALLOC_ARENA_MAX"] = str(opts.malloc_arena_max)
+    for item in opts.server_env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--server-env takes KEY=VALUE, got {item!r}")
+        env[key] = value
     argv = [sys.executable, *SERVERS[kind], "--workers", "1", "--bind", f"127.0.0.1:{port}"]
     argv += ["--error-logfile", "-", "benchmarks.soak_app:app"]
     with open(log, "wb") as out:
@@ -324,7 +329,9 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"{kind} t={s['t']:6.0f}s rss={s['rss_kib'] / 1024:7.1f} MiB "
                 f"tasks={s['tasks']} open={s['connections_open']} "
-                f"total={s['connections_total']} objects={s['gc_objects']}",
+                f"total={s['connections_total']} objects={s['gc_objects']} "
+                f"heap={s.get('arena', 0) / 2**20:.1f} used={s.get('uordblks', 0) / 2**20:.1f} "
+                f"pymalloc={s.get('pymalloc_arenas')}/{s.get('pymalloc_used', 0) / 2**20:.1f}",
                 flush=True,
             )
             if opts.tracemalloc and not quarter_done and s["t"] >= duration / 4:
@@ -367,6 +374,11 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
     closed_rate = _slope([(s["t"], s["connections_total"]) for s in second])  # sessions/s
     task_slope = _slope([(s["t"], s["tasks"]) for s in second])
     obj_slope = _slope([(s["t"], s["gc_objects"]) for s in second])
+    heap_fields = ("arena", "uordblks", "fordblks", "hblkhd", "pymalloc_arenas", "pymalloc_used")
+    # Bytes per minute over the second half (pymalloc_arenas: 1 MiB arenas per minute).
+    heap_slopes = {
+        f: _slope([(s["t"], s[f]) for s in second]) * 60 for f in heap_fields if f in last
+    }
     return {
         "server": kind,
         "label": opts.label,
@@ -382,6 +394,8 @@ async def soak(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         "tasks_end": last["tasks"],
         "tasks_slope_per_min": task_slope * 60,
         "gc_objects_slope_per_min": obj_slope * 60,
+        "heap_slopes_per_min": heap_slopes,
+        "heap_end": {f: last[f] for f in heap_fields if f in last},
         "sessions": last["connections_total"],
         "requests_sent": d.sent_requests,
         "replies": d.replies,
@@ -419,6 +433,10 @@ def main() -> None:
     p.add_argument("--tracemalloc", action="store_true")
     p.add_argument("--gc-types", action="store_true")
     p.add_argument("--malloc-arena-max", type=int, default=None)
+    p.add_argument(
+        "--server-env", action="append", default=[], metavar="KEY=VALUE",
+        help="environment of the server (e.g. MALLOC_MMAP_THRESHOLD_=131072); repeatable",
+    )  # fmt: skip
     p.add_argument("--label", default="", help="suffix of the result file")
     opts = p.parse_args()
     for kind in opts.servers.split(","):

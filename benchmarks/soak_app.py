@@ -14,6 +14,8 @@ import collections
 import ctypes
 import gc
 import os
+import sys
+import tempfile
 import tracemalloc
 from typing import Any
 
@@ -29,6 +31,53 @@ def rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def heap() -> dict[str, int]:
+    """Where the process's heap memory is: glibc's mallinfo2 (``arena``: bytes of the
+    main heap and arenas, ``uordblks``: of it in use, ``fordblks``: free but kept,
+    ``hblkhd``: mmapped blocks) and pymalloc's own (``pymalloc_arenas``: 1 MiB arenas
+    held, ``pymalloc_used``: bytes in allocated blocks)."""
+    out: dict[str, int] = {"allocated_blocks": sys.getallocatedblocks()}
+    try:
+        info = ctypes.CDLL("libc.so.6").mallinfo2
+        info.restype = _MallInfo2
+        m = info()
+        for name in ("arena", "uordblks", "fordblks", "hblkhd"):
+            out[name] = int(getattr(m, name))
+    except (OSError, AttributeError):
+        pass
+    # sys._debugmallocstats() writes to the C stderr: catch it in a temporary file.
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        key = key.strip()
+        number = value.strip().replace(",", "").split(" ")[0]
+        if key == "# arenas allocated current" and number.isdigit():
+            out["pymalloc_arenas"] = int(number)
+        elif key.startswith("# bytes in allocated blocks") and number.isdigit():
+            out["pymalloc_used"] = int(number)
+    return out
 
 
 def task_count() -> int:
@@ -83,6 +132,7 @@ class ControlGateway:
             "rss_kib": rss_kib(),
             "tasks": task_count(),
             "gc_objects": len(gc.get_objects()),
+            **heap(),
             **_APP.stats.as_dict(),
             **{f"bc_{k}": v for k, v in self.rooms.stats.as_dict().items()},
         }
@@ -99,7 +149,7 @@ class ControlGateway:
 
     @on_message("trace_start")
     async def trace_start(self) -> bool:
-        tracemalloc.start(8)
+        tracemalloc.start(4)
         return True
 
     @on_message("snapshot")
@@ -118,7 +168,8 @@ class ControlGateway:
         filters = [tracemalloc.Filter(False, tracemalloc.__file__)]
         old, new = (s.filter_traces(filters) for s in _snapshots[-2:])
         stats = new.compare_to(old, "traceback")
-        out = []
+        total = sum(stat.size_diff for stat in stats)
+        out = [f"traced memory {total:+d} B in all"]
         for stat in stats[:25]:
             frames = " <- ".join(
                 f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in stat.traceback[:6]
