@@ -41,6 +41,12 @@ SERVERS: dict[str, tuple[list[str], int]] = {
         ["-m", "hypercorn", "--worker-class", "asyncio", "--workers", "2"], 2),
     "uvicorn": (["-m", "uvicorn", "--lifespan", "on"], 1),
     "uvicorn --workers 2": (["-m", "uvicorn", "--lifespan", "on", "--workers", "2"], 2),
+    "hypercorn trio --workers 2, drain_on_signal(app)": (
+        ["-m", "hypercorn", "--worker-class", "trio", "--workers", "2"], 2),
+    "hypercorn asyncio --workers 2, drain_on_signal(app)": (
+        ["-m", "hypercorn", "--worker-class", "asyncio", "--workers", "2"], 2),
+    "uvicorn --workers 2, drain_on_signal(app)": (
+        ["-m", "uvicorn", "--lifespan", "on", "--workers", "2"], 2),
     "wsgate run --backend trio --workers 2": (
         ["-m", "wsgate", "run", "--backend", "trio", "--workers", "2"], 2),
     "wsgate run --backend asyncio --workers 2": (
@@ -48,13 +54,14 @@ SERVERS: dict[str, tuple[list[str], int]] = {
 }  # fmt: skip
 
 
-def _argv(base: list[str], port: int) -> list[str]:
+def _argv(name: str, base: list[str], port: int) -> list[str]:
+    app = "apps.ops:drained" if "drain_on_signal" in name else "apps.ops:app"
     if base[1] == "hypercorn":
         tail = ["--bind", f"127.0.0.1:{port}", "--graceful-timeout", str(GRACEFUL)]
-        return [*base, *tail, "apps.ops:app"]
+        return [*base, *tail, app]
     if base[1] == "uvicorn":
         tail = ["--host", "127.0.0.1", "--port", str(port)]
-        return [*base, *tail, "--timeout-graceful-shutdown", str(GRACEFUL), "apps.ops:app"]
+        return [*base, *tail, "--timeout-graceful-shutdown", str(GRACEFUL), app]
     tail = ["--bind", f"127.0.0.1:{port}", "--shutdown-timeout", str(GRACEFUL + 2)]
     return [*base, "apps.ops:app", *tail]
 
@@ -104,7 +111,7 @@ async def _one(name: str, target: str, tmp: Path) -> dict[str, Any]:
         "WSGATE_TEST_LOG": str(hooks),
     }
     env.pop("WSGATE_REDIS_URL", None)
-    proc = _start([sys.executable, *_argv(base, port)], env)
+    proc = _start([sys.executable, *_argv(name, base, port)], env)
     try:
         await asyncio.to_thread(_wait_http, port, proc)
         url = f"ws://127.0.0.1:{port}/room/drain"

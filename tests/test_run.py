@@ -45,8 +45,17 @@ def redis_server() -> Iterator[RedisServer]:
 class WsgateRun:
     """``wsgate run`` in a subprocess of its own session (its own process group)."""
 
-    def __init__(self, tmp: Path, backend: str, redis_url: str, prefix: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        backend: str,
+        redis_url: str,
+        prefix: str,
+        *,
+        hypercorn_app: str | None = None,
+    ) -> None:
         self.port = free_port()
+        self.ready_line, self.ready_count = "2 workers ready", 1
         self.log_path = tmp / "server.log"
         self.hooks_path = tmp / "hooks.log"
         env = {
@@ -66,6 +75,16 @@ class WsgateRun:
             "--bind", f"127.0.0.1:{self.port}",
             "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
         ]  # fmt: skip
+        if hypercorn_app is not None:
+            # hypercorn's own command line, serving the app wrapped in drain_on_signal.
+            argv = [
+                sys.executable, "-m", "hypercorn", "--workers", "2",
+                "--worker-class", backend,
+                "--bind", f"127.0.0.1:{self.port}",
+                "--graceful-timeout", str(int(SHUTDOWN_TIMEOUT / 2)),
+                hypercorn_app,
+            ]  # fmt: skip
+            self.ready_line, self.ready_count = "Running on", 2
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -83,7 +102,7 @@ class WsgateRun:
     def wait_ready(self) -> None:
         """Until the supervisor reports every worker's lifespan startup done."""
         deadline = time.monotonic() + START_TIMEOUT
-        while "2 workers ready" not in self.log():
+        while self.log().count(self.ready_line) < self.ready_count:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"wsgate run did not start:\n{self.log()[-3000:]}")
             time.sleep(0.05)
@@ -117,6 +136,26 @@ async def test_sigterm_drains_every_connection_with_1012(
 ) -> None:
     prefix = f"run{uuid.uuid4().hex[:8]}"
     server = WsgateRun(tmp_path, backend, redis_server.url, prefix)
+    await drains_with_1012(server, redis_server, prefix, target)
+
+
+@pytest.mark.parametrize("worker_class", ["trio", "asyncio"])
+async def test_drain_on_signal_under_hypercorn_workers(
+    redis_server: RedisServer, tmp_path: Path, worker_class: str
+) -> None:
+    """``hypercorn --workers 2`` with SIGTERM to the process group: without the wrapper
+    the workers die at once (no hook, no lifespan shutdown: benchmarks/results/drain.md);
+    with ``drain_on_signal(app)`` every client gets 1012 and Redis is left clean."""
+    prefix = f"run{uuid.uuid4().hex[:8]}"
+    server = WsgateRun(
+        tmp_path, worker_class, redis_server.url, prefix, hypercorn_app="apps.ops:drained"
+    )
+    await drains_with_1012(server, redis_server, prefix, "process-group")
+
+
+async def drains_with_1012(
+    server: WsgateRun, redis_server: RedisServer, prefix: str, target: str
+) -> None:
     try:
         await anyio.to_thread.run_sync(server.wait_ready)
         base = f"ws://127.0.0.1:{server.port}"

@@ -42,7 +42,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "drain_on_signal", "run"]
 
 logger = logging.getLogger("wsgate.run")
 
@@ -415,3 +415,91 @@ async def _serve_worker(app: Any, sock: socket.socket, args: argparse.Namespace)
 
             await asyncio_serve(wrapped, cfg, shutdown_trigger=stop.wait)
         listening.cancel()
+
+
+# -- under another server's command line ------------------------------------------------
+
+
+def drain_on_signal(app: Any, *, server_stop_wait: float = 5.0) -> Any:
+    """Wrap a wsgate App so that, served by ``hypercorn`` or ``uvicorn`` from their own
+    command line, SIGTERM or SIGINT reaching the process closes every connection with 1012
+    (service restart) and runs their ``@on_disconnect`` hooks before the server goes on::
+
+        app = drain_on_signal(App(gateways=[...]))      # hypercorn --workers 4 module:app
+
+    At lifespan startup the wrapper installs its own handler in the process that runs
+    the app. On a signal it drains the App, then hands the signal to the handler that was
+    there before (uvicorn's, which then stops the server) or, where there was none (a
+    hypercorn worker, which its main process stops), waits ``server_stop_wait`` seconds
+    for the server's lifespan shutdown before applying the default action. That turns
+    hypercorn's worst case, SIGTERM to the whole process group (its workers died at once,
+    without hooks or lifespan shutdown), into a drain. SIGTERM sent to hypercorn's main
+    process alone still reaches no worker: there hypercorn waits ``--graceful-timeout``
+    before cutting the connections, so prefer ``wsgate run``. Raises ``TypeError`` if
+    ``app`` has no ``shutdown(code=, reason=)``.
+    """
+    shutdown = getattr(app, "shutdown", None)
+    if shutdown is None:
+        raise TypeError(f"drain_on_signal() takes a wsgate App, not {type(app).__name__}")
+
+    async def wrapper(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        import anyio
+
+        async with anyio.create_task_group() as tg:
+            await tg.start(_drain_watcher, app, server_stop_wait)
+            await app(scope, receive, send)
+            tg.cancel_scope.cancel()
+
+    return wrapper
+
+
+async def _drain_watcher(app: Any, server_stop_wait: float, *, task_status: Any) -> None:
+    import anyio
+    import sniffio
+
+    received: list[int] = []
+    woken = anyio.Event()
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+
+        def call_soon(callback: Callable[[], object]) -> None:
+            token.run_sync_soon(callback)
+    else:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def call_soon(callback: Callable[[], object]) -> None:
+            loop.call_soon_threadsafe(callback)
+
+    def handler(signum: int, _frame: Any) -> None:
+        # In a signal handler: only hand the wake-up to the event loop (both calls are
+        # safe here).
+        if not received:
+            received.append(signum)
+            call_soon(woken.set)
+
+    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+    try:
+        task_status.started()
+        await woken.wait()
+        signum = signal.Signals(received[0])
+        await app.shutdown(code=DRAIN_CODE, reason=DRAIN_REASON)
+        before = previous[signum]
+        if before in (signal.SIG_DFL, None):
+            # A worker of a server whose main process stops it: let it do so (this task
+            # is cancelled when the lifespan ends); if it doesn't, die as the signal says.
+            await anyio.sleep(server_stop_wait)
+    finally:
+        for s, h in previous.items():
+            if signal.getsignal(s) is handler:
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+    if callable(before):
+        before(signum, None)
+    elif before in (signal.SIG_DFL, None):
+        signal.raise_signal(signum)

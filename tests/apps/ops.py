@@ -28,6 +28,7 @@ from wsgate import (
     ws_controller,
 )
 from wsgate.metrics import mount_metrics
+from wsgate.run import drain_on_signal
 
 LOG = os.environ.get("WSGATE_TEST_LOG")
 
@@ -77,3 +78,5 @@ def _lifespan_shutdown() -> None:
 
 app = App(gateways=[RoomGateway], providers=_providers(), on_shutdown=[_lifespan_shutdown])
 mount_metrics(app, "/metrics")
+#: The same app, draining on SIGTERM/SIGINT under another server's command line.
+drained = drain_on_signal(app)
