@@ -25,7 +25,9 @@ import pytest
 from aioraw import AsyncRawClient
 from redis_server import RedisServer, find_server_binary, free_port
 
+from wsgate import App, WebSocket, on_disconnect, on_message, ws_controller
 from wsgate.cli import main
+from wsgate.testing import TestClient, WebSocketDenied
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 200
@@ -214,3 +216,33 @@ def test_bad_bind_says_how_to_fix_it() -> None:
 def test_bad_workers_is_refused() -> None:
     with pytest.raises(SystemExit, match="--workers must be at least 1"):
         main(["run", "apps.ops:app", "--workers", "0"])
+
+
+async def test_app_shutdown_takes_the_close_code_and_refuses_late_handshakes() -> None:
+    """``App.shutdown(code=, reason=)``, what ``wsgate run`` drains with: every client and
+    every hook sees the code, and a handshake arriving afterwards is refused."""
+    hooks: list[int | None] = []
+
+    @ws_controller("/")
+    class G:
+        @on_message("x")
+        async def x(self) -> None: ...
+
+        @on_disconnect
+        async def bye(self, ws: WebSocket) -> None:
+            hooks.append(ws.close_code)
+
+    app = App(gateways=[G])
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/") as a, client.websocket_connect("/") as b:
+            await a.send_event("x", id=1)
+            await a.receive_json(timeout=5)
+            await b.send_event("x", id=1)
+            await b.receive_json(timeout=5)
+            await app.shutdown(code=1012, reason="service restart")
+            assert hooks == [1012, 1012]
+            assert await a.wait_closed() == (1012, "service restart")
+            assert await b.wait_closed() == (1012, "service restart")
+        with pytest.raises(WebSocketDenied):
+            async with client.websocket_connect("/"):
+                pass
