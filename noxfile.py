@@ -113,3 +113,12 @@ def bench(session: nox.Session) -> None:
         "pydantic",  # benchmarks/dispatch.py compares with Pydantic
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=False)
+def soak(session: nox.Session) -> None:
+    """The soak benchmark (not a default session): 1,000 connections with requests,
+    broadcasts, churn and a slow consumer under hypercorn trio and asyncio, sampling the
+    server's RSS and tasks; ``nox -s soak -- --minutes 3``. Results go to
+    benchmarks/results/soak-*.json (findings: benchmarks/results/soak.md)."""
+    session.run("python", "-m", "benchmarks.soak", *session.posargs)

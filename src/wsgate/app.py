@@ -253,6 +253,7 @@ class App:
         self._expired: set[Connection] = set()
         self._drained: anyio.Event | None = None
         self._closing = False
+        self._closing_with = (status.WS_1001_GOING_AWAY, "server shutting down")
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
             p for p in self.container.instances() if isinstance(p, BroadcastGroup)
         )
@@ -316,6 +317,7 @@ class App:
             return
         # Served again after a shutdown (an embedded server restarted): accept again.
         self._closing = False
+        self._closing_with = (status.WS_1001_GOING_AWAY, "server shutting down")
         self._drained = None
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -391,10 +393,13 @@ class App:
     async def shutdown(
         self, code: int = status.WS_1001_GOING_AWAY, reason: str = "server shutting down"
     ) -> None:
-        """Close every open connection with ``code`` (1001, going away, by default; 1012
-        for a restart) and wait, up to ``shutdown_timeout``, for their
-        ``@on_disconnect`` hooks; handshakes still in ``@on_connect`` are refused.
-        Called by the lifespan shutdown (and by :func:`wsgate.serve` before it stops)."""
+        """Close every open connection with ``code`` and ``reason`` (1001 by default;
+        ``wsgate run`` drains with 1012, service restart) and wait (up to
+        ``shutdown_timeout``) for their ``@on_disconnect`` hooks; handshakes still in
+        ``@on_connect`` are refused with the same code. Called by the lifespan shutdown
+        (and by :func:`wsgate.serve` before it stops)."""
+        if not self._closing:
+            self._closing_with = (code, reason)
         self._closing = True
         if not self._connections:
             return
@@ -604,7 +609,7 @@ class App:
         if st is WebSocketState.CONNECTING:
             if self._closing:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
-                await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
+                await ws.close(*self._closing_with)
                 return False
             conn.owner = False  # @on_connect did not take the connection: dispatch
             await ws.accept()

@@ -51,7 +51,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comma
 def _register() -> None:
     # Each feature module exposes ``add_arguments(parser)`` and ``run(args) -> int``;
     # imported lazily so that ``wsgate --help`` needs none of the servers.
-    from . import asyncapi, typescript
+    from . import asyncapi, run, typescript
 
     _COMMANDS["asyncapi"] = (
         "print the AsyncAPI 3.0 document of MODULE:APP as JSON",
@@ -62,6 +62,10 @@ def _register() -> None:
         "write TypeScript declarations (.d.ts) of MODULE:APP's events and types",
         typescript.add_arguments,
         typescript.run,
+    )
+    _COMMANDS.setdefault(
+        "run",
+        ("serve an app with hypercorn workers; drain on SIGTERM", run.add_arguments, run.run),
     )
 
 
