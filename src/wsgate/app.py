@@ -19,6 +19,7 @@ from .di import Container
 from .dispatch import GatewayPlan, Session, compile_gateway
 from .encoding import encode
 from .errors import ConfigurationError, WebSocketDisconnect, WebSocketError
+from .frames import DEFAULT_MAX_JSON_DEPTH
 from .routing import Router
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
@@ -59,6 +60,9 @@ class AppConfig:
     #: A connection's dispatcher and writer tasks stop after this many seconds (up to
     #: twice as many) without work, and start again with the next frame; None keeps them.
     idle_tasks_after: float | None = 30.0
+    #: How deeply a client frame's JSON may nest arrays and objects (the envelope counts
+    #: as one level); a deeper frame is answered with ``invalid_frame`` before it is parsed.
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
 
 
 class App:
@@ -98,6 +102,7 @@ class App:
         shutdown_timeout: float = 10.0,
         idle_tasks_after: float | None = 30.0,
         max_streams: int = 64,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
     ) -> None:
         if isinstance(gateways, type):
             raise ConfigurationError("App(gateways=...) takes a list of gateway classes")
@@ -105,6 +110,11 @@ class App:
             raise ConfigurationError("outbound_queue and inbound_queue must be >= 1")
         if not isinstance(overflow, Overflow):
             raise ConfigurationError(f"overflow must be an Overflow member, not {overflow!r}")
+        if not isinstance(max_json_depth, int) or max_json_depth < 1:
+            raise ConfigurationError(
+                f"App(max_json_depth=...) must be an int >= 1 (levels of nested arrays and "
+                f"objects a frame may hold, the envelope being one), not {max_json_depth!r}"
+            )
         self.config = AppConfig(
             outbound_queue,
             inbound_queue,
@@ -114,6 +124,7 @@ class App:
             shutdown_timeout,
             max_streams,
             idle_tasks_after,
+            max_json_depth,
         )
         #: App-wide state, also reachable as ``ws.app_state``.
         self.state = State()
@@ -277,6 +288,8 @@ class App:
         self._connections.add(ws)
         try:
             await self._run(plan, ws)
+        except Exception as exc:  # wsgate's own failure after the task group (cleanup)
+            await self._runtime_failed(ws, exc)
         finally:
             self._connections.discard(ws)
             self.stats.connections_open -= 1
@@ -291,9 +304,13 @@ class App:
             await _refuse(ws, exc)
             return
         try:
-            async with anyio.create_task_group() as tg:
-                ws._conn.tg = tg
-                await self._serve(plan, session, ws)
+            try:
+                async with anyio.create_task_group() as tg:
+                    ws._conn.tg = tg
+                    await self._serve(plan, session, ws)
+            except* Exception as failure:  # a task of the connection (reader, dispatcher,
+                # writer, stream) failed in wsgate itself: close this connection only.
+                await self._runtime_failed(ws, failure)
         finally:
             ws._conn.outbox.finish(discard=True)
             with anyio.CancelScope(shield=True):
@@ -364,6 +381,36 @@ class App:
         conn.consumer = session.dispatch
         conn.consumer_retires = plan.meta.concurrency == 1
         await conn.read_loop()
+
+    async def _runtime_failed(self, ws: WebSocket, exc: BaseException) -> None:
+        """Contain an exception raised by wsgate itself (a handler's exception never gets
+        here: it is answered with ``internal_error``). Logged once, with the path; the
+        connection is closed with 1011 (or, before accept, refused with HTTP 500); nothing
+        reaches the server."""
+        self.stats.internal_errors += 1
+        logger.error(
+            "wsgate internal error on %s; closing the connection with 1011", ws.path, exc_info=exc
+        )
+        st = ws.connection_state
+        ws._server_closed(status.WS_1011_INTERNAL_ERROR, "internal error")
+        if st is WebSocketState.DISCONNECTED:
+            return
+        send = ws._conn.send
+        with anyio.move_on_after(self.config.disconnect_timeout):
+            with contextlib.suppress(Exception):  # the transport may be gone as well
+                if st is WebSocketState.CONNECTING and "websocket.http.response" in ws.scope.get(
+                    "extensions", {}
+                ):
+                    err = {"code": "internal_error", "message": "internal server error"}
+                    await _http_response(send, 500, encode({"error": err}))
+                    return
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": status.WS_1011_INTERNAL_ERROR,
+                        "reason": "internal error",
+                    }
+                )
 
     async def _owner_failed(
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception

@@ -58,13 +58,26 @@ class Overflow(enum.Enum):
 
 class Stats(Counters):
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
-    counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
+    counted here (and per group in :class:`~wsgate.BroadcastGroup`), and so is every frame
+    answered with ``invalid_frame`` and every connection closed with 1011 because wsgate
+    itself failed."""
 
-    __slots__ = ("connections_open", "connections_total", "dropped_frames", "slow_consumer_closes")
+    __slots__ = (
+        "connections_open",
+        "connections_total",
+        "dropped_frames",
+        "internal_errors",
+        "invalid_frames",
+        "slow_consumer_closes",
+    )
     connections_total: int
     connections_open: int
     dropped_frames: int
     slow_consumer_closes: int
+    #: Client frames answered with an ``invalid_frame`` error.
+    invalid_frames: int
+    #: Connections closed with 1011 because the runtime itself failed (not a handler).
+    internal_errors: int
 
 
 # Outcomes of Connection.offer

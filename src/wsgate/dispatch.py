@@ -32,6 +32,7 @@ from .errors import (
 from .frames import (
     Frame,
     FrameError,
+    decode_data,
     decode_frame,
     encode_error,
     encode_push,
@@ -503,8 +504,9 @@ class Session:
         data: bytes | None = None
         if text is not None:
             try:
-                frame = decode_frame(text)
+                frame = decode_frame(text, self.app.config.max_json_depth)
             except FrameError as exc:
+                self.app.stats.invalid_frames += 1
                 await self.send_error(exc.id, "invalid_frame", exc.message)
                 return
             h = plan.handlers.get(frame.event) or plan.wildcard
@@ -512,7 +514,7 @@ class Session:
                 await self.send_error(
                     frame.id,
                     "unknown_event",
-                    f"no handler for event {frame.event!r}",
+                    f"no handler for event {frame.event[:100]!r}",
                     {"event": frame.event},
                 )
                 return
@@ -539,18 +541,9 @@ class Session:
                 if j.default is not _MISSING and bytes(raw) == _NULL_DATA:  # type: ignore[arg-type]
                     value = j.default
                 else:
-                    try:
-                        value = j.decoder.decode(raw)
-                    except msgspec.ValidationError as exc:
-                        raise WebSocketValidationError(
-                            f"invalid data for {event!r}: {exc}",
-                            validation_errors(exc, "$.data"),
-                        ) from None
-                    except msgspec.DecodeError as exc:
-                        raise WebSocketValidationError(
-                            f"invalid data for {event!r}: {exc}",
-                            [{"path": "$.data", "message": str(exc)}],
-                        ) from None
+                    # A binary frame's payload has not been depth-checked yet.
+                    depth = self.app.config.max_json_depth if frame is None else None
+                    value = decode_data(j.decoder, raw, event, depth)
             if not h.slots:
                 result = fn(*entry[2]) if h.positional else fn(**entry[1])
             elif h.positional:

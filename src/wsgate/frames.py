@@ -12,26 +12,41 @@ Server frames::
 
 The envelope is decoded once with ``data`` kept as :class:`msgspec.Raw`; the handler's own
 decoder then turns the raw bytes into its type, so ``data`` is parsed exactly once.
+
+Hostile input: :func:`decode_frame` and :func:`decode_data` raise only their documented
+errors (:class:`FrameError`, :class:`~wsgate.errors.WebSocketValidationError`), whatever
+the input. JSON nested deeper than ``max_depth`` arrays/objects is refused before msgspec
+sees it (:func:`json_depth_exceeds`, a linear pre-scan), so a 100,000-level frame costs a
+scan, not a recursion.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Any
 
 import msgspec
 
 from .encoding import encode
+from .errors import WebSocketValidationError
 
 __all__ = [
+    "DEFAULT_MAX_JSON_DEPTH",
     "Frame",
     "FrameError",
+    "decode_data",
     "decode_frame",
     "encode_error",
     "encode_push",
     "encode_reply",
+    "json_depth_exceeds",
     "validation_errors",
 ]
+
+#: How deeply a client frame's JSON may nest arrays and objects (the envelope object counts
+#: as one level, so ``data`` gets one less). ``App(max_json_depth=...)`` changes it.
+DEFAULT_MAX_JSON_DEPTH = 64
 
 _NULL = msgspec.Raw(b"null")
 
@@ -63,28 +78,189 @@ class _IdOnly(msgspec.Struct):
 _frame_decoder = msgspec.json.Decoder(Frame)
 _id_decoder = msgspec.json.Decoder(_IdOnly)
 
+# --------------------------------------------------------------------- nesting depth
 
-def decode_frame(text: str | bytes) -> Frame:
-    """Decode a client text frame into a :class:`Frame`; raise :class:`FrameError`."""
+#: Every byte but the four brackets (and the quote) is deleted; openers become 1 and closers -1 (as signed
+#: bytes), so the nesting depth is the largest running sum.
+_NOT_BRACKET_OR_QUOTE = bytes(c for c in range(256) if c not in b'[]{}"')
+_SIGNED = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_PAIR = b"\x01\xff"
+
+
+def _utf8(text: str | bytes) -> bytes:
+    # surrogatepass: a lone surrogate must not stop the scan (decoding refuses it later).
+    return text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+
+
+def _max_depth(brackets: bytes, limit: int) -> int:
+    """The largest running sum of ``brackets`` (signed bytes), or the first one past
+    ``limit``: chunks of growing size, so a deep input stops after a few hundred."""
+    signed = memoryview(brackets).cast("b")
+    depth = best = start = 0
+    size = 4 * limit + 4
+    n = len(signed)
+    while start < n:
+        running = list(accumulate(signed[start : start + size], initial=depth))
+        best = max(best, max(running))
+        if best > limit:
+            return best
+        depth = running[-1]
+        start += size
+        size *= 4
+    return best
+
+
+def json_depth_exceeds(text: str | bytes, max_depth: int) -> bool:
+    """True if the JSON ``text`` nests arrays and objects deeper than ``max_depth``.
+
+    Sans I/O, linear in the size of ``text``, no recursion, every step a C loop; brackets
+    inside strings do not count. Input that is not JSON is scanned as if it were (what
+    matters is that msgspec, which stops at the first malformed byte, never goes deeper
+    than the scan says). A frame with at most ``max_depth`` opening brackets is answered
+    by two ``count`` calls; a deep one stops after the first few hundred brackets.
+    """
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= max_depth:
+            return False
+    elif text.count(b"[") + text.count(b"{") <= max_depth:
+        return False
+    data = _utf8(text)
+    if b"\\" in data:
+        # Escaped backslashes, then escaped quotes: left to right, as JSON pairs them.
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Keep the brackets and the quotes only. What lies between an odd quote and the next
+    # one is a string (an unterminated one runs to the end): when no string holds a
+    # bracket, the quotes pair up as adjacent '""' and go in one replace.
+    kept = data.translate(_SIGNED, _NOT_BRACKET_OR_QUOTE)
+    brackets = kept.replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = b"".join(kept.split(b'"')[::2])
+    # Removing every empty pair "[]" / "{}" keeps every other running sum and lowers the
+    # maximum by at most one: a few passes shrink typical (wide, shallow) data to little.
+    rest, passes = brackets, 0
+    while passes < 4:
+        shorter = rest.replace(_PAIR, b"")
+        if len(shorter) == len(rest):
+            break
+        rest, passes = shorter, passes + 1
+        if rest.count(b"\x01") + passes <= max_depth:
+            return False
+    depth = _max_depth(rest, max_depth)
+    if depth > max_depth:
+        return True
+    if depth + passes <= max_depth:
+        return False
+    return _max_depth(brackets, max_depth) > max_depth
+
+
+#: Tokens of the id-recovery walk: a string, an opening or closing bracket, anything else.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[{]|[\]}]|[^"\[\]{}]+', re.S)
+
+
+def _shallow(data: bytes, max_depth: int) -> bytes:
+    """``data`` with every value nested below the top-level object replaced by ``0``, cut
+    where the nesting first goes past ``max_depth``: what is left is at most two levels
+    deep, so msgspec can read the top-level ``id`` from it without recursing."""
+    out: list[bytes] = []
+    depth = 0
+    for m in _TOKEN.finditer(data):
+        tok = m.group()
+        c = tok[0]
+        if c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if depth > max_depth:
+                break
+            if depth == 2:
+                out.append(b"0")
+            elif depth == 1:
+                out.append(tok)
+        elif c == 0x5D or c == 0x7D:  # ] }
+            depth -= 1
+            if depth <= 0:
+                out.append(tok)
+                if depth < 0:
+                    break
+        elif depth <= 1:
+            out.append(tok)
+    if depth > 0:
+        out.append(b"}")
+    return b"".join(out)
+
+
+def _read_id(text: str | bytes, max_depth: int) -> int | str | None:
+    """The frame's ``id`` if it can be read without trusting the rest of the frame."""
     try:
-        return _frame_decoder.decode(text)
-    except msgspec.DecodeError as exc:
-        frame_id: int | str | None = None
-        try:
-            frame_id = _id_decoder.decode(text).id
-        except msgspec.DecodeError:
-            pass
-        if isinstance(exc, msgspec.ValidationError):
-            message = str(exc)
-            if message.startswith("Expected `object`"):
-                message = "a frame must be a JSON object with a string 'event'"
-            elif "`$.event`" in message or "`event`" in message:
-                message = "a frame needs a string 'event' field: " + message
-            else:
-                message = "invalid frame: " + message
+        data = _utf8(text)
+        if json_depth_exceeds(data, max_depth):
+            data = _shallow(data, max_depth)
+        return _id_decoder.decode(data).id
+    except (msgspec.DecodeError, ValueError, RecursionError, OverflowError):
+        return None
+
+
+def decode_frame(text: str | bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Frame:
+    """Decode a client text frame into a :class:`Frame`.
+
+    Raises :class:`FrameError` (with the frame's ``id`` when it could be read) for any
+    input that is not an envelope: not JSON, not valid UTF-8 (a ``str`` with a lone
+    surrogate), not an object with a string ``event``, an ``id`` that is not an int
+    (64-bit), a string or null, or JSON nested deeper than ``max_depth`` levels. Never
+    raises anything else.
+    """
+    message: str
+    try:
+        if max_depth and json_depth_exceeds(text, max_depth):
+            message = f"a frame may nest arrays and objects at most {max_depth} levels deep"
         else:
-            message = f"a frame must be JSON: {exc}"
-        raise FrameError(message, frame_id) from None
+            return _frame_decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if message.startswith("Expected `object`"):
+            message = "a frame must be a JSON object with a string 'event'"
+        elif "`$.event`" in message or "`event`" in message:
+            message = "a frame needs a string 'event' field: " + message
+        else:
+            message = "invalid frame: " + message
+    except msgspec.DecodeError as exc:
+        message = f"a frame must be JSON: {exc}"
+    except UnicodeError:
+        message = "a frame must be valid UTF-8 text (it holds a lone surrogate)"
+    except RecursionError:
+        message = "a frame's JSON is nested too deeply"
+    except (ValueError, OverflowError) as exc:
+        message = f"a frame must be JSON: {type(exc).__name__}"
+    raise FrameError(message, _read_id(text, max_depth or DEFAULT_MAX_JSON_DEPTH))
+
+
+def decode_data(
+    decoder: msgspec.json.Decoder[Any], raw: Any, event: str, max_depth: int | None = None
+) -> Any:
+    """Decode a frame's ``data`` (``raw``: JSON bytes, or a ``msgspec.Raw``) with the
+    handler's ``decoder``.
+
+    Raises :class:`~wsgate.errors.WebSocketValidationError` (with the failing paths) for
+    any input the type does not accept: invalid JSON or UTF-8, a value of the wrong type or
+    out of range, or, when ``max_depth`` is given (binary frames, which no envelope decode
+    has scanned), JSON nested deeper than ``max_depth`` levels.
+    """
+    try:
+        if max_depth and json_depth_exceeds(
+            raw if isinstance(raw, bytes) else bytes(raw), max_depth
+        ):
+            message = f"data may nest arrays and objects at most {max_depth} levels deep"
+            raise WebSocketValidationError(
+                f"invalid data for {event!r}: {message}", [{"path": "$.data", "message": message}]
+            )
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise WebSocketValidationError(
+            f"invalid data for {event!r}: {exc}", validation_errors(exc, "$.data")
+        ) from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError, OverflowError) as exc:
+        message = str(exc) if isinstance(exc, msgspec.DecodeError) else type(exc).__name__
+        raise WebSocketValidationError(
+            f"invalid data for {event!r}: {message}", [{"path": "$.data", "message": message}]
+        ) from None
 
 
 class _Reply(msgspec.Struct):
