@@ -202,6 +202,13 @@ EXPECTED_LOG = [
         r"@on_connect failed on /crash; refusing with 1011\n"
         r"Traceback \(most recent call last\):\n(?:[ \^~].*\n)*RuntimeError: bug in @on_connect\n"
     ),
+    # tests/apps/fuzz.py's ContainedGateway: a failure inside wsgate, contained (1011).
+    re.compile(
+        r"wsgate internal error on /fuzz/contained; closing the connection with 1011\n"
+        r"Traceback \(most recent call last\):\n"
+        r"(?:(?:[ \^~].*|Traceback .*|During handling .*|wsgate\.errors\.WebSocketError: .*|)\n)*?"
+        r"TypeError: wsgate cannot encode an object of type Unencodable.*\n"
+    ),
 ]
 #: uvicorn (websockets-sansio) logs this when an app that refused the handshake with the
 #: denial extension returns before the connection is lost: it does not mark the

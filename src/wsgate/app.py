@@ -388,6 +388,8 @@ class App:
         connection is closed with 1011 (or, before accept, refused with HTTP 500); nothing
         reaches the server."""
         self.stats.internal_errors += 1
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # the task group's wrapping: log the failure itself
         logger.error(
             "wsgate internal error on %s; closing the connection with 1011", ws.path, exc_info=exc
         )
