@@ -112,8 +112,6 @@ def test_a_100000_level_nested_frame_is_refused_with_its_id() -> None:
     err = _frame_error(text)
     assert err.id == "deep"
     assert "64 levels" in err.message
-    # Unterminated, and as bytes: the same.
-    assert _frame_error(('{"id":7,"event":"e","data":' + "[" * 100_000).encode()).id == 7
 
 
 def test_depth_limit_is_exact_and_counts_the_envelope() -> None:
@@ -134,16 +132,20 @@ def test_brackets_inside_strings_do_not_count() -> None:
     assert msgspec.json.decode(bytes(frame.data)) == ["[" * 500 + '"' + "{" * 500 + "\\"]
 
 
-def test_an_id_after_the_nesting_is_echoed_when_the_nesting_is_shallow_enough() -> None:
-    # Within the limit: a normal frame. Past it: the id before the nesting is read, the
-    # one after it cannot be (the scan stops where the nesting goes past the limit).
-    assert _frame_error('{"event":"e","id":5,"data":' + _nested(5000) + "}").id == 5
-    assert _frame_error('{"event":"e","data":' + _nested(5000) + ',"id":5}').id is None
-    wide = "[" + ",".join(["[1]"] * 1000) + "]"
-    text = '{"event":"e","data":' + wide + ',"x":' + _nested(70) + ',"id":6}'
-    assert _frame_error(text).id is None
-    text = '{"event":"e","data":' + wide + ',"id":6,"x":' + _nested(70) + "}"
-    assert _frame_error(text).id == 6
+def test_the_top_level_id_of_a_too_deep_frame_is_found_wherever_it_is() -> None:
+    deep = _nested(5000)
+    assert _frame_error('{"event":"e","data":' + deep + ',"id":5}').id == 5
+    assert _frame_error('{"event":"e","data":' + deep + ',"id":"five"}').id == "five"
+    # Only a member of the envelope: not one inside data, nor "id": inside a string.
+    decoys = '[{"id":1},"\\"id\\": 2","\\\\",{"a":{"id":3}},'
+    assert _frame_error('{"event":"e","data":' + decoys + deep + "]}").id is None
+    assert _frame_error('{"event":"e","data":' + decoys + deep + '],"id":4}').id == 4
+    # The last one wins, as in msgspec; an id that is not a scalar cannot be read.
+    assert _frame_error('{"id":1,"event":"e","data":' + deep + ',"id":2}').id == 2
+    assert _frame_error('{"id":[1],"event":"e","data":' + deep + "}").id is None
+    assert _frame_error('{"id":1.5,"event":"e","data":' + deep + "}").id is None
+    # Unterminated, and as bytes.
+    assert _frame_error(('{"id":7,"event":"e","data":' + "[" * 100_000).encode()).id == 7
 
 
 def test_lone_surrogates_are_refused_with_the_id() -> None:
@@ -263,6 +265,23 @@ def test_depth_scan_matches_a_character_walk(tree: Any, cut: float, limit: int) 
     for t in (text, text[: int(len(text) * cut)]):
         assert json_depth_exceeds(t, limit) == (_reference_depth(t) > limit), t
         assert json_depth_exceeds(t.encode(), limit) == (_reference_depth(t) > limit), t
+
+
+@_settings(200)
+@given(
+    members=st.dictionaries(_tricky_strings.filter(lambda k: k != "id"), _json_trees, max_size=4),
+    id=st.integers() | _tricky_strings | st.none(),
+    id_at=st.integers(0, 5),
+    deep_at=st.integers(0, 5),
+)
+def test_the_id_of_a_too_deep_frame_is_the_one_a_parser_reads(
+    members: dict[str, Any], id: int | str | None, id_at: int, deep_at: int
+) -> None:
+    parts = [json.dumps(k) + ":" + json.dumps(v) for k, v in members.items()]
+    parts.insert(min(id_at, len(parts)), '"id":' + json.dumps(id))
+    parts.insert(min(deep_at, len(parts)), '"deep":' + _nested(100))
+    text = "{" + ",".join(parts) + "}"
+    assert _frame_error(text).id == id
 
 
 @_settings(300)
@@ -385,10 +404,7 @@ def _envelopes(draw: st.DrawFn, path: str) -> Probe:
     members = draw(st.permutations(members))
     sep = draw(st.sampled_from([",", ", ", " ,\n"]))
     payload = "{" + sep.join(f'"{name}":{text}' for name, text in members) + "}"
-    names = [name for name, _ in members]
     too_deep = depth > DEFAULT_MAX_JSON_DEPTH
-    if too_deep and "id" in names and names.index("id") > names.index("data"):
-        ids = (*ids, None)  # an id after the nesting is not read
     bad_id = ids == (None,) and id_text not in (None, "null")
     if too_deep or event is None or bad_id:
         return Probe(payload, ids, ("error",), code="invalid_frame")
@@ -669,9 +685,8 @@ async def test_in_process_max_json_depth_is_per_app() -> None:
         await ws.send_text('{"event":"echo","id":2,"data":[[[1]]]}')
         frame = await ws.receive_json()
         _assert_error(frame, 2, "invalid_frame")
-        # An id after the nesting is not read: the scan stops where the limit is passed.
-        await ws.send_event("echo", [[[1]]], id=3)
-        _assert_error(await ws.receive_json(), None, "invalid_frame")
+        await ws.send_event("echo", [[[1]]], id=3)  # the id after the data
+        _assert_error(await ws.receive_json(), 3, "invalid_frame")
         assert "3 levels" in frame["data"]["message"]
         await ws.send_bytes(b'{"x": [[1]], "y": 1}')
         _assert_error(await ws.receive_json(), None, "validation_error")

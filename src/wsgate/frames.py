@@ -153,38 +153,45 @@ def json_depth_exceeds(text: str | bytes, max_depth: int) -> bool:
     return _max_depth(brackets, max_depth) > max_depth
 
 
-#: Tokens of the id-recovery walk: a string, an opening or closing bracket, anything else.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[{]|[\]}]|[^"\[\]{}]+', re.S)
+def _outside_strings(segment: bytes) -> tuple[int, bool]:
+    """For a piece of JSON that starts outside any string: the nesting it adds (openers
+    minus closers outside strings) and whether it ends inside a string."""
+    if b"\\" in segment:
+        segment = segment.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = segment.translate(_SIGNED, _NOT_BRACKET_OR_QUOTE)
+    if kept.count(b'"') % 2:
+        return 0, True
+    brackets = kept.replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = b"".join(kept.split(b'"')[::2])
+    return brackets.count(b"\x01") - brackets.count(b"\xff"), False
 
 
-def _shallow(data: bytes, max_depth: int) -> bytes:
-    """``data`` with every value nested below the top-level object replaced by ``0``, cut
-    where the nesting first goes past ``max_depth``: what is left is at most two levels
-    deep, so msgspec can read the top-level ``id`` from it without recursing."""
-    out: list[bytes] = []
-    depth = 0
-    for m in _TOKEN.finditer(data):
-        tok = m.group()
-        c = tok[0]
-        if c == 0x5B or c == 0x7B:  # [ {
-            depth += 1
-            if depth > max_depth:
-                break
-            if depth == 2:
-                out.append(b"0")
-            elif depth == 1:
-                out.append(tok)
-        elif c == 0x5D or c == 0x7D:  # ] }
-            depth -= 1
-            if depth <= 0:
-                out.append(tok)
-                if depth < 0:
-                    break
-        elif depth <= 1:
-            out.append(tok)
-    if depth > 0:
-        out.append(b"}")
-    return b"".join(out)
+_ID_KEY = re.compile(rb'"id"\s*:\s*')
+_SCALAR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9][0-9.eE+-]*|true|false|null')
+#: How many ``"id":`` candidates the search looks at (each costs a scan of the text
+#: between it and the last one found outside a string).
+_ID_CANDIDATES = 32
+
+
+def _top_level_id(data: bytes) -> bytes | None:
+    """The JSON text of the value of the top-level ``"id"`` member of a frame too deep to
+    parse (the last one, as msgspec would take), if it is a scalar; found without parsing
+    the rest: each ``"id":`` key outside strings at nesting level 1 is a candidate."""
+    value = None
+    base = depth = 0  # a position outside any string, and the nesting there
+    for n, key in enumerate(_ID_KEY.finditer(data)):
+        if n == _ID_CANDIDATES:
+            break
+        pos = key.start()
+        added, in_string = _outside_strings(data[base:pos])
+        if in_string:
+            continue
+        base, depth = pos, depth + added
+        if depth == 1:
+            scalar = _SCALAR.match(data, key.end())
+            value = scalar.group() if scalar is not None else None
+    return value
 
 
 def _read_id(text: str | bytes, max_depth: int) -> int | str | None:
@@ -192,7 +199,10 @@ def _read_id(text: str | bytes, max_depth: int) -> int | str | None:
     try:
         data = _utf8(text)
         if json_depth_exceeds(data, max_depth):
-            data = _shallow(data, max_depth)
+            value = _top_level_id(data)
+            if value is None:
+                return None
+            data = b'{"id":' + value + b"}"
         return _id_decoder.decode(data).id
     except (msgspec.DecodeError, ValueError, RecursionError, OverflowError):
         return None
