@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import Client, ServerPool, ServerURL
 
-from wsgate import App, BroadcastGroup, Json, WebSocket, on_message, ws_controller
+from wsgate import App, BroadcastGroup, Json, WebSocket, on_connect, on_message, ws_controller
 from wsgate.errors import ConfigurationError, WebSocketValidationError
 from wsgate.frames import (
     DEFAULT_MAX_JSON_DEPTH,
@@ -787,3 +787,27 @@ async def test_real_server_contains_wsgate_failures(fuzz_server: ServerURL) -> N
     # Logged once, by wsgate; nothing reached the server.
     assert fuzz_server.log().count(marker) == before + 1
     _assert_server_log_clean(fuzz_server)
+
+
+async def test_receive_as_raises_only_validation_errors() -> None:
+    @ws_controller("/own")
+    class Owner:
+        @on_connect
+        async def run(self, ws: WebSocket) -> None:
+            await ws.accept()
+            while True:
+                try:
+                    point = await ws.receive_as(fuzz_app.Point)
+                except WebSocketValidationError as exc:
+                    await ws.send_json({"invalid": exc.errors[0]["path"]})
+                else:
+                    await ws.send_json({"sum": point.x + point.y})
+
+    async with TestClient(App(gateways=[Owner])) as client, client.websocket_connect("/own") as ws:
+        for text in ('{"x":' + _nested(100_000) + "}", '{"x":1,"y":"\ud800"}', "", "[1"):
+            await ws.send_text(text)
+            assert await ws.receive_json() == {"invalid": "$"}
+        await ws.send_text('{"x": 1, "y": "2"}')
+        assert await ws.receive_json() == {"invalid": "$.y"}
+        await ws.send_text('{"x": 1, "y": 2}')
+        assert await ws.receive_json() == {"sum": 3}

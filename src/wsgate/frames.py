@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_JSON_DEPTH",
     "Frame",
     "FrameError",
+    "decode_as",
     "decode_data",
     "decode_frame",
     "encode_error",
@@ -43,6 +44,8 @@ __all__ = [
     "json_depth_exceeds",
     "validation_errors",
 ]
+
+T = TypeVar("T")
 
 #: How deeply a client frame's JSON may nest arrays and objects (the envelope object counts
 #: as one level, so ``data`` gets one less). ``App(max_json_depth=...)`` changes it.
@@ -271,6 +274,26 @@ def decode_data(
         raise WebSocketValidationError(
             f"invalid data for {event!r}: {message}", [{"path": "$.data", "message": message}]
         ) from None
+
+
+def decode_as(text: str | bytes, type: type[T], max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> T:
+    """Decode a whole frame into ``type`` (what ``ws.receive_as(type)`` does).
+
+    Raises :class:`~wsgate.errors.WebSocketValidationError` (with the failing paths) for
+    any input ``type`` does not accept, including JSON nested deeper than ``max_depth``
+    levels and a ``str`` with a lone surrogate.
+    """
+    try:
+        if json_depth_exceeds(text, max_depth):
+            message = f"JSON may nest arrays and objects at most {max_depth} levels deep"
+            raise WebSocketValidationError(message, [{"path": "$", "message": message}])
+        return msgspec.json.decode(text, type=type)
+    except msgspec.ValidationError as exc:
+        raise WebSocketValidationError(str(exc), validation_errors(exc, "$")) from exc
+    except (msgspec.DecodeError, UnicodeError, RecursionError, OverflowError) as exc:
+        raise WebSocketValidationError(
+            f"invalid JSON: {exc}", [{"path": "$", "message": str(exc)}]
+        ) from exc
 
 
 class _Reply(msgspec.Struct):

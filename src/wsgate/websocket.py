@@ -6,14 +6,12 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import msgspec
-
 from . import status
 from .connection import QUEUED, REPLACED, Connection, Overflow
 from .datastructures import Address, Headers, QueryParams, State
 from .encoding import decode as _json_decode
 from .encoding import encode as _json_encode
-from .errors import WebSocketDisconnect, WebSocketStateError, WebSocketValidationError
+from .errors import WebSocketDisconnect, WebSocketStateError
 
 if TYPE_CHECKING:
     from .app import App
@@ -376,16 +374,9 @@ class WebSocket:
         Raises :class:`~wsgate.errors.WebSocketValidationError` listing the failing paths.
         """
         text = await self.receive_text()
-        try:
-            return msgspec.json.decode(text, type=type)
-        except msgspec.ValidationError as exc:
-            from .frames import validation_errors
+        from .frames import decode_as
 
-            raise WebSocketValidationError(str(exc), validation_errors(exc, "$")) from exc
-        except msgspec.DecodeError as exc:
-            raise WebSocketValidationError(
-                f"invalid JSON: {exc}", [{"path": "$", "message": str(exc)}]
-            ) from exc
+        return decode_as(text, type, self._app.config.max_json_depth)
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Text frames until the peer closes."""
