@@ -811,3 +811,25 @@ async def test_receive_as_raises_only_validation_errors() -> None:
         assert await ws.receive_json() == {"invalid": "$.y"}
         await ws.send_text('{"x": 1, "y": 2}')
         assert await ws.receive_json() == {"sum": 3}
+
+
+@pytest.mark.usefixtures("server_logs_clean")
+async def test_real_server_invalid_utf8_text_never_reaches_the_app(fuzz_server: ServerURL) -> None:
+    # A text frame that is not UTF-8 (a lone surrogate encoded with surrogatepass): the
+    # server's WebSocket layer refuses it (a protocol error) before the app sees it.
+    def send_and_read() -> tuple[list[bytes], int | None, str]:
+        raw = servers.RawClient.connect(f"{fuzz_server}/fuzz/echo")
+        try:
+            raw.send_frame(0x1, b'{"event":"echo","id":1,"data":"\xed\xa0\x80"}')
+            return raw.read_until_close()
+        except ConnectionError:
+            return [], None, ""
+        finally:
+            raw.close()
+
+    payloads, code, _reason = await anyio.to_thread.run_sync(send_and_read)
+    assert payloads == []
+    assert code in (1007, None), code  # "invalid frame payload data", or a dropped TCP
+    async with await Client.connect(f"{fuzz_server}/fuzz/probe") as probe:
+        assert (await probe.request("stats", id=1))["data"]["internal_errors"] == 0
+    _assert_server_log_clean(fuzz_server)
