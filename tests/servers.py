@@ -204,7 +204,7 @@ EXPECTED_LOG = [
     ),
     # tests/apps/fuzz.py's ContainedGateway: a failure inside wsgate, contained (1011).
     re.compile(
-        r"wsgate internal error on /fuzz/contained; closing the connection with 1011\n"
+        r"wsgate runtime error on /fuzz/contained; closing the connection with 1011\n"
         r"Traceback \(most recent call last\):\n"
         r"(?:(?:[ \^~].*|Traceback .*|During handling .*|wsgate\.errors\.WebSocketError: .*|)\n)*?"
         r"TypeError: wsgate cannot encode an object of type Unencodable.*\n"

@@ -391,7 +391,7 @@ class App:
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]  # the task group's wrapping: log the failure itself
         logger.error(
-            "wsgate internal error on %s; closing the connection with 1011", ws.path, exc_info=exc
+            "wsgate runtime error on %s; closing the connection with 1011", ws.path, exc_info=exc
         )
         st = ws.connection_state
         ws._server_closed(status.WS_1011_INTERNAL_ERROR, "internal error")
