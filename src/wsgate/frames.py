@@ -113,6 +113,24 @@ def _max_depth(brackets: bytes, limit: int) -> int:
     return best
 
 
+#: Up to this length ``count`` is the quickest way to see how many brackets a text opens;
+#: beyond it, ``find`` (which uses memchr) from one opener to the next.
+_COUNT_BELOW = 2048
+
+
+def _few_openers(data: bytes, limit: int) -> bool:
+    """True if ``data`` holds at most ``limit`` opening brackets."""
+    n = 0
+    for opener in (b"[", b"{"):
+        i = data.find(opener)
+        while i >= 0:
+            n += 1
+            if n > limit:
+                return False
+            i = data.find(opener, i + 1)
+    return True
+
+
 def json_depth_exceeds(text: str | bytes, max_depth: int) -> bool:
     """True if the JSON ``text`` nests arrays and objects deeper than ``max_depth``.
 
@@ -120,14 +138,17 @@ def json_depth_exceeds(text: str | bytes, max_depth: int) -> bool:
     inside strings do not count. Input that is not JSON is scanned as if it were (what
     matters is that msgspec, which stops at the first malformed byte, never goes deeper
     than the scan says). A frame with at most ``max_depth`` opening brackets is answered
-    by two ``count`` calls; a deep one stops after the first few hundred brackets.
+    without looking further; a deep one stops after the first few hundred brackets.
     """
-    if isinstance(text, str):
-        if text.count("[") + text.count("{") <= max_depth:
+    if len(text) <= _COUNT_BELOW:
+        if isinstance(text, str):
+            if text.count("[") + text.count("{") <= max_depth:
+                return False
+        elif text.count(b"[") + text.count(b"{") <= max_depth:
             return False
-    elif text.count(b"[") + text.count(b"{") <= max_depth:
-        return False
     data = _utf8(text)
+    if len(text) > _COUNT_BELOW and _few_openers(data, max_depth):
+        return False
     if b"\\" in data:
         # Escaped backslashes, then escaped quotes: left to right, as JSON pairs them.
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
@@ -216,13 +237,13 @@ def decode_frame(text: str | bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> 
 
     Raises :class:`FrameError` (with the frame's ``id`` when it could be read) for any
     input that is not an envelope: not JSON, not valid UTF-8 (a ``str`` with a lone
-    surrogate), not an object with a string ``event``, an ``id`` that is not an int
-    (64-bit), a string or null, or JSON nested deeper than ``max_depth`` levels. Never
-    raises anything else.
+    surrogate), not an object with a string ``event``, an ``id`` that is not an integer
+    (of at most 4,300 digits), a string or null, or JSON nested deeper than ``max_depth``
+    levels. Never raises anything else.
     """
     message: str
     try:
-        if max_depth and json_depth_exceeds(text, max_depth):
+        if max_depth and len(text) > max_depth and json_depth_exceeds(text, max_depth):
             message = f"a frame may nest arrays and objects at most {max_depth} levels deep"
         else:
             return _frame_decoder.decode(text)
