@@ -260,9 +260,11 @@ _json_trees = st.recursive(
 @_settings(300)
 @given(tree=_json_trees, cut=st.floats(0, 1), limit=st.integers(0, 12))
 def test_depth_scan_matches_a_character_walk(tree: Any, cut: float, limit: int) -> None:
-    # On JSON and on every prefix of it (what msgspec reads before it stops).
+    # On JSON and on every prefix of it (what msgspec reads before it stops), short and
+    # long (past the length where the scan stops counting and starts finding).
     text = json.dumps(tree)
-    for t in (text, text[: int(len(text) * cut)]):
+    prefix = text[: int(len(text) * cut)]
+    for t in (text, prefix, " " * 2100 + text, " " * 2100 + prefix):
         assert json_depth_exceeds(t, limit) == (_reference_depth(t) > limit), t
         assert json_depth_exceeds(t.encode(), limit) == (_reference_depth(t) > limit), t
 
