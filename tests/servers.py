@@ -202,6 +202,19 @@ EXPECTED_LOG = [
         r"@on_connect failed on /crash; refusing with 1011\n"
         r"Traceback \(most recent call last\):\n(?:[ \^~].*\n)*RuntimeError: bug in @on_connect\n"
     ),
+    # tests/apps/fuzz.py's ContainedGateway: a failure inside wsgate, contained (1011).
+    re.compile(
+        r"wsgate runtime error on /fuzz/contained; closing the connection with 1011\n"
+        r"Traceback \(most recent call last\):\n"
+        r"(?:(?:[ \^~].*|Traceback .*|During handling .*|wsgate\.errors\.WebSocketError: .*|)\n)*?"
+        r"TypeError: wsgate cannot encode an object of type Unencodable.*\n"
+    ),
+    # uvicorn (websockets-sansio) logs a text frame that is not UTF-8 (sent on purpose by
+    # tests/test_fuzz.py) with its own traceback, and closes with 1007; the app never sees it.
+    re.compile(
+        r"ERROR: +Invalid UTF-8 sequence received from client\.\n"
+        r"Traceback \(most recent call last\):\n(?:[ \^~].*\n)*UnicodeDecodeError: .*\n"
+    ),
 ]
 #: uvicorn (websockets-sansio) logs this when an app that refused the handshake with the
 #: denial extension returns before the connection is lost: it does not mark the

@@ -34,6 +34,7 @@ from .errors import (
     WebSocketError,
     WebSocketRouteNotFoundError,
 )
+from .frames import DEFAULT_MAX_JSON_DEPTH
 from .plan import GatewayPlan, compile_gateway
 from .routing import Router
 from .session import Session
@@ -104,6 +105,9 @@ class AppConfig:
     #: per period, at least once a second, by a sweep in the app's lifespan). None: no
     #: bound.
     handshake_timeout: float | None = 10.0
+    #: How deeply a client frame's JSON may nest arrays and objects (the envelope counts
+    #: as one level); a deeper frame is answered with ``invalid_frame`` before it is parsed.
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
 
     def __post_init__(self) -> None:
         if self.outbound_queue < 1 or self.inbound_queue < 1:
@@ -125,6 +129,11 @@ class AppConfig:
                 )
         if self.idle_timeout is not None and self.idle_timeout <= 0:
             raise ConfigurationError("idle_timeout must be > 0 seconds (or None)")
+        if not isinstance(self.max_json_depth, int) or self.max_json_depth < 1:
+            raise ConfigurationError(
+                f"max_json_depth must be an int >= 1 (levels of nested arrays and objects a "
+                f"frame may hold, the envelope being one), not {self.max_json_depth!r}"
+            )
         for name in ("max_connections", "max_connections_per_client"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -154,6 +163,7 @@ class AppOptions(TypedDict, total=False):
     max_connections: int | None
     max_connections_per_client: int | None
     handshake_timeout: float | None
+    max_json_depth: int
 
 
 _OPTION_NAMES = frozenset(f.name for f in fields(AppConfig))
@@ -455,6 +465,8 @@ class App:
         self._connections[ws] = conn
         try:
             await self._run(plan, conn, ws)
+        except Exception as exc:  # wsgate's own failure after the task group (cleanup)
+            await self._runtime_failed(conn, ws, exc)
         finally:
             del self._connections[ws]
             self.stats.connections_open -= 1
@@ -475,15 +487,10 @@ class App:
             if self._expired and conn in self._expired:
                 await self._handshake_timed_out(conn, ws)
         except* Exception as failure:
-            # A bug in wsgate itself (user code is contained where it runs): only this
-            # connection ends, with 1011, and the server never sees the exception.
-            logger.error(
-                "wsgate runtime error on %s; closing the connection with 1011",
-                ws.path,
-                exc_info=failure.exceptions[0] if len(failure.exceptions) == 1 else failure,
-            )
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await conn.abort(status.WS_1011_INTERNAL_ERROR, "internal error")
+            # A task of the connection (reader, dispatcher, writer, stream) failed in
+            # wsgate itself (user code is contained where it runs): only this connection
+            # ends, and the server never sees the exception.
+            await self._runtime_failed(conn, ws, failure)
         finally:
             if self._expired:
                 self._expired.discard(conn)
@@ -614,6 +621,29 @@ class App:
             conn.owner = False  # @on_connect did not take the connection: dispatch
             await ws.accept()
         return True
+
+    async def _runtime_failed(self, conn: Connection, ws: WebSocket, exc: BaseException) -> None:
+        """Contain an exception raised by wsgate itself (a handler's exception never gets
+        here: it is answered with ``internal_error``). Logged once, with the path; the
+        connection is closed with 1011 (or, before accept, refused with HTTP 500); nothing
+        reaches the server."""
+        self.stats.internal_errors += 1
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # the task group's wrapping: log the failure itself
+        logger.error(
+            "wsgate runtime error on %s; closing the connection with 1011", ws.path, exc_info=exc
+        )
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.disconnect_timeout):
+            if conn.state.phase is Phase.CONNECTING and has_denial_extension(ws.scope):
+                err = {"code": "internal_error", "message": "internal server error"}
+                with contextlib.suppress(Exception):  # the transport may be gone as well
+                    await conn.send_refusal(
+                        denial_messages(ws.scope, 500, encode({"error": err}), _JSON_HEADERS),
+                        status.WS_1011_INTERNAL_ERROR,
+                        "internal error",
+                    )
+                return
+            await conn.abort(status.WS_1011_INTERNAL_ERROR, "internal error")
 
     async def _owner_failed(
         self, plan: GatewayPlan, session: Session, ws: WebSocket, exc: Exception

@@ -85,7 +85,9 @@ class Offer(enum.Enum):
 
 class Stats(Counters):
     """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
-    counted here (and per group in :class:`~wsgate.BroadcastGroup`)."""
+    counted here (and per group in :class:`~wsgate.BroadcastGroup`), and so is every frame
+    answered with ``invalid_frame`` and every connection closed with 1011 because wsgate
+    itself failed."""
 
     __slots__ = (
         "connections_open",
@@ -93,6 +95,8 @@ class Stats(Counters):
         "dropped_frames",
         "frames_too_large",
         "idle_closes",
+        "internal_errors",
+        "invalid_frames",
         "rate_limit_closes",
         "rate_limited_frames",
         "slow_consumer_closes",
@@ -129,6 +133,10 @@ class Stats(Counters):
     handshake_timeouts: int
     #: Frames refused by an @on_message guard.
     forbidden_frames: int
+    #: Client frames answered with an ``invalid_frame`` error.
+    invalid_frames: int
+    #: Connections closed with 1011 because the runtime itself failed (not a handler).
+    internal_errors: int
 
 
 class Limits:

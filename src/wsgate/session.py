@@ -25,8 +25,10 @@ from .errors import (
     WebSocketValidationError,
 )
 from .frames import (
+    DEFAULT_MAX_JSON_DEPTH,
     Frame,
     FrameError,
+    decode_data,
     decode_frame,
     encode_error,
     encode_push,
@@ -55,23 +57,25 @@ Routed = tuple[HandlerPlan, str, "int | str | None", Frame | None] | tuple[
 ]
 
 
-def route(plan: GatewayPlan, message: Message) -> Routed:
+def route(plan: GatewayPlan, message: Message, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Routed:
     """Decide, without I/O, what handles an inbound ASGI message: ``(handler, event,
     id, frame)``, or ``(None, event, id, (code, message, detail))`` for an error frame
-    (``invalid_frame``, ``unknown_event``)."""
+    (``invalid_frame``, ``unknown_event``). Never raises, whatever the message holds
+    (JSON nested deeper than ``max_depth`` is ``invalid_frame``)."""
     text = message.get("text")
     if text is not None:
         try:
-            frame = decode_frame(text)
+            frame = decode_frame(text, max_depth)
         except FrameError as exc:
             return None, "", exc.id, ("invalid_frame", exc.message, None)
         h = plan.handlers.get(frame.event) or plan.wildcard
         if h is None:
+            event = frame.event
             return (
                 None,
-                frame.event,
+                event,
                 frame.id,
-                ("unknown_event", f"no handler for event {frame.event!r}", {"event": frame.event}),
+                ("unknown_event", f"no handler for event {event[:100]!r}", {"event": event}),
             )
         return h, frame.event, frame.id, frame
     h = plan.binary or plan.wildcard
@@ -147,6 +151,7 @@ class Session:
         "concurrency",
         "conn",
         "instance",
+        "max_depth",
         "plan",
         "sequential",
         "streams",
@@ -173,6 +178,7 @@ class Session:
         #: Handlers of one connection that may run at once (``@ws_controller(concurrency=)``).
         self.concurrency = plan.meta.concurrency
         self.sequential = self.concurrency == 1
+        self.max_depth = app.config.max_json_depth
         #: Streams (async-generator handlers) running on this connection.
         self.streams = 0
 
@@ -241,9 +247,11 @@ class Session:
         """Run one inbound ASGI message through the plan; returns the encoded answer to
         send (a reply, a push, an error frame) or None. Never raises for bad input or a
         failing handler: those become error frames."""
-        h, event, frame_id, extra = route(self.plan, message)
+        h, event, frame_id, extra = route(self.plan, message, self.max_depth)
         if h is None:
             code, text, detail = extra  # type: ignore[misc]
+            if code == "invalid_frame":
+                self.app.stats.invalid_frames += 1
             return encode_error(frame_id, code, text, detail)
         frame: Frame | None = extra  # type: ignore[assignment]
         data: bytes | None = None if frame is not None else (message.get("bytes") or b"")
@@ -259,10 +267,9 @@ class Session:
                 if j.default is not MISSING and bytes(raw) == _NULL_DATA:
                     value = j.default
                 else:
-                    try:
-                        value = j.decoder.decode(raw)
-                    except msgspec.DecodeError as exc:
-                        raise validation_error(exc, "$.data", f"data for {event!r}") from None
+                    # A binary frame's payload has not been depth-checked yet.
+                    depth = self.max_depth if frame is None else None
+                    value = decode_data(j.decoder, raw, event, depth)
             if not h.slots:
                 result = fn(*entry[2]) if h.positional else fn(**entry[1])
             elif h.positional:

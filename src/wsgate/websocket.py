@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import msgspec
-
 from . import status
 from .asgi import Message, denial_messages, strip_root_path
 from .connection import Connection, Offer
@@ -14,7 +12,7 @@ from .datastructures import Address, Headers, QueryParams, State
 from .encoding import decode as _json_decode
 from .encoding import encode as _json_encode
 from .errors import WebSocketDisconnect, WebSocketStateError
-from .frames import validation_error
+from .frames import decode_as
 from .state import Phase, Receiver, WebSocketState
 
 if TYPE_CHECKING:
@@ -287,10 +285,7 @@ class WebSocket:
         Raises :class:`~wsgate.errors.WebSocketValidationError` listing the failing paths.
         """
         text = await self.receive_text()
-        try:
-            return msgspec.json.decode(text, type=type)
-        except msgspec.DecodeError as exc:
-            raise validation_error(exc, "$", "frame") from exc
+        return decode_as(text, type, self._app.config.max_json_depth)
 
     async def iter_text(self) -> AsyncIterator[str]:
         """Text frames until the peer closes."""
