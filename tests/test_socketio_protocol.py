@@ -20,16 +20,18 @@ from wsgate.socketio.engineio_state import (
     EngineIOSessionState,
     MessageReceived,
     SessionClosed,
-    UpgradeFailed,
     Upgraded,
+    UpgradeFailed,
 )
 from wsgate.socketio.socketio_protocol import (
     SocketIODecoder,
     SocketIOPacket,
     SocketIOPacketType,
     SocketIOProtocolError,
-    encode_packet as sio_encode,
     to_wire_args,
+)
+from wsgate.socketio.socketio_protocol import (
+    encode_packet as sio_encode,
 )
 
 E = EngineIOPacketType

@@ -132,9 +132,7 @@ def _is_event_payload(payload: Any) -> bool:
     head = payload[0]
     if isinstance(head, bool):
         return False
-    return isinstance(head, int | float) or (
-        isinstance(head, str) and head not in RESERVED_EVENTS
-    )
+    return isinstance(head, int | float) or (isinstance(head, str) and head not in RESERVED_EVENTS)
 
 
 def _valid(kind: SocketIOPacketType, payload: Any, present: bool) -> bool:
