@@ -20,6 +20,7 @@ from .dispatch import GatewayPlan, Session, compile_gateway
 from .encoding import encode
 from .errors import ConfigurationError, WebSocketDisconnect, WebSocketError
 from .routing import Router
+from .socketio.install import SocketIOSetup, split_controllers
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
 __all__ = ["App", "AppConfig"]
@@ -119,7 +120,16 @@ class App:
         self.state = State()
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
         self.stats = Stats()
+        # Socket.IO / Engine.IO controllers become generated gateways, HTTP mounts and
+        # providers of their own (wsgate.socketio).
+        gateways, sio_controllers = split_controllers(gateways)
+        sio = SocketIOSetup(sio_controllers) if sio_controllers else None
+        if sio is not None:
+            providers = [*providers, *sio.providers]
         self.container = Container(providers, defaults=[BroadcastGroup()])
+        if sio is not None:
+            sio.install(self.container)
+            gateways = [*gateways, *sio.gateways()]
         self.plans: tuple[GatewayPlan, ...] = tuple(
             compile_gateway(g, self.container) for g in gateways
         )
@@ -128,6 +138,8 @@ class App:
         #: HTTP endpoints wsgate serves itself (Engine.IO polling, docs, the browser
         #: client, metrics), by path prefix; tried in order before ``http``.
         self._http_mounts: list[tuple[str, ASGIApp]] = []
+        if sio is not None:
+            sio.mount(self)
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: set[WebSocket] = set()
