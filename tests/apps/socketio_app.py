@@ -23,8 +23,8 @@ from wsgate.socketio import (
 )
 
 #: Short heartbeats so that timeouts are observable quickly in tests.
-PING_INTERVAL_MS = int(os.environ.get("WSGATE_SIO_PING_INTERVAL_MS", "300"))
-PING_TIMEOUT_MS = int(os.environ.get("WSGATE_SIO_PING_TIMEOUT_MS", "300"))
+PING_INTERVAL_MS = int(os.environ.get("WSGATE_SIO_PING_INTERVAL_MS", "500"))
+PING_TIMEOUT_MS = int(os.environ.get("WSGATE_SIO_PING_TIMEOUT_MS", "1000"))
 CONNECT_TIMEOUT_MS = 1000
 
 ENGINE = {
@@ -131,8 +131,7 @@ class Chat:
 
     @on_socketio_event("disconnect")
     async def gone(self, conn: SocketIOConnection, reason: str) -> None:
-        tag = conn.state.get("tag") if hasattr(conn.state, "get") else None
-        tag = getattr(conn.state, "tag", None) if tag is None else tag
+        tag = getattr(conn.state, "tag", None)
         if tag:
             DISCONNECTS.setdefault(tag, []).append(reason)
 
@@ -156,6 +155,9 @@ class Admin:
     ping_timeout_ms=PING_TIMEOUT_MS,
 )
 class Recover:
+    def __init__(self, sio: SocketIOServer) -> None:
+        self.sio = sio
+
     @on_socketio_event("connect")
     async def connected(self, conn: SocketIOConnection) -> None:
         if not conn.recovered:
@@ -172,10 +174,9 @@ class Recover:
             "rooms": sorted(conn.rooms - {conn.sid}),
         }
 
-    @on_socketio_event("news")
-    async def news(self, conn: SocketIOConnection, text: str) -> int:
-        sio: SocketIOServer = conn.state.sio if hasattr(conn.state, "sio") else None  # noqa
-        return 0
+    @on_socketio_event("publish")
+    async def publish(self, conn: SocketIOConnection, text: str) -> int:
+        return await self.sio.emit("news", text, room="news", path="/recover")
 
 
 @engineio_controller(

@@ -294,19 +294,22 @@ class SocketIOConnection:
 class _Client:
     """The Socket.IO side of one Engine.IO session."""
 
-    __slots__ = ("decoder", "endpoint", "session", "sockets")
+    __slots__ = ("decoder", "endpoint", "leaving", "session", "sockets")
 
     def __init__(self, endpoint: SocketIOEndpoint, session: EngineSession) -> None:
         self.endpoint = endpoint
         self.session = session
         self.decoder = SocketIODecoder()
         self.sockets: dict[str, SocketIOConnection] = {}
+        #: Connections whose client sent DISCONNECT, until their hook has run.
+        self.leaving: dict[SocketIOConnection, str] = {}
 
     async def send(self, packet: SocketIOPacket) -> None:
         await self.session.send_frames(_frames(packet))
 
     async def drop(self, conn: SocketIOConnection, reason: str) -> None:
         """End one namespace connection: rooms, pending calls, recovery, hook."""
+        self.leaving.pop(conn, None)
         if conn._gone:
             return
         conn._gone = True
@@ -352,6 +355,8 @@ class SocketIOEndpoint:
 
     async def on_close(self, session: EngineSession, reason: str) -> None:
         client: _Client = session.app_data
+        for conn, why in list(client.leaving.items()):
+            await client.drop(conn, why)
         for conn in list(client.sockets.values()):
             await client.drop(conn, reason)
 
@@ -390,7 +395,10 @@ class SocketIOEndpoint:
         elif kind is T.EVENT:
             session.submit(lambda: self._event(conn, packet))
         elif kind is T.DISCONNECT:
-            session.submit(lambda: client.drop(conn, "client namespace disconnect"))
+            reason = "client namespace disconnect"
+            del client.sockets[ns_name]
+            client.leaving[conn] = reason
+            session.submit(lambda: client.drop(conn, reason))
 
     # -- work ------------------------------------------------------------------------------
 
