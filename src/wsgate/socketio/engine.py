@@ -455,6 +455,11 @@ class EngineIOEndpoint:
 
     def _take(self, session: EngineSession) -> bytes:
         frames = session.machine.take_outgoing()
+        if len(frames) > 1 and frames[-1] == "1" and not session.open:
+            # The server's close packet goes in a poll of its own, as the reference
+            # server sends it: the client handles what came before it first (a
+            # Socket.IO DISCONNECT, for instance) instead of seeing a transport close.
+            session.machine.outgoing.append(frames.pop())
         session._taken()
         return encode_payload(frames).encode()
 
