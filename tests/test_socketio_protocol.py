@@ -242,6 +242,11 @@ def test_session_server_close_keeps_the_close_packet() -> None:
     assert s.close() == [SessionClosed("forced close")]
     assert s.take_outgoing() == ["4bye", "1"]
     assert s.close() == []
+    ws = _session("websocket")
+    ws.take_outgoing()
+    ws.send("bye")
+    assert ws.close() == [SessionClosed("forced close")]
+    assert ws.take_outgoing() == ["4bye"]  # the WebSocket itself is closed, no packet
 
 
 def test_session_offer_is_bounded() -> None:

@@ -270,10 +270,12 @@ class EngineIOSession:
     # -- closing -----------------------------------------------------------------------
 
     def close(self, reason: str = "forced close") -> list[Event]:
-        """The server closes the session: a close packet is queued for the transport."""
+        """The server closes the session. Over polling a close packet is queued for the
+        next poll; a WebSocket is simply closed (as the reference server does)."""
         if self.state is not EngineIOSessionState.OPEN:
             return []
-        self._queue(EngineIOPacket(T.CLOSE))
+        if self.transport == "polling":
+            self._queue(EngineIOPacket(T.CLOSE))
         return self._close(reason, keep_output=True)
 
     def _close(self, reason: str, keep_output: bool = False) -> list[Event]:
