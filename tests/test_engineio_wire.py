@@ -326,7 +326,7 @@ async def test_websocket_handshake_errors(socketio_server: str) -> None:
 
 
 async def test_engineio_controller_echo(socketio_server: str) -> None:
-    ws, opened = await open_ws(socketio_server, "/engine.io/")
+    ws, _ = await open_ws(socketio_server, "/engine.io/")
     await ws.send("4hello")
     await ws.send(b"\x01\x02")
     got = []
