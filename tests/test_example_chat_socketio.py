@@ -21,7 +21,7 @@ import pytest
 import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.usefixtures("anyio_backend")
+pytestmark = [pytest.mark.examples, pytest.mark.usefixtures("anyio_backend")]
 TIMEOUT = 5.0
 
 
