@@ -76,6 +76,8 @@ UPGRADE_TIMEOUT = 10.0
 #: Frames a polling session may have queued before a broadcast closes it as a slow
 #: consumer (a direct send waits for room instead).
 POLLING_QUEUE = 1024
+#: Seconds a session's handler task waits for more work before it stops.
+RUNNER_LINGER = 1.0
 #: Seconds the on-close callback (Socket.IO disconnect handlers) may run.
 CLOSE_TIMEOUT = 5.0
 
@@ -116,6 +118,7 @@ class EngineSession:
         "_room",
         "_runner",
         "_work",
+        "_work_wake",
         "app_data",
         "endpoint",
         "loop_scope",
@@ -148,6 +151,7 @@ class EngineSession:
         self._poll_noop = False
         self._room: anyio.Event | None = None
         self._work: deque[Work] = deque()
+        self._work_wake: anyio.Event | None = None
         self._runner = False
         self._finished: anyio.Event | None = None
         sid = new_id()
@@ -259,14 +263,27 @@ class EngineSession:
     def submit(self, work: Work) -> None:
         """Run ``work`` after the work submitted before it (one task per session)."""
         self._work.append(work)
-        if not self._runner and self.tg is not None:
+        wake = self._work_wake
+        if wake is not None:
+            self._work_wake = None
+            wake.set()
+        elif not self._runner and self.tg is not None:
             self._runner = True
             self.tg.start_soon(self._run_work)
 
     async def _run_work(self) -> None:
+        # The runner stays a moment after the queue empties, so a busy client does not
+        # pay a task start per event; an idle one costs no task.
         try:
-            await self.run_pending()
+            while True:
+                await self.run_pending()
+                wake = self._work_wake = anyio.Event()
+                with anyio.move_on_after(RUNNER_LINGER):
+                    await wake.wait()
+                if not self._work:
+                    return
         finally:
+            self._work_wake = None
             self._runner = False
 
     async def run_pending(self) -> None:
