@@ -349,3 +349,38 @@ async def test_engineio_controller_echo(socketio_server: str) -> None:
         await post(client, sid, "4hi\x1ebAQ==", path="/engine.io/")
         seen = await poll_until(client, sid, "bAQ==", path="/engine.io/")
         assert "4hi" in seen
+
+
+async def test_dropped_poll_ends_the_session(socketio_server: str) -> None:
+    import socket
+    import uuid
+
+    tag = f"dropped-{uuid.uuid4()}"
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        await post(client, sid, "40" + json.dumps({"tag": tag}))
+        await poll_until(client, sid, '42["auth"')
+
+        def drop_a_pending_poll() -> None:
+            with socket.create_connection(("127.0.0.1", socketio_server.port), TIMEOUT) as s:  # type: ignore[attr-defined]
+                s.sendall(
+                    f"GET {PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                    f"Host: 127.0.0.1\r\n\r\n".encode()
+                )
+
+        await anyio.to_thread.run_sync(drop_a_pending_poll)
+        # Another client asks the server what it saw: the session ended at once, with
+        # the reference server's reason for a poll closed prematurely.
+        watcher = (await handshake(client))["sid"]
+        await post(client, watcher, "40")
+        await poll_until(client, watcher, '42["auth"')
+        with anyio.fail_after(TIMEOUT):
+            n = 0
+            while True:
+                n += 1
+                await post(client, watcher, f'42{n}["disconnects","{tag}"]')
+                seen = await poll_until(client, watcher, f"43{n}[")
+                answer = next(p for p in seen if p.startswith(f"43{n}["))
+                if answer != f"43{n}[[]]":
+                    break
+        assert answer == f'43{n}[["transport error"]]'

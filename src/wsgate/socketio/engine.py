@@ -226,14 +226,14 @@ class EngineSession:
                 return
             return
         machine = self.machine
-        for frame in frames:
+        for i, frame in enumerate(frames):
             while not machine.offer(frame):
                 if not self.open:
                     return
                 room = self._room = anyio.Event()
                 await room.wait()
                 if self._ws_active() is not None:
-                    await self.send_frames(frames[frames.index(frame) :])
+                    await self.send_frames(frames[i:])  # upgraded meanwhile
                     return
 
     def offer(self, message: Message) -> int:
@@ -456,7 +456,7 @@ class EngineIOEndpoint:
             await _respond(send, 200, self._take(session), _TEXT, cors)
             return
         if method == "GET":
-            await self._poll(session, send, cors)
+            await self._poll(session, receive, send, cors)
         elif method == "POST":
             await self._post(session, scope, receive, send, cors)
         else:
@@ -480,27 +480,50 @@ class EngineIOEndpoint:
         session._taken()
         return encode_payload(frames).encode()
 
-    async def _poll(self, session: EngineSession, send: Send, cors: list[Any]) -> None:
+    async def _poll(
+        self, session: EngineSession, receive: Receive, send: Send, cors: list[Any]
+    ) -> None:
         if session.polling:
             # A second GET while one is pending: the reference server closes the session.
             session.handle(session.machine.transport_closed("transport error"))
             await _respond(send, 400, b"", None, cors)
             return
-        session.polling = True
-        try:
-            machine = session.machine
-            while not machine.outgoing and session.open and not session._poll_noop:
-                ev = session._poll_wake = anyio.Event()
-                deadline = session.next_deadline()
-                with anyio.move_on_at(math.inf if deadline is None else deadline):
-                    await ev.wait()
-                session.tick(anyio.current_time())
+        machine = session.machine
+        if machine.outgoing or not session.open or session._poll_noop:
             session._poll_noop = False
-            body = self._take(session)
-            if not body:
-                body = b"6" if session.open else b"1"
+            await _respond(send, 200, self._take(session) or b"6", _TEXT, cors)
+            return
+        session.polling = True
+        gone = False
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    # A client that drops a pending poll ends the session (the frames
+                    # would otherwise be taken by a request nobody reads).
+                    nonlocal gone
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    gone = True
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                while not machine.outgoing and session.open and not session._poll_noop:
+                    ev = session._poll_wake = anyio.Event()
+                    deadline = session.next_deadline()
+                    with anyio.move_on_at(math.inf if deadline is None else deadline):
+                        await ev.wait()
+                    session.tick(anyio.current_time())
+                tg.cancel_scope.cancel()
         finally:
             session.polling = False
+        if gone:
+            session.handle(machine.transport_closed("transport error"))
+            return
+        session._poll_noop = False
+        body = self._take(session)
+        if not body:
+            body = b"6" if session.open else b"1"
         await _respond(send, 200, body, _TEXT, cors)
 
     async def _post(
