@@ -17,7 +17,6 @@ import base64
 import logging
 import math
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -150,7 +149,7 @@ class EngineSession:
         self._poll_wake: anyio.Event | None = None
         self._poll_noop = False
         self._room: anyio.Event | None = None
-        self._work: deque[Work] = deque()
+        self._work: list[Work] = []
         self._work_wake: anyio.Event | None = None
         self._runner = False
         self._finished: anyio.Event | None = None
@@ -288,13 +287,14 @@ class EngineSession:
 
     async def run_pending(self) -> None:
         """Run the queued work now (the runner task, or a request without a lifespan)."""
-        work = self._work
-        while work:
-            item = work.popleft()
-            try:
-                await item()
-            except Exception:
-                logger.exception("Engine.IO session %s: a handler failed", self.sid)
+        while self._work:
+            # Taken as a batch (a list, not a deque: an idle session keeps no block).
+            batch, self._work = self._work, []
+            for item in batch:
+                try:
+                    await item()
+                except Exception:
+                    logger.exception("Engine.IO session %s: a handler failed", self.sid)
 
     # -- input ---------------------------------------------------------------------------
 
@@ -605,18 +605,27 @@ class EngineIOEndpoint:
             return
         session = self._open(ws.scope, "websocket")
         session.ws = ws
-        reason = "transport close"
+        if self.tg is not None:
+            # Handlers run in the endpoint's task group (one task group less per
+            # connection); they end on their own once the session is closed.
+            session.tg = self.tg
+            await self._serve_session(session, ws)
+            return
         async with anyio.create_task_group() as tg:
             session.tg = tg
-            try:
-                session._on_output()  # the open packet, and whatever on_open queued
-                await self._run_loop(session, ws)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    if session.open:
-                        session.machine.transport_closed(reason)
-                    await session.finish(session.machine.close_reason or reason)
-                tg.cancel_scope.cancel()
+            await self._serve_session(session, ws)
+            tg.cancel_scope.cancel()
+
+    async def _serve_session(self, session: EngineSession, ws: WebSocket) -> None:
+        reason = "transport close"
+        try:
+            session._on_output()  # the open packet, and whatever on_open queued
+            await self._run_loop(session, ws)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if session.open:
+                    session.machine.transport_closed(reason)
+                await session.finish(session.machine.close_reason or reason)
 
     async def _run_loop(self, session: EngineSession, ws: WebSocket) -> None:
         try:

@@ -18,7 +18,6 @@ always passed in, so it is tested without clocks or sockets.
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -126,7 +125,7 @@ class EngineIOSession:
         self.state = EngineIOSessionState.OPEN
         self.upgrading = False
         self.close_reason: str | None = None
-        self.outgoing: deque[Frame] = deque()
+        self.outgoing: list[Frame] = []
         self.on_output = on_output
         self._ping_due: float | None = now + ping_interval
         self._ping_deadline: float | None = None
@@ -167,8 +166,8 @@ class EngineIOSession:
 
     def take_outgoing(self) -> list[Frame]:
         """Every queued frame, in order; the queue is emptied."""
-        frames = list(self.outgoing)
-        self.outgoing.clear()
+        frames = self.outgoing
+        self.outgoing = []
         return frames
 
     # -- input -------------------------------------------------------------------------
