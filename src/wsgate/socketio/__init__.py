@@ -26,7 +26,7 @@ from .controllers import (
     on_socketio_event,
     socketio_controller,
 )
-from .engine import EngineIOConnection
+from .engine_session import EngineIOConnection
 from .server import SocketIOConnection, SocketIOServer
 
 __all__ = [

@@ -17,7 +17,8 @@ from ..errors import ConfigurationError
 from ..gateway import on_connect, ws_controller
 from ..websocket import WebSocket
 from .controllers import EngineIOMeta, EngineOptions, SocketIOMeta, controller_meta
-from .engine import EngineIOConnection, EngineIOEndpoint, EngineSession
+from .engine import EngineIOEndpoint
+from .engine_session import EngineIOConnection, EngineSession
 from .handlers import EventHandler, compile_engineio, compile_events
 from .server import Namespace, SocketIOConnection, SocketIOEndpoint, SocketIOServer
 

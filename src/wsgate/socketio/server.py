@@ -15,7 +15,7 @@ import anyio
 from ..broadcast import BroadcastGroup
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
-from .engine import EngineSession, new_id
+from .engine_session import EngineSession, new_id
 from .handlers import ArgumentError, EventHandler
 from .socketio_protocol import (
     SocketIODecoder,
