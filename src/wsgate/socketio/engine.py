@@ -341,37 +341,46 @@ class EngineIOEndpoint:
     async def _ws_loop(self, session: EngineSession, ws: WebSocket) -> None:
         machine = session.machine
         limit = self.options.max_payload_bytes
+        inf = math.inf
         while session.open:
-            deadline = session.next_deadline()
-            message = None
-            try:
-                with anyio.move_on_at(math.inf if deadline is None else deadline):
-                    message = await ws.receive()
-            except WebSocketDisconnect:
-                session.handle(machine.transport_closed("transport close"))
-                return
-            except WebSocketStateError:
-                if session.open:
-                    session.handle(machine.transport_closed("transport close"))
-                return
-            now = anyio.current_time()
-            if message is None:
-                session.tick(now)
-                continue
-            frame = message.get("text")
-            if frame is None:
-                frame = message.get("bytes") or b""
-            if len(frame) > limit:
+            # One cancel scope per heartbeat, not per message: its deadline follows the
+            # session's next timer; when it fires, tick() pings or times out.
+            oversize = False
+            with anyio.CancelScope() as scope:
+                while session.open:
+                    deadline = session.next_deadline()
+                    if deadline is None:
+                        deadline = inf
+                    if scope.deadline != deadline:
+                        scope.deadline = deadline
+                    try:
+                        message = await ws.receive()
+                    except WebSocketDisconnect:
+                        session.handle(machine.transport_closed("transport close"))
+                        return
+                    except WebSocketStateError:
+                        if session.open:
+                            session.handle(machine.transport_closed("transport close"))
+                        return
+                    frame = message.get("text")
+                    if frame is None:
+                        frame = message.get("bytes") or b""
+                    if len(frame) > limit:
+                        oversize = True
+                        break
+                    try:
+                        packet = decode_packet(frame)
+                    except EngineIOProtocolError:
+                        session.handle(machine.protocol_error())
+                        return
+                    session.handle(machine.receive(packet, anyio.current_time()))
+            if oversize:
                 # The reference server's WebSocket closes with 1009 (message too big).
                 await ws.close(1009, "Max payload size exceeded")
                 session.handle(machine.transport_closed("transport error"))
                 return
-            try:
-                packet = decode_packet(frame)
-            except EngineIOProtocolError:
-                session.handle(machine.protocol_error())
-                return
-            session.handle(machine.receive(packet, now))
+            if scope.cancelled_caught:
+                session.tick(anyio.current_time())
 
     async def _upgrade(self, session: EngineSession, ws: WebSocket) -> None:
         machine = session.machine
