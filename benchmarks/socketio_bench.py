@@ -14,6 +14,9 @@ a round, against python-socketio's run of the same round.
 - **fan-out**: 1,000 members of one room, one publisher keeping 4 ``publish`` events in
   flight, each re-emitted by the server to the room; *x python-socketio* = frames
   delivered/s over python-socketio's.
+- *server µs* is the server process's CPU time per round trip / delivered frame, and
+  *CPU x* python-socketio's over the target's (above 1: cheaper than python-socketio):
+  on a loaded machine it moves less than the rates do.
 - **memory**: a fresh server per measurement, 5,000 idle Socket.IO connections
   (namespace connected); KiB of server RSS per connection, and its ratio to
   python-socketio's.
@@ -43,13 +46,24 @@ PAIRS = [(ASYNCIO, SOCKETIO), (ASYNCIO, WSGATE_SIO), (TRIO, WSGATE_SIO)]
 REFERENCE = (ASYNCIO, SOCKETIO.label)
 
 
-def _ratios(got: dict[tuple[str, str], float | None]) -> dict[tuple[str, str], float | None]:
+def _ratios(
+    got: dict[tuple[str, str], float | None], inverse: bool = False
+) -> dict[tuple[str, str], float | None]:
+    """Each value over the reference's (``inverse``: the reference's over each value, for
+    costs, so that above 1 means better than python-socketio either way)."""
     ref = got.get(REFERENCE)
+    if inverse:
+        return {k: (ref / v if v and ref is not None else None) for k, v in got.items()}
     return {k: (v / ref if v is not None and ref else None) for k, v in got.items()}
 
 
 def bench_load(
-    rounds: int, duration: float, warmup: float, conns: Sequence[int], members: int
+    rounds: int,
+    duration: float,
+    warmup: float,
+    conns: Sequence[int],
+    members: int,
+    fanout: bool = True,
 ) -> tuple[Collector, Collector]:
     echo, fan = Collector(), Collector()
     with serving((k, t.app) for k, t in PAIRS) as servers:
@@ -57,23 +71,43 @@ def bench_load(
         for r in range(rounds):
             for n in conns:
                 got: dict[tuple[str, str], float | None] = {}
+                cpu: dict[tuple[str, str], float | None] = {}
                 for (kind, t), s in rotated(pairs, r + n):
                     args: list[Any] = ["echo", "--conns", n, "--warmup", warmup]
                     args += ["--duration", duration, "--sio"]
                     res = _client(s, args, warmup + duration + 60, echo)
                     got[(kind, t.label)] = res["rate"] if res else None
+                    cpu[(kind, t.label)] = res["server_cpu_us"] if res else None
+                cpu_ratios = _ratios(cpu, inverse=True)
                 for key, ratio in _ratios(got).items():
-                    echo.add((*key, n), rate=got[key], ratio=ratio)
+                    echo.add(
+                        (*key, n),
+                        rate=got[key],
+                        ratio=ratio,
+                        cpu=cpu[key],
+                        cpu_ratio=cpu_ratios[key],
+                    )
                 print(f"  acked round trips, {n} conns, round {r + 1}: {got}", flush=True)
+            if not fanout:
+                continue
             got = {}
+            cpu = {}
             for (kind, t), s in rotated(pairs, r):
                 args = ["fanout", "--members", members, "--size", 64, "--window", 4]
                 args += ["--duration", duration, "--warmup", warmup, "--sio"]
                 res = _client(s, args, duration + 90, fan)
                 got[(kind, t.label)] = res["rate"] if res else None
+                cpu[(kind, t.label)] = res["server_cpu_us"] if res else None
                 time.sleep(0.2)  # let the server finish closing the connections
+            cpu_ratios = _ratios(cpu, inverse=True)
             for key, ratio in _ratios(got).items():
-                fan.add((*key, members), rate=got[key], ratio=ratio)
+                fan.add(
+                    (*key, members),
+                    rate=got[key],
+                    ratio=ratio,
+                    cpu=cpu[key],
+                    cpu_ratio=cpu_ratios[key],
+                )
             print(f"  fan-out, round {r + 1}: {got}", flush=True)
     return echo, fan
 
@@ -117,16 +151,32 @@ def render(echo: Collector, fan: Collector, mem: Collector, settings: dict[str, 
         "",
     ]
     rows = [
-        [f"{k[0]}, {k[1]}", str(k[2]), _med(v["rate"]), _med(v["ratio"])]
+        [
+            f"{k[0]}, {k[1]}",
+            str(k[2]),
+            _med(v["rate"]),
+            _med(v["ratio"]),
+            _med(v["cpu"]),
+            _med(v["cpu_ratio"]),
+        ]
         for k, v in echo.rows.items()
     ]
-    out.append(markdown_table(["target", "conns", "round trips/s", "x python-socketio"], rows))
+    head = ["target", "conns", "round trips/s", "x python-socketio", "server µs/rt", "CPU x"]
+    out.append(markdown_table(head, rows))
     out += ["", "## Fan-out to one room", ""]
     rows = [
-        [f"{k[0]}, {k[1]}", str(k[2]), _med(v["rate"]), _med(v["ratio"])]
+        [
+            f"{k[0]}, {k[1]}",
+            str(k[2]),
+            _med(v["rate"]),
+            _med(v["ratio"]),
+            _med(v["cpu"]),
+            _med(v["cpu_ratio"]),
+        ]
         for k, v in fan.rows.items()
     ]
-    out.append(markdown_table(["target", "members", "frames/s", "x python-socketio"], rows))
+    head = ["target", "members", "frames/s", "x python-socketio", "server µs/frame", "CPU x"]
+    out.append(markdown_table(head, rows))
     out += ["", "## Memory per idle connection", ""]
     rows = [[f"{k[0]}, {k[1]}", _med(v["kib"]), _med(v["ratio"])] for k, v in mem.rows.items()]
     out.append(markdown_table(["target", "KiB/conn", "of python-socketio's"], rows))
@@ -141,14 +191,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one short round")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--only", choices=("echo", "fanout", "memory"), default=None, help="one part only"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
     duration, warmup = (0.5, 0.3) if args.quick else (1.0, 0.5)
     conns = (16, 256)
     members = 1000
     mem_conns = 1000 if args.quick else 5000
-    echo, fan = bench_load(rounds, duration, warmup, conns, members)
-    mem = bench_memory(max(1, rounds - 1), mem_conns)
+    echo, fan, mem = Collector(), Collector(), Collector()
+    if args.only in (None, "echo", "fanout"):
+        echo, fan = bench_load(
+            rounds,
+            duration,
+            warmup,
+            conns if args.only != "fanout" else (),
+            members,
+            fanout=args.only != "echo",
+        )
+    if args.only in (None, "memory"):
+        mem = bench_memory(max(1, rounds - 1), mem_conns)
     settings = {
         "rounds": rounds,
         "duration s": duration,

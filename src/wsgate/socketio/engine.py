@@ -22,12 +22,14 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
+from ..connection import event_class
 from ..datastructures import Headers, QueryParams
 from ..errors import WebSocketDisconnect, WebSocketStateError
 from ..websocket import WebSocket
 from .controllers import EngineOptions
 from .engine_session import CLOSE_TIMEOUT, EngineIOApplication, EngineSession
 from .engineio_protocol import (
+    EngineIOPacketType,
     EngineIOProtocolError,
     decode_packet,
     decode_payload,
@@ -76,9 +78,21 @@ class EngineIOEndpoint:
         self.tg: TaskGroup | None = None
         #: Sessions closed while no task group runs (no lifespan); finished inline.
         self.orphans: list[tuple[EngineSession, str]] = []
+        self._event: Callable[[], anyio.Event] | None = None
         self._sweep_period = max(
             0.02, min(1.0, options.ping_interval_ms / 4000, options.ping_timeout_ms / 4000)
         )
+
+    def event(self) -> anyio.Event:
+        """A new event of the running backend (built without anyio's per-call lookup)."""
+        make = self._event
+        if make is None:
+            make = self._event = event_class()
+        return make()
+
+    def reset_backend(self) -> None:
+        """Forget what belongs to the previous event loop (a new lifespan started)."""
+        self._event = None
 
     # -- checks shared by both transports --------------------------------------------------
 
@@ -342,6 +356,7 @@ class EngineIOEndpoint:
         machine = session.machine
         limit = self.options.max_payload_bytes
         inf = math.inf
+        current_time = anyio.current_time
         while session.open:
             # One cancel scope per heartbeat, not per message: its deadline follows the
             # session's next timer; when it fires, tick() pings or times out.
@@ -373,7 +388,10 @@ class EngineIOEndpoint:
                     except EngineIOProtocolError:
                         session.handle(machine.protocol_error())
                         return
-                    session.handle(machine.receive(packet, anyio.current_time()))
+                    # The clock is read only when the heartbeat needs it.
+                    timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
+                    now = current_time() if timed else 0.0
+                    session.handle(machine.receive(packet, now))
             if oversize:
                 # The reference server's WebSocket closes with 1009 (message too big).
                 await ws.close(1009, "Max payload size exceeded")
@@ -426,13 +444,15 @@ class EngineIOEndpoint:
 
     async def sweep(self) -> None:
         """Heartbeats and timers of polling sessions with no poll pending (a pending
-        poll ticks its own session); runs in the App's lifespan."""
+        poll ticks its own session), and idle handler tasks of every session; runs in
+        the App's lifespan."""
         while True:
             await anyio.sleep(self._sweep_period)
             now = anyio.current_time()
             for session in list(self.sessions.values()):
                 if session.ws is None and not session.polling and session.open:
                     session.tick(now)
+                session.retire_idle_runner()
 
     def _finish_orphans_later(self) -> None:
         if self.orphans and self.tg is not None:

@@ -33,8 +33,6 @@ Work = Callable[[], Awaitable[None]]
 #: Frames a polling session may have queued before a broadcast closes it as a slow
 #: consumer (a direct send waits for room instead).
 POLLING_QUEUE = 1024
-#: Seconds a session's handler task waits for more work before it stops.
-RUNNER_LINGER = 1.0
 #: Seconds the on-close callback (Socket.IO disconnect handlers) may run.
 CLOSE_TIMEOUT = 5.0
 
@@ -76,6 +74,8 @@ class EngineSession:
         "_runner",
         "_work",
         "_work_wake",
+        "_submitted",
+        "_seen",
         "app_data",
         "endpoint",
         "loop_scope",
@@ -109,6 +109,7 @@ class EngineSession:
         self._room: anyio.Event | None = None
         self._work: list[Work] = []
         self._work_wake: anyio.Event | None = None
+        self._submitted = self._seen = 0
         self._runner = False
         self._finished: anyio.Event | None = None
         sid = new_id()
@@ -220,6 +221,7 @@ class EngineSession:
     def submit(self, work: Work) -> None:
         """Run ``work`` after the work submitted before it (one task per session)."""
         self._work.append(work)
+        self._submitted += 1
         wake = self._work_wake
         if wake is not None:
             self._work_wake = None
@@ -229,19 +231,29 @@ class EngineSession:
             self.tg.start_soon(self._run_work)
 
     async def _run_work(self) -> None:
-        # The runner stays a moment after the queue empties, so a busy client does not
-        # pay a task start per event; an idle one costs no task.
+        # The runner waits for more work until retire_idle_runner() finds it idle (a
+        # busy client does not pay a task start per event; an idle one costs no task).
         try:
             while True:
                 await self.run_pending()
-                wake = self._work_wake = anyio.Event()
-                with anyio.move_on_after(RUNNER_LINGER):
-                    await wake.wait()
+                if not self.open:
+                    return
+                wake = self._work_wake = self.endpoint.event()
+                await wake.wait()
                 if not self._work:
                     return
         finally:
             self._work_wake = None
             self._runner = False
+
+    def retire_idle_runner(self) -> None:
+        """Stop the handler task if no work arrived since the previous call (called
+        periodically by the endpoint's sweep)."""
+        wake = self._work_wake
+        if wake is not None and self._submitted == self._seen:
+            self._work_wake = None
+            wake.set()
+        self._seen = self._submitted
 
     async def run_pending(self) -> None:
         """Run the queued work now (the runner task, or a request without a lifespan)."""
@@ -287,6 +299,10 @@ class EngineSession:
             self._poll_wake = None
             ev.set()
         self._taken()
+        wake = self._work_wake
+        if wake is not None:
+            self._work_wake = None
+            wake.set()  # the idle handler task ends
         if self.loop_scope is not None:
             self.loop_scope.cancel()  # the WebSocket's loop closes it, after the close packet
         if self.ws_home:

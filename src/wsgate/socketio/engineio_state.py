@@ -172,8 +172,15 @@ class EngineIOSession:
 
     # -- input -------------------------------------------------------------------------
 
+    @property
+    def awaiting_pong(self) -> bool:
+        """True between a ping and its pong: only then, and for a pong, does
+        :meth:`receive` use ``now``."""
+        return self._ping_deadline is not None
+
     def receive(self, packet: EngineIOPacket, now: float) -> list[Event]:
-        """A packet from the client on the current transport."""
+        """A packet from the client on the current transport (``now`` matters only for a
+        pong and while :attr:`awaiting_pong`)."""
         if self.state is EngineIOSessionState.CLOSED:
             return []
         if self._ping_deadline is not None and not self._refreshed and packet.type is not T.PONG:

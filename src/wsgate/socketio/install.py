@@ -46,6 +46,7 @@ class EngineIORuntime:
         self._tg = tg
         for ep in self.endpoints:
             ep.tg = tg
+            ep.reset_backend()
             tg.start_soon(ep.sweep)
         return self
 
