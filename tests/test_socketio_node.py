@@ -83,3 +83,29 @@ async def test_connection_state_recovery(socketio_server: str, transport: str) -
     # The event published while the client was away is replayed, in order.
     assert steps["news"] == ["before", "missed", "after"]
     assert second == {"sid": first["sid"], "recovered": True, "count": 2, "rooms": ["news"]}
+
+
+ENGINE_SCRIPT = servers.ROOT / "tests" / "node" / "engineio_client.js"
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_engineio_client_echo(socketio_server: str, transport: str) -> None:
+    node = shutil.which("node")
+    assert node is not None, "node is needed for the engine.io-client tests"
+    config = {
+        "url": "http" + socketio_server[2:],
+        "path": "/engine.io",
+        "transports": TRANSPORTS[transport],
+    }
+    with anyio.fail_after(40):
+        result = await anyio.run_process(
+            [node, str(ENGINE_SCRIPT), json.dumps(config)], cwd=servers.ROOT, check=False
+        )
+    steps = {}
+    for line in result.stdout.decode().splitlines():
+        record = json.loads(line)
+        steps[record["step"]] = record["value"]
+    assert result.returncode == 0 and "error" not in steps, (steps, result.stderr.decode())
+    assert steps["received"] == ["hello", {"bytes": [1, 2, 3]}, "é ✓"]
+    assert steps["transport"] == TRANSPORTS[transport][-1]
+    assert steps["done"] is True  # the client closed and saw the close
