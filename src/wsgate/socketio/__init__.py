@@ -16,8 +16,10 @@
 
 The codecs (:mod:`.engineio_protocol`, :mod:`.socketio_protocol`) and the Engine.IO
 session machine (:mod:`.engineio_state`) are sans-I/O; :mod:`.engine` serves them over
-ASGI (long-polling and WebSocket), :mod:`.server` adds namespaces, acknowledgements,
-rooms and recovery.
+ASGI (long-polling and WebSocket) with one :mod:`.engine_session` per client,
+:mod:`.server` adds namespaces, acknowledgements, rooms and recovery;
+:mod:`.controllers` holds the decorators, :mod:`.handlers` compiles handler signatures
+and :mod:`.install` wires it all into the App.
 """
 
 from .controllers import (

@@ -191,7 +191,7 @@ class EngineIOEndpoint:
             # server sends it: the client handles what came before it first (a
             # Socket.IO DISCONNECT, for instance) instead of seeing a transport close.
             session.machine.outgoing.append(frames.pop())
-        session._taken()
+        session.taken()
         return encode_payload(frames).encode()
 
     async def _poll(
@@ -203,8 +203,8 @@ class EngineIOEndpoint:
             await _respond(send, 400, b"", None, cors)
             return
         machine = session.machine
-        if machine.outgoing or not session.open or session._poll_noop:
-            session._poll_noop = False
+        if machine.outgoing or not session.open or session.poll_noop:
+            session.poll_noop = False
             await _respond(send, 200, self._take(session) or b"6", _TEXT, cors)
             return
         session.polling = True
@@ -222,8 +222,8 @@ class EngineIOEndpoint:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(watch)
-                while not machine.outgoing and session.open and not session._poll_noop:
-                    ev = session._poll_wake = anyio.Event()
+                while not machine.outgoing and session.open and not session.poll_noop:
+                    ev = session.poll_wake = anyio.Event()
                     deadline = session.next_deadline()
                     with anyio.move_on_at(math.inf if deadline is None else deadline):
                         await ev.wait()
@@ -234,7 +234,7 @@ class EngineIOEndpoint:
         if gone:
             session.handle(machine.transport_closed("transport error"))
             return
-        session._poll_noop = False
+        session.poll_noop = False
         body = self._take(session)
         if not body:
             body = b"6" if session.open else b"1"
@@ -333,7 +333,7 @@ class EngineIOEndpoint:
     async def _serve_session(self, session: EngineSession, ws: WebSocket) -> None:
         reason = "transport close"
         try:
-            session._on_output()  # the open packet, and whatever on_open queued
+            session.flush()  # the open packet, and whatever on_open queued
             await self._run_loop(session, ws)
         finally:
             with anyio.CancelScope(shield=True):
@@ -420,8 +420,8 @@ class EngineIOEndpoint:
                     if frames:
                         # Probe answered: release the pending poll so the client can
                         # pause polling and send the upgrade packet.
-                        session._poll_noop = True
-                        session._on_output()
+                        session.poll_noop = True
+                        session.flush()
                     if any(isinstance(e, UpgradeFailed) for e in events):
                         await ws.close(1000)
                         return
@@ -432,8 +432,8 @@ class EngineIOEndpoint:
                 machine.abandon_upgrade()
             return
         session.ws = ws
-        session._poll_noop = True
-        session._on_output()  # flush what was queued for polling during the upgrade
+        session.poll_noop = True
+        session.flush()  # flush what was queued for polling during the upgrade
         try:
             await self._run_loop(session, ws)
         finally:

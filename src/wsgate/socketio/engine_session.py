@@ -68,8 +68,8 @@ class EngineSession:
     __slots__ = (
         "__weakref__",
         "_finished",
-        "_poll_noop",
-        "_poll_wake",
+        "poll_noop",
+        "poll_wake",
         "_room",
         "_runner",
         "_work",
@@ -104,8 +104,10 @@ class EngineSession:
         self.app_data: Any = None
         self.polling = False
         self.posting = False
-        self._poll_wake: anyio.Event | None = None
-        self._poll_noop = False
+        #: Set to wake the pending poll (frames queued, session closed, upgrade).
+        self.poll_wake: anyio.Event | None = None
+        #: The pending poll answers at once (with a noop if nothing is queued).
+        self.poll_noop = False
         self._room: anyio.Event | None = None
         self._work: list[Work] = []
         self._work_wake: anyio.Event | None = None
@@ -123,7 +125,7 @@ class EngineSession:
             max_payload=opts.max_payload_bytes,
             capacity=POLLING_QUEUE,
             now=anyio.current_time(),
-            on_output=self._on_output,
+            on_output=self.flush,
         )
 
     # -- facts ---------------------------------------------------------------------------
@@ -159,15 +161,16 @@ class EngineSession:
             return ws
         return None
 
-    def _on_output(self) -> None:
+    def flush(self) -> None:
+        """Hand queued frames to the WebSocket, or wake the pending poll."""
         ws = self._ws_active()
         if ws is not None:
             for frame in self.machine.take_outgoing():
                 ws.send_nowait(_asgi(frame))
             return
-        ev = self._poll_wake
+        ev = self.poll_wake
         if ev is not None:
-            self._poll_wake = None
+            self.poll_wake = None
             ev.set()
 
     async def send_frames(self, frames: list[str | bytes]) -> None:
@@ -210,7 +213,8 @@ class EngineSession:
         self.close("slow consumer")
         return SLOW
 
-    def _taken(self) -> None:
+    def taken(self) -> None:
+        """The pending poll took the queued frames: senders waiting for room go on."""
         room = self._room
         if room is not None:
             self._room = None
@@ -293,12 +297,12 @@ class EngineSession:
     def _closed(self, reason: str) -> None:
         # The machine is closed: wake a waiting poll, close the WebSocket, and have the
         # application's on_close run where the session lives.
-        self._on_output()
-        ev = self._poll_wake
+        self.flush()
+        ev = self.poll_wake
         if ev is not None:
-            self._poll_wake = None
+            self.poll_wake = None
             ev.set()
-        self._taken()
+        self.taken()
         wake = self._work_wake
         if wake is not None:
             self._work_wake = None
