@@ -1,5 +1,5 @@
-"""Startup checks of Socket.IO / Engine.IO controllers: mistakes fail when the App is
-built, naming the class, method and parameter."""
+"""Startup checks of Socket.IO / Engine.IO controllers (mistakes fail when the App is
+built, naming the class, method and parameter), and an App served without a lifespan."""
 
 from __future__ import annotations
 
@@ -138,3 +138,27 @@ def test_socketio_server_is_injectable_in_gateways() -> None:
         ConfigurationError, match=r"Push.__init__: parameter 'sio' of type SocketIOServer"
     ):
         App(gateways=[Push])
+
+
+async def test_polling_without_a_lifespan_runs_handlers_in_the_post() -> None:
+    import httpx
+
+    @socketio_controller(ping_interval_ms=60_000)
+    class Echo:
+        @on_socketio_event("echo")
+        async def echo(self, conn: SocketIOConnection, *args: Any) -> tuple[Any, ...]:
+            return args
+
+    app = App(gateways=[Echo])
+    transport = httpx.ASGITransport(app=app)  # no lifespan: no background task group
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        params = {"EIO": "4", "transport": "polling"}
+        opened = await client.get("/socket.io/", params=params)
+        sid = opened.text[1:].split('"sid":"')[1].split('"')[0]
+        params["sid"] = sid
+        assert (await client.post("/socket.io/", params=params, content="40")).text == "ok"
+        r = await client.post("/socket.io/", params=params, content='421["echo",1,"two"]')
+        assert r.text == "ok"
+        r = await client.get("/socket.io/", params=params)
+        packets = r.text.split("\x1e")
+        assert packets[0].startswith('40{"sid":') and packets[1] == '431[1,"two"]'
