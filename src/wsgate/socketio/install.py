@@ -72,14 +72,16 @@ class EngineIORuntime:
 class _EngineIOApp:
     """The Engine.IO application of an ``@engineio_controller`` class."""
 
-    def __init__(self, cls: type, handler: EventHandler | None, container: Container) -> None:
+    def __init__(
+        self, cls: type, handler: EventHandler | None, ctor_kwargs: dict[str, Any]
+    ) -> None:
         self.cls = cls
         self.handler = handler
-        self.container = container
+        self.ctor_kwargs = ctor_kwargs
 
     def on_open(self, session: EngineSession) -> None:
         conn = EngineIOConnection(session)
-        instance = self.cls(**self.container.resolve_kwargs(self.cls))
+        instance = self.cls(**self.ctor_kwargs)
         session.app_data = (conn, instance)
 
     def on_message(self, session: EngineSession, data: str | bytes) -> None:
@@ -185,13 +187,11 @@ class SocketIOSetup:
             if isinstance(first, EngineIOMeta):
                 cls = entries[0][0]
                 handler = compile_engineio(cls, EngineIOConnection, container)
-                container.resolve_kwargs(cls)
-                app: Any = _EngineIOApp(cls, handler, container)
+                app: Any = _EngineIOApp(cls, handler, container.resolve_kwargs(cls))
             else:
                 namespaces = {}
                 for cls, meta in entries:
                     assert isinstance(meta, SocketIOMeta)
-                    container.resolve_kwargs(cls)  # a missing provider fails now
                     namespaces[meta.namespace] = Namespace(
                         meta.namespace,
                         cls,
@@ -200,6 +200,7 @@ class SocketIOSetup:
                         rooms,
                         f"|{path}|{meta.namespace}",
                         meta.recovery_ms / 1000 if meta.recovery_ms else None,
+                        container.resolve_kwargs(cls),  # a missing provider fails now
                     )
                 app = SocketIOEndpoint(path, namespaces, first.connect_timeout_ms / 1000)
                 assert self.server is not None

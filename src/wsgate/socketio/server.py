@@ -77,6 +77,8 @@ class Namespace:
     rooms: BroadcastGroup
     group_prefix: str
     recovery: float | None
+    #: The constructor's arguments, resolved once at startup (providers are singletons).
+    ctor_kwargs: dict[str, Any] = field(default_factory=dict)
     saved: dict[str, _Saved] = field(default_factory=dict)
     #: (offset, room or None, skipped sid or None, data, emitted at)
     log: deque[tuple[str, str | None, str | None, list[Any], float]] = field(default_factory=deque)
@@ -413,7 +415,7 @@ class SocketIOEndpoint:
                 if missed_or_none is not None:
                     missed = missed_or_none
         try:
-            conn.instance = ns.cls(**ns.container.resolve_kwargs(ns.cls))
+            conn.instance = ns.cls(**ns.ctor_kwargs)
             await conn.join(conn.sid)
             await ns.rooms.subscribe(ns.group(None), conn)  # type: ignore[arg-type]
             for room in list(conn._rooms):
