@@ -162,3 +162,31 @@ async def test_polling_without_a_lifespan_runs_handlers_in_the_post() -> None:
         r = await client.get("/socket.io/", params=params)
         packets = r.text.split("\x1e")
         assert packets[0].startswith('40{"sid":') and packets[1] == '431[1,"two"]'
+
+
+async def test_in_process_rooms_and_server_emit() -> None:
+    from wsgate.testing import TestClient
+
+    @socketio_controller()
+    class Lobby:
+        @on_socketio_event("join")
+        async def join(self, conn: SocketIOConnection, room: str) -> list[str]:
+            await conn.join(room)
+            return sorted(conn.rooms - {conn.sid})
+
+    app = App(gateways=[Lobby])
+    sio = app.container.get(SocketIOServer)
+    async with TestClient(app, timeout=5) as client:
+        query = {"EIO": "4", "transport": "websocket"}
+        async with client.websocket_connect("/socket.io/", query=query) as ws:
+            assert (await ws.receive_text()).startswith("0{")
+            await ws.send_text("40")
+            sid = (await ws.receive_text())[2:].split('"sid":"')[1].split('"')[0]
+            await ws.send_text('421["join","blue"]')
+            assert await ws.receive_text() == '431[["blue"]]'
+            assert sorted(sio.rooms()) == sorted(["blue", sid])
+            assert await sio.emit("news", {"n": 1}, b"\x01", room="blue") == 1
+            assert await ws.receive_text() == ('451-["news",{"n":1},{"_placeholder":true,"num":0}]')
+            assert await ws.receive_bytes() == b"\x01"
+            with pytest.raises(LookupError, match="no Socket.IO controller serves namespace '/x'"):
+                await sio.emit("news", namespace="/x")
