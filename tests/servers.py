@@ -13,6 +13,7 @@ Fixtures (assign them to names in a test module to use them, e.g.
     server       ws://127.0.0.1:PORT of tests/apps/gateways.py, once per server kind
     chat_server  the same for examples/chat/app.py
     isolation_server  the same for tests/apps/isolation.py
+    socketio_server   the same for tests/apps/socketio_app.py
 
 Each yields a :class:`ServerURL`: a ``str`` (the base URL) that also knows its server
 ``kind`` and its log file.
@@ -460,6 +461,12 @@ def chat_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> Serv
 def isolation_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> ServerURL:
     """tests/apps/isolation.py under each server kind."""
     return server_pool.get(request.param, "apps.isolation:app")
+
+
+@pytest.fixture(scope="module", params=SERVER_PARAMS)
+def socketio_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> ServerURL:
+    """tests/apps/socketio_app.py under each server kind."""
+    return server_pool.get(request.param, "apps.socketio_app:app")
 
 
 # ------------------------------------------------------------------ the websockets client

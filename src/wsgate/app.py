@@ -38,6 +38,7 @@ from .frames import DEFAULT_MAX_JSON_DEPTH
 from .plan import GatewayPlan, compile_gateway
 from .routing import Router
 from .session import Session
+from .socketio.install import SocketIOSetup, split_controllers
 from .state import Phase, Receiver
 from .static import mount_client
 from .websocket import WebSocket, WebSocketState, truncate_reason
@@ -232,7 +233,16 @@ class App:
         self.state = State()
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
         self.stats = Stats()
+        # Socket.IO / Engine.IO controllers become generated gateways, HTTP mounts and
+        # providers of their own (wsgate.socketio).
+        gateways, sio_controllers = split_controllers(gateways)
+        sio = SocketIOSetup(sio_controllers) if sio_controllers else None
+        if sio is not None:
+            providers = [*providers, *sio.providers]
         self.container = Container(providers, defaults=[BroadcastGroup()])
+        if sio is not None:
+            sio.install(self.container)
+            gateways = [*gateways, *sio.gateways()]
         cfg = self.config
         self._admission = Admission(
             allowed_origins=cfg.allowed_origins,
@@ -255,6 +265,8 @@ class App:
         #: client, metrics), by path prefix; tried in order before ``http``.
         self._http_mounts: list[tuple[str, ASGIApp]] = []
         mount_client(self, client_path)  # the browser client, wsgate.js, if asked for
+        if sio is not None:
+            sio.mount(self)
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: dict[WebSocket, Connection] = {}

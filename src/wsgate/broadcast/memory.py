@@ -102,7 +102,9 @@ class BroadcastGroup:
             g = self._groups[group] = _Group()
         if ws in g.members:
             return
-        g.members[ws] = ws._conn
+        # A WebSocket is reached through its runtime connection; any other member (a
+        # Socket.IO connection) exposes the same non-blocking offer(message) itself.
+        g.members[ws] = ws._conn if isinstance(ws, WebSocket) else ws
         self._memberships.setdefault(ws, set()).add(group)
         if created:
             await self._group_opened(group)

@@ -1,0 +1,487 @@
+"""Engine.IO v4 over ASGI: the per-path endpoint (HTTP long-polling, WebSocket, the
+upgrade between them) around the sans-I/O :class:`EngineIOSession`.
+
+An :class:`EngineIOEndpoint` keeps its sessions in a table keyed by sid. The WebSocket
+transport runs inside the App's runtime as a generated gateway whose ``@on_connect``
+owns the connection, so frames leave through the connection's bounded outbox with its
+overflow policy. The polling transport is served by an HTTP mount: a GET takes what the
+session has queued (waiting for something if nothing is), a POST carries the client's
+packets. Work for the application (Socket.IO packets, Engine.IO messages) runs in one
+task per session, in arrival order, inside the WebSocket's task group or, for sessions
+that started with polling, the endpoint's own task group (started in the App's lifespan).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from ..asgi import Receive, Scope, Send
+from ..datastructures import Headers, QueryParams
+from ..errors import WebSocketDisconnect, WebSocketStateError
+from ..websocket import WebSocket
+from .controllers import EngineOptions
+from .engine_session import CLOSE_TIMEOUT, EngineIOApplication, EngineSession
+from .engineio_protocol import (
+    EngineIOPacketType,
+    EngineIOProtocolError,
+    decode_packet,
+    decode_payload,
+    encode_payload,
+)
+from .engineio_state import Upgraded, UpgradeFailed
+
+__all__ = ["EngineIOEndpoint"]
+
+logger = logging.getLogger("wsgate.socketio")
+
+
+#: Engine.IO error codes and messages (as the reference server answers them).
+UNKNOWN_TRANSPORT = 0
+UNKNOWN_SID = 1
+BAD_HANDSHAKE_METHOD = 2
+BAD_REQUEST = 3
+FORBIDDEN = 4
+UNSUPPORTED_PROTOCOL_VERSION = 5
+ERROR_MESSAGES = {
+    0: "Transport unknown",
+    1: "Session ID unknown",
+    2: "Bad handshake method",
+    3: "Bad request",
+    4: "Forbidden",
+    5: "Unsupported protocol version",
+}
+#: Seconds an upgrading WebSocket may take to send its probe and upgrade packets.
+UPGRADE_TIMEOUT = 10.0
+
+
+class EngineIOEndpoint:
+    """One Engine.IO path: its sessions, its HTTP (polling) ASGI app and its WebSocket
+    handler."""
+
+    def __init__(self, path: str, options: EngineOptions, app: EngineIOApplication) -> None:
+        self.path = path
+        self.options = options
+        self.app = app
+        self.sessions: dict[str, EngineSession] = {}
+        #: Started by the App's lifespan: polling sessions' work and the heartbeat sweep.
+        self.tg: TaskGroup | None = None
+        #: Sessions closed while no task group runs (no lifespan); finished inline.
+        self.orphans: list[tuple[EngineSession, str]] = []
+        self._event: Callable[[], anyio.Event] | None = None
+        self._sweep_period = max(
+            0.02, min(1.0, options.ping_interval_ms / 4000, options.ping_timeout_ms / 4000)
+        )
+
+    def event(self) -> anyio.Event:
+        """A new event of the running backend."""
+        return anyio.Event()
+
+    def reset_backend(self) -> None:
+        """Forget what belongs to the previous event loop (a new lifespan started)."""
+        self._event = None
+
+    # -- checks shared by both transports --------------------------------------------------
+
+    def _origin_allowed(self, headers: Headers) -> bool:
+        allowed = self.options.cors_allowed_origins
+        origin = headers.get("origin")
+        if not isinstance(allowed, tuple) or origin is None:
+            return True
+        return origin in allowed
+
+    def _check(self, query: QueryParams, headers: Headers) -> tuple[int, str] | None:
+        if query.get("EIO") != "4":
+            return UNSUPPORTED_PROTOCOL_VERSION, ""
+        if query.get("transport") not in ("polling", "websocket"):
+            return UNKNOWN_TRANSPORT, ""
+        if not self._origin_allowed(headers):
+            return FORBIDDEN, ""
+        return None
+
+    def _cors_headers(self, headers: Headers) -> list[tuple[bytes, bytes]]:
+        allowed = self.options.cors_allowed_origins
+        if allowed is None:
+            return []
+        origin = headers.get("origin")
+        if allowed == "*" and origin is None:
+            return [(b"access-control-allow-origin", b"*")]
+        if origin is None or (isinstance(allowed, tuple) and origin not in allowed):
+            return []
+        if allowed != "*" and not isinstance(allowed, tuple) and origin != allowed:
+            return []
+        return [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-credentials", b"true"),
+            (b"vary", b"Origin"),
+        ]
+
+    # -- HTTP long-polling -------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._finish_orphans_later()
+        headers = Headers.from_scope(scope)
+        query = QueryParams.from_scope(scope)
+        cors = self._cors_headers(headers)
+        method = scope.get("method", "GET")
+        if method == "OPTIONS":
+            extra = [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-max-age", b"86400"),
+            ]
+            wanted = headers.get("access-control-request-headers")
+            if wanted:
+                extra.append((b"access-control-allow-headers", wanted.encode("latin-1")))
+            await _respond(send, 204, b"", None, cors + extra if cors else [])
+            return
+        err = self._check(query, headers)
+        sid = query.get("sid")
+        if err is None and sid is None:
+            if method != "GET":
+                err = (BAD_HANDSHAKE_METHOD, "")
+            elif query.get("transport") == "websocket":
+                err = (BAD_REQUEST, "")
+        session = None
+        if err is None and sid is not None:
+            session = self.sessions.get(sid)
+            if session is None:
+                err = (UNKNOWN_SID, "")
+            elif query.get("transport") != "polling" or session.transport != "polling":
+                err = (BAD_REQUEST, "")
+        if err is not None:
+            await _error(send, err[0], cors)
+            return
+        if session is None:
+            session = self._open(scope, "polling")
+            session.tg = self.tg
+            await _respond(send, 200, self._take(session), _TEXT, cors)
+            return
+        if method == "GET":
+            await self._poll(session, receive, send, cors)
+        elif method == "POST":
+            await self._post(session, scope, receive, send, cors)
+        else:
+            await _respond(send, 500, b"", None, cors)
+        if self.tg is None:
+            await self._finish_orphans()
+
+    def _open(self, scope: Mapping[str, Any], transport: str) -> EngineSession:
+        session = EngineSession(self, transport, scope)
+        self.sessions[session.sid] = session
+        self.app.on_open(session)
+        return session
+
+    def _take(self, session: EngineSession) -> bytes:
+        frames = session.machine.take_outgoing()
+        if len(frames) > 1 and frames[-1] == "1" and not session.open:
+            # The server's close packet goes in a poll of its own, as the reference
+            # server sends it: the client handles what came before it first (a
+            # Socket.IO DISCONNECT, for instance) instead of seeing a transport close.
+            session.machine.outgoing.append(frames.pop())
+        session.taken()
+        return encode_payload(frames).encode()
+
+    async def _poll(
+        self, session: EngineSession, receive: Receive, send: Send, cors: list[Any]
+    ) -> None:
+        if session.polling:
+            # A second GET while one is pending: the reference server closes the session.
+            session.handle(session.machine.transport_closed("transport error"))
+            await _respond(send, 400, b"", None, cors)
+            return
+        machine = session.machine
+        if machine.outgoing or not session.open or session.poll_noop:
+            session.poll_noop = False
+            await _respond(send, 200, self._take(session) or b"6", _TEXT, cors)
+            return
+        session.polling = True
+        gone = False
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    # A client that drops a pending poll ends the session (the frames
+                    # would otherwise be taken by a request nobody reads).
+                    nonlocal gone
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    gone = True
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                while not machine.outgoing and session.open and not session.poll_noop:
+                    ev = session.poll_wake = anyio.Event()
+                    deadline = session.next_deadline()
+                    with anyio.move_on_at(math.inf if deadline is None else deadline):
+                        await ev.wait()
+                    session.tick(anyio.current_time())
+                tg.cancel_scope.cancel()
+        finally:
+            session.polling = False
+        if gone:
+            session.handle(machine.transport_closed("transport error"))
+            return
+        session.poll_noop = False
+        body = self._take(session)
+        if not body:
+            body = b"6" if session.open else b"1"
+        await _respond(send, 200, body, _TEXT, cors)
+
+    async def _post(
+        self, session: EngineSession, scope: Scope, receive: Receive, send: Send, cors: list[Any]
+    ) -> None:
+        if session.posting:
+            session.handle(session.machine.transport_closed("transport error"))
+            await _respond(send, 400, b"", None, cors)
+            return
+        headers = Headers.from_scope(scope)
+        if headers.get("content-type") == "application/octet-stream":
+            session.handle(session.machine.transport_closed("transport error"))
+            await _respond(send, 400, b"", None, cors)
+            return
+        session.posting = True
+        try:
+            limit = self.options.max_payload_bytes
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    session.handle(session.machine.transport_closed("transport error"))
+                    return
+                body = message.get("body", b"")
+                size += len(body)
+                if size > limit:
+                    session.handle(session.machine.transport_closed("transport error"))
+                    await _respond(send, 413, b"", None, cors)
+                    return
+                chunks.append(body)
+                if not message.get("more_body", False):
+                    break
+        finally:
+            session.posting = False
+        machine = session.machine
+        now = anyio.current_time()
+        try:
+            packets = decode_payload(b"".join(chunks).decode("utf-8"))
+        except (EngineIOProtocolError, UnicodeDecodeError):
+            session.handle(machine.protocol_error())
+            packets = []
+        for packet in packets:
+            session.handle(machine.receive(packet, now))
+            if not session.open:
+                break
+        if session.tg is None:
+            await session.run_pending()
+        await _respond(send, 200, b"ok", b"text/html", cors)
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    async def serve_websocket(self, ws: WebSocket) -> None:
+        """Serve one WebSocket at this path: a new session, or the upgrade of a polling
+        session (``sid`` in the query)."""
+        self._finish_orphans_later()
+        query = ws.query_params
+        err = self._check(query, ws.headers)
+        sid = query.get("sid")
+        session = None
+        if err is None and sid is not None:
+            session = self.sessions.get(sid)
+            if session is None:
+                err = (UNKNOWN_SID, "")
+            elif not session.machine.can_upgrade() or query.get("transport") != "websocket":
+                err = (BAD_REQUEST, "")
+        elif err is None and query.get("transport") != "websocket":
+            err = (BAD_REQUEST, "")
+        if err is not None:
+            code = err[0]
+            body = msgspec.json.encode({"code": code, "message": ERROR_MESSAGES[code]})
+            await ws.deny(
+                403 if code == FORBIDDEN else 400, body, {"content-type": "application/json"}
+            )
+            return
+        await ws.accept()
+        if session is not None:
+            await self._upgrade(session, ws)
+            return
+        session = self._open(ws.scope, "websocket")
+        session.ws = ws
+        if self.tg is not None:
+            # Handlers run in the endpoint's task group (one task group less per
+            # connection); they end on their own once the session is closed.
+            session.tg = self.tg
+            await self._serve_session(session, ws)
+            return
+        async with anyio.create_task_group() as tg:
+            session.tg = tg
+            await self._serve_session(session, ws)
+            tg.cancel_scope.cancel()
+
+    async def _serve_session(self, session: EngineSession, ws: WebSocket) -> None:
+        reason = "transport close"
+        try:
+            session.flush()  # the open packet, and whatever on_open queued
+            await self._run_loop(session, ws)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if session.open:
+                    session.machine.transport_closed(reason)
+                await session.finish(session.machine.close_reason or reason)
+
+    async def _run_loop(self, session: EngineSession, ws: WebSocket) -> None:
+        try:
+            with anyio.CancelScope() as scope:
+                session.loop_scope = scope
+                if session.open:
+                    await self._ws_loop(session, ws)
+        finally:
+            session.loop_scope = None
+            with anyio.CancelScope(shield=True):
+                await ws.close(1000)
+
+    async def _ws_loop(self, session: EngineSession, ws: WebSocket) -> None:
+        machine = session.machine
+        limit = self.options.max_payload_bytes
+        inf = math.inf
+        current_time = anyio.current_time
+        while session.open:
+            # One cancel scope per heartbeat, not per message: its deadline follows the
+            # session's next timer; when it fires, tick() pings or times out.
+            oversize = False
+            with anyio.CancelScope() as scope:
+                while session.open:
+                    deadline = session.next_deadline()
+                    if deadline is None:
+                        deadline = inf
+                    if scope.deadline != deadline:
+                        scope.deadline = deadline
+                    try:
+                        message = await ws.receive()
+                    except WebSocketDisconnect:
+                        session.handle(machine.transport_closed("transport close"))
+                        return
+                    except WebSocketStateError:
+                        if session.open:
+                            session.handle(machine.transport_closed("transport close"))
+                        return
+                    frame = message.get("text")
+                    if frame is None:
+                        frame = message.get("bytes") or b""
+                    if len(frame) > limit:
+                        oversize = True
+                        break
+                    try:
+                        packet = decode_packet(frame)
+                    except EngineIOProtocolError:
+                        session.handle(machine.protocol_error())
+                        return
+                    # The clock is read only when the heartbeat needs it.
+                    timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
+                    now = current_time() if timed else 0.0
+                    session.handle(machine.receive(packet, now))
+            if oversize:
+                # The reference server's WebSocket closes with 1009 (message too big).
+                await ws.close(1009, "Max payload size exceeded")
+                session.handle(machine.transport_closed("transport error"))
+                return
+            if scope.cancelled_caught:
+                session.tick(anyio.current_time())
+
+    async def _upgrade(self, session: EngineSession, ws: WebSocket) -> None:
+        machine = session.machine
+        machine.start_upgrade()
+        try:
+            with anyio.fail_after(UPGRADE_TIMEOUT):
+                while True:
+                    message = await ws.receive()
+                    text = message.get("text")
+                    try:
+                        packet = decode_packet(text if text is not None else message["bytes"])
+                    except (EngineIOProtocolError, KeyError):
+                        machine.abandon_upgrade()
+                        await ws.close(1000)
+                        return
+                    frames, events = machine.upgrade_packet(packet)
+                    for frame in frames:
+                        await ws.send_text(str(frame))
+                    if frames:
+                        # Probe answered: release the pending poll so the client can
+                        # pause polling and send the upgrade packet.
+                        session.poll_noop = True
+                        session.flush()
+                    if any(isinstance(e, UpgradeFailed) for e in events):
+                        await ws.close(1000)
+                        return
+                    if any(isinstance(e, Upgraded) for e in events):
+                        break
+        except (TimeoutError, WebSocketDisconnect, WebSocketStateError):
+            if machine.upgrading:
+                machine.abandon_upgrade()
+            return
+        session.ws = ws
+        session.poll_noop = True
+        session.flush()  # flush what was queued for polling during the upgrade
+        try:
+            await self._run_loop(session, ws)
+        finally:
+            if session.open:
+                session.handle(machine.transport_closed("transport close"))
+
+    # -- background ------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Heartbeats and timers of polling sessions with no poll pending (a pending
+        poll ticks its own session), and idle handler tasks of every session; runs in
+        the App's lifespan."""
+        while True:
+            await anyio.sleep(self._sweep_period)
+            now = anyio.current_time()
+            for session in list(self.sessions.values()):
+                if session.ws is None and not session.polling and session.open:
+                    session.tick(now)
+                session.retire_idle_runner()
+
+    def _finish_orphans_later(self) -> None:
+        if self.orphans and self.tg is not None:
+            for session, reason in self.orphans:
+                self.tg.start_soon(session.finish, reason)
+            self.orphans.clear()
+
+    async def _finish_orphans(self) -> None:
+        while self.orphans:
+            session, reason = self.orphans.pop()
+            await session.finish(reason)
+
+    async def close_all(self, reason: str = "server shutting down") -> None:
+        """Close every session (lifespan shutdown) and wait for their on-close."""
+        for session in list(self.sessions.values()):
+            if session.open:
+                session.close(reason)
+        with anyio.move_on_after(CLOSE_TIMEOUT):
+            for session in list(self.sessions.values()):
+                if not session.ws_home:
+                    await session.finish(reason)
+
+
+_TEXT = b"text/plain; charset=UTF-8"
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes | None, extra: list[Any]
+) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None:
+        headers.append((b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": headers + extra})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(send: Send, code: int, cors: list[Any]) -> None:
+    body = msgspec.json.encode({"code": code, "message": ERROR_MESSAGES[code]})
+    await _respond(send, 403 if code == FORBIDDEN else 400, body, b"application/json", cors)

@@ -1,0 +1,409 @@
+"""The I/O side of one Engine.IO session: its current transport (a WebSocket or the
+long-polling queue), the ordered work of its application, its close; and
+:class:`EngineIOConnection`, what ``@engineio_controller`` handlers receive."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..asgi import Message
+from ..connection import Offer
+from ..datastructures import Address, Headers, QueryParams, State
+from ..errors import WebSocketDisconnect, WebSocketStateError
+from ..websocket import WebSocket, WebSocketState
+from .engineio_protocol import EngineIOPacketType
+from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceived, SessionClosed
+
+if TYPE_CHECKING:
+    from .engine import EngineIOEndpoint
+
+__all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "new_id"]
+
+logger = logging.getLogger("wsgate.socketio")
+
+Work = Callable[[], Awaitable[None]]
+
+#: Frames a polling session may have queued before a broadcast closes it as a slow
+#: consumer (a direct send waits for room instead).
+POLLING_QUEUE = 1024
+#: Seconds the on-close callback (Socket.IO disconnect handlers) may run.
+CLOSE_TIMEOUT = 5.0
+
+
+def new_id() -> str:
+    """A random URL-safe id (sids, pids)."""
+    return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+class EngineIOApplication(Protocol):
+    """What an endpoint drives: Socket.IO, or a plain Engine.IO controller."""
+
+    def on_open(self, session: EngineSession) -> None:
+        """A session opened (its open packet is queued)."""
+
+    def on_message(self, session: EngineSession, data: str | bytes) -> None:
+        """A message arrived; called in arrival order, never concurrently. Long work
+        goes through ``session.submit``."""
+
+    def on_timer(self, session: EngineSession) -> None:
+        """``session.timer`` passed."""
+
+    async def on_close(self, session: EngineSession, reason: str) -> None:
+        """The session ended (called once, shielded, for a bounded time)."""
+
+
+class EngineSession:
+    """The I/O side of one Engine.IO session: its transports, its work queue, its close.
+
+    Not public: Socket.IO connections and :class:`EngineIOConnection` wrap it.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_finished",
+        "poll_noop",
+        "poll_wake",
+        "_room",
+        "_runner",
+        "_work",
+        "_work_wake",
+        "_submitted",
+        "_seen",
+        "app_data",
+        "endpoint",
+        "loop_scope",
+        "machine",
+        "polling",
+        "posting",
+        "scope",
+        "state",
+        "tg",
+        "timer",
+        "ws",
+        "ws_home",
+    )
+
+    def __init__(self, endpoint: EngineIOEndpoint, transport: str, scope: Mapping[str, Any]):
+        opts = endpoint.options
+        self.endpoint = endpoint
+        self.scope = scope
+        self.ws: WebSocket | None = None
+        #: Cancelled when the session closes, to end the WebSocket's receive loop.
+        self.loop_scope: anyio.CancelScope | None = None
+        self.ws_home = transport == "websocket"
+        self.tg: TaskGroup | None = None
+        self.timer: float | None = None
+        self.state = State()
+        self.app_data: Any = None
+        self.polling = False
+        self.posting = False
+        #: Set to wake the pending poll (frames queued, session closed, upgrade).
+        self.poll_wake: anyio.Event | None = None
+        #: The pending poll answers at once (with a noop if nothing is queued).
+        self.poll_noop = False
+        self._room: anyio.Event | None = None
+        self._work: list[Work] = []
+        self._work_wake: anyio.Event | None = None
+        self._submitted = self._seen = 0
+        self._runner = False
+        self._finished: anyio.Event | None = None
+        sid = new_id()
+        while sid in endpoint.sessions:
+            sid = new_id()  # pragma: no cover - 120 random bits
+        self.machine = EngineIOSession(
+            sid,
+            transport,
+            ping_interval=opts.ping_interval_ms / 1000,
+            ping_timeout=opts.ping_timeout_ms / 1000,
+            max_payload=opts.max_payload_bytes,
+            capacity=POLLING_QUEUE,
+            now=anyio.current_time(),
+            on_output=self.flush,
+        )
+
+    # -- facts ---------------------------------------------------------------------------
+
+    @property
+    def sid(self) -> str:
+        """The Engine.IO session id."""
+        return self.machine.sid
+
+    @property
+    def transport(self) -> str:
+        """``"polling"`` or ``"websocket"``."""
+        return self.machine.transport
+
+    @property
+    def open(self) -> bool:
+        """True until the session is closed."""
+        return self.machine.state is EngineIOSessionState.OPEN
+
+    def next_deadline(self) -> float | None:
+        """The next moment :meth:`tick` has something to do."""
+        d = self.machine.next_deadline()
+        t = self.timer
+        if t is None:
+            return d
+        return t if d is None else min(d, t)
+
+    # -- output --------------------------------------------------------------------------
+
+    def _ws_active(self) -> WebSocket | None:
+        ws = self.ws
+        if ws is not None and not self.machine.upgrading and self.transport == "websocket":
+            return ws
+        return None
+
+    def flush(self) -> None:
+        """Hand queued frames to the WebSocket, or wake the pending poll."""
+        ws = self._ws_active()
+        if ws is not None:
+            for frame in self.machine.take_outgoing():
+                ws.send_nowait(_asgi(frame))
+            return
+        ev = self.poll_wake
+        if ev is not None:
+            self.poll_wake = None
+            ev.set()
+
+    async def send_frames(self, frames: list[str | bytes]) -> None:
+        """Send encoded Engine.IO frames, waiting while the transport's queue is full.
+        Frames for a closed session are dropped."""
+        ws = self._ws_active()
+        if ws is not None:
+            if ws.connection_state is not WebSocketState.CONNECTED:
+                return
+            try:
+                for frame in frames:
+                    await ws.send(_asgi(frame))
+            except (WebSocketDisconnect, WebSocketStateError):
+                return
+            return
+        machine = self.machine
+        for i, frame in enumerate(frames):
+            while not machine.offer(frame):
+                if not self.open:
+                    return
+                room = self._room = anyio.Event()
+                await room.wait()
+                if self._ws_active() is not None:
+                    await self.send_frames(frames[i:])  # upgraded meanwhile
+                    return
+
+    def offer(self, message: Message) -> Offer:
+        """The broadcast path: queue an ASGI send message without waiting. A polling
+        session whose queue is full is closed as a slow consumer."""
+        if not self.open:
+            return Offer.CLOSED
+        ws = self._ws_active()
+        if ws is not None:
+            return Offer.QUEUED if ws.send_nowait(message) else Offer.DROPPED
+        frame = message.get("text")
+        if frame is None:
+            frame = message.get("bytes", b"")
+        if self.machine.offer(frame):
+            return Offer.QUEUED
+        self.close("slow consumer")
+        return Offer.SLOW
+
+    def taken(self) -> None:
+        """The pending poll took the queued frames: senders waiting for room go on."""
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
+
+    # -- work ----------------------------------------------------------------------------
+
+    def submit(self, work: Work) -> None:
+        """Run ``work`` after the work submitted before it (one task per session)."""
+        self._work.append(work)
+        self._submitted += 1
+        wake = self._work_wake
+        if wake is not None:
+            self._work_wake = None
+            wake.set()
+        elif not self._runner and self.tg is not None:
+            self._runner = True
+            self.tg.start_soon(self._run_work)
+
+    async def _run_work(self) -> None:
+        # The runner waits for more work until retire_idle_runner() finds it idle (a
+        # busy client does not pay a task start per event; an idle one costs no task).
+        try:
+            while True:
+                await self.run_pending()
+                if not self.open:
+                    return
+                wake = self._work_wake = self.endpoint.event()
+                await wake.wait()
+                if not self._work:
+                    return
+        finally:
+            self._work_wake = None
+            self._runner = False
+
+    def retire_idle_runner(self) -> None:
+        """Stop the handler task if no work arrived since the previous call (called
+        periodically by the endpoint's sweep)."""
+        wake = self._work_wake
+        if wake is not None and self._submitted == self._seen:
+            self._work_wake = None
+            wake.set()
+        self._seen = self._submitted
+
+    async def run_pending(self) -> None:
+        """Run the queued work now (the runner task, or a request without a lifespan)."""
+        while self._work:
+            # Taken as a batch (a list, not a deque: an idle session keeps no block).
+            batch, self._work = self._work, []
+            for item in batch:
+                try:
+                    await item()
+                except Exception:
+                    logger.exception("Engine.IO session %s: a handler failed", self.sid)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def handle(self, events: list[Any]) -> None:
+        """Act on the machine's events."""
+        app = self.endpoint.app
+        for ev in events:
+            if isinstance(ev, MessageReceived):
+                app.on_message(self, ev.data)
+            elif isinstance(ev, SessionClosed):
+                self._closed(ev.reason)
+
+    def tick(self, now: float) -> None:
+        """Heartbeats and the application's timer."""
+        self.handle(self.machine.tick(now))
+        t = self.timer
+        if t is not None and now >= t and self.open:
+            self.timer = None
+            self.endpoint.app.on_timer(self)
+
+    def close(self, reason: str = "forced close") -> None:
+        """Close the session from the server: the close packet goes out, then the
+        transport closes and the application's on_close runs."""
+        self.handle(self.machine.close(reason))
+
+    def _closed(self, reason: str) -> None:
+        # The machine is closed: wake a waiting poll, close the WebSocket, and have the
+        # application's on_close run where the session lives.
+        self.flush()
+        ev = self.poll_wake
+        if ev is not None:
+            self.poll_wake = None
+            ev.set()
+        self.taken()
+        wake = self._work_wake
+        if wake is not None:
+            self._work_wake = None
+            wake.set()  # the idle handler task ends
+        if self.loop_scope is not None:
+            self.loop_scope.cancel()  # the WebSocket's loop closes it, after the close packet
+        if self.ws_home:
+            return  # the WebSocket's loop runs finish() in its finally
+        if self.endpoint.tg is not None:
+            self.endpoint.tg.start_soon(self.finish, reason)
+        else:
+            self.endpoint.orphans.append((self, reason))
+
+    async def finish(self, reason: str) -> None:
+        """Run the application's on_close once (shielded, bounded) and forget the
+        session."""
+        if self._finished is not None:
+            await self._finished.wait()
+            return
+        self._finished = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(CLOSE_TIMEOUT):
+                    try:
+                        await self.endpoint.app.on_close(self, reason)
+                    except Exception:
+                        logger.exception("Engine.IO session %s: on close failed", self.sid)
+        finally:
+            self.endpoint.sessions.pop(self.sid, None)
+            self._finished.set()
+
+
+def _asgi(frame: str | bytes) -> Message:
+    if isinstance(frame, str):
+        return {"type": "websocket.send", "text": frame}
+    return {"type": "websocket.send", "bytes": frame}
+
+
+class EngineIOConnection:
+    """One Engine.IO connection, as an ``@engineio_controller`` handler sees it.
+
+    ``send(data)`` queues a text (``str``) or binary (``bytes``) message, waiting while
+    the transport's queue is full; ``close()`` ends the session.
+    """
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: EngineSession) -> None:
+        self._session = session
+
+    @property
+    def sid(self) -> str:
+        """The Engine.IO session id."""
+        return self._session.sid
+
+    @property
+    def transport(self) -> str:
+        """``"polling"`` or ``"websocket"`` (changes when the client upgrades)."""
+        return self._session.transport
+
+    @property
+    def scope(self) -> Mapping[str, Any]:
+        """The ASGI scope of the request that opened the session."""
+        return self._session.scope
+
+    @property
+    def headers(self) -> Headers:
+        """Headers of the request that opened the session."""
+        return Headers.from_scope(self._session.scope)
+
+    @property
+    def query_params(self) -> QueryParams:
+        """Query parameters of the request that opened the session."""
+        return QueryParams.from_scope(self._session.scope)
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's ``(host, port)``, if the server gives it."""
+        c = self._session.scope.get("client")
+        return Address(c[0], c[1]) if c else None
+
+    @property
+    def state(self) -> State:
+        """Per-connection state."""
+        return self._session.state
+
+    @property
+    def connected(self) -> bool:
+        """True until the session is closed."""
+        return self._session.open
+
+    async def send(self, data: str | bytes) -> None:
+        """Send a message; dropped silently once the session is closed. Raises
+        ``TypeError`` for anything but ``str`` and ``bytes``."""
+        if not isinstance(data, str | bytes | bytearray | memoryview):
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        frame: str | bytes = (
+            f"{EngineIOPacketType.MESSAGE.value}{data}" if isinstance(data, str) else bytes(data)
+        )
+        await self._session.send_frames([frame])
+
+    async def close(self) -> None:
+        """Close the session (the client sees a close packet)."""
+        self._session.close("forced close")

@@ -1,0 +1,295 @@
+"""The Engine.IO v4 session state machine, sans-I/O.
+
+Everything that changes an Engine.IO session's state lives here: the open handshake,
+heartbeats (the server pings every ``ping_interval``; no pong within ``ping_timeout``
+closes the session), messages, the client's close, the upgrade from polling to
+WebSocket (probe ping/pong, then the upgrade packet) and the server's close. The I/O
+layer feeds it packets and the current time and writes the frames it queues; time is
+always passed in, so it is tested without clocks or sockets.
+
+::
+
+    session = EngineIOSession("sid", "polling", ping_interval=25, ping_timeout=20, now=0)
+    session.take_outgoing()       # ['0{"sid":"sid","upgrades":["websocket"],...}']
+    session.receive(decode_packet("4hello"), now=1)   # [MessageReceived('hello')]
+    session.tick(now=25)          # queues '2' (ping); a pong must arrive by 45
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from .engineio_protocol import EngineIOPacket, EngineIOPacketType, encode_packet
+
+__all__ = [
+    "EngineIOSession",
+    "EngineIOSessionState",
+    "MessageReceived",
+    "SessionClosed",
+    "UpgradeFailed",
+    "Upgraded",
+]
+
+Frame = str | bytes
+T = EngineIOPacketType
+
+
+class EngineIOSessionState(enum.Enum):
+    """Where a session is in its life."""
+
+    OPEN = "open"
+    #: Closed by either side (a server close leaves its close packet in ``outgoing``).
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """The client sent a message."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The session ended; ``reason`` uses the reference server's words ("transport
+    close", "ping timeout", "parse error", "transport error", "forced close")."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """The upgrade to WebSocket completed: the new transport carries everything now."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeFailed:
+    """The upgrading transport sent something else than probe/upgrade: close it."""
+
+
+Event = MessageReceived | SessionClosed | Upgraded | UpgradeFailed
+
+
+class EngineIOSession:
+    """One Engine.IO session, sans-I/O.
+
+    ``outgoing`` holds encoded frames (``str`` text, ``bytes`` binary) for the current
+    transport, bounded by ``capacity`` for :meth:`offer`; ``on_output`` (optional) is
+    called whenever frames are queued, so the I/O layer can wake a waiting writer.
+    Illegal moves (sending on a closed session, an upgrade of a WebSocket session) raise
+    ``RuntimeError``.
+    """
+
+    __slots__ = (
+        "_ping_deadline",
+        "_ping_due",
+        "_refreshed",
+        "capacity",
+        "close_reason",
+        "max_payload",
+        "on_output",
+        "outgoing",
+        "ping_interval",
+        "ping_timeout",
+        "sid",
+        "state",
+        "transport",
+        "upgrading",
+    )
+
+    def __init__(
+        self,
+        sid: str,
+        transport: str,
+        *,
+        ping_interval: float,
+        ping_timeout: float,
+        now: float,
+        max_payload: int = 1_000_000,
+        capacity: int = 1024,
+        upgrades: bool = True,
+        on_output: Callable[[], None] | None = None,
+    ) -> None:
+        if transport not in ("polling", "websocket"):
+            raise ValueError(f"unknown transport {transport!r}")
+        self.sid = sid
+        self.transport = transport
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_payload = max_payload
+        self.capacity = capacity
+        self.state = EngineIOSessionState.OPEN
+        self.upgrading = False
+        self.close_reason: str | None = None
+        self.outgoing: list[Frame] = []
+        self.on_output = on_output
+        self._ping_due: float | None = now + ping_interval
+        self._ping_deadline: float | None = None
+        self._refreshed = False
+        handshake = {
+            "sid": sid,
+            "upgrades": ["websocket"] if transport == "polling" and upgrades else [],
+            "pingInterval": round(ping_interval * 1000),
+            "pingTimeout": round(ping_timeout * 1000),
+            "maxPayload": max_payload,
+        }
+        self._queue(EngineIOPacket(T.OPEN, msgspec.json.encode(handshake).decode()))
+
+    # -- output ------------------------------------------------------------------------
+
+    def _queue(self, packet: EngineIOPacket) -> None:
+        self.outgoing.append(encode_packet(packet))
+        if self.on_output is not None:
+            self.on_output()
+
+    def send(self, data: str | bytes) -> None:
+        """Queue a message (no bound: the caller applies backpressure).
+
+        Raises ``RuntimeError`` if the session is not open."""
+        if self.state is not EngineIOSessionState.OPEN:
+            raise RuntimeError(f"cannot send: the session is {self.state.value}")
+        self._queue(EngineIOPacket(T.MESSAGE, data))
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue an already-encoded frame unless ``capacity`` frames are waiting (or
+        the session is not open). Never waits; False means it was not queued."""
+        if self.state is not EngineIOSessionState.OPEN or len(self.outgoing) >= self.capacity:
+            return False
+        self.outgoing.append(frame)
+        if self.on_output is not None:
+            self.on_output()
+        return True
+
+    def take_outgoing(self) -> list[Frame]:
+        """Every queued frame, in order; the queue is emptied."""
+        frames = self.outgoing
+        self.outgoing = []
+        return frames
+
+    # -- input -------------------------------------------------------------------------
+
+    @property
+    def awaiting_pong(self) -> bool:
+        """True between a ping and its pong: only then, and for a pong, does
+        :meth:`receive` use ``now``."""
+        return self._ping_deadline is not None
+
+    def receive(self, packet: EngineIOPacket, now: float) -> list[Event]:
+        """A packet from the client on the current transport (``now`` matters only for a
+        pong and while :attr:`awaiting_pong`)."""
+        if self.state is EngineIOSessionState.CLOSED:
+            return []
+        if self._ping_deadline is not None and not self._refreshed and packet.type is not T.PONG:
+            # Any traffic proves the client alive once per heartbeat, as the reference
+            # server's refresh of its ping timer does.
+            self._ping_deadline = now + self.ping_timeout
+            self._refreshed = True
+        kind = packet.type
+        if kind is T.PONG:
+            self._ping_deadline = None
+            self._ping_due = now + self.ping_interval
+            return []
+        if kind is T.PING:
+            return self._close("transport error")
+        if kind is T.MESSAGE:
+            return [MessageReceived(packet.data)]
+        if kind is T.CLOSE:
+            return self._close("transport close")
+        return []  # open, upgrade, noop: nothing to do on the current transport
+
+    def protocol_error(self) -> list[Event]:
+        """The transport received something that is not a packet."""
+        return self._close("parse error")
+
+    def transport_closed(self, reason: str = "transport close") -> list[Event]:
+        """The transport went away (the WebSocket closed, a poll was abandoned)."""
+        return self._close(reason)
+
+    # -- time --------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` has something to do next (None once closed)."""
+        if self.state is EngineIOSessionState.CLOSED:
+            return None
+        if self._ping_deadline is not None:
+            return self._ping_deadline
+        return self._ping_due
+
+    def tick(self, now: float) -> list[Event]:
+        """Send the ping that is due, or close the session if the pong is late."""
+        if self.state is EngineIOSessionState.CLOSED:
+            return []
+        if self._ping_deadline is not None:
+            if now >= self._ping_deadline:
+                return self._close("ping timeout")
+            return []
+        if self._ping_due is not None and now >= self._ping_due:
+            self._ping_due = None
+            self._ping_deadline = now + self.ping_timeout
+            self._refreshed = False
+            if self.state is EngineIOSessionState.OPEN:
+                self._queue(EngineIOPacket(T.PING))
+        return []
+
+    # -- upgrade -----------------------------------------------------------------------
+
+    def can_upgrade(self) -> bool:
+        """True if a WebSocket may take this session over now."""
+        return (
+            self.state is EngineIOSessionState.OPEN
+            and self.transport == "polling"
+            and not self.upgrading
+        )
+
+    def start_upgrade(self) -> None:
+        """A WebSocket arrived with this session's id. Raises ``RuntimeError`` if the
+        session cannot be upgraded (see :meth:`can_upgrade`)."""
+        if not self.can_upgrade():
+            raise RuntimeError("this session cannot be upgraded")
+        self.upgrading = True
+
+    def upgrade_packet(self, packet: EngineIOPacket) -> tuple[list[Frame], list[Event]]:
+        """A packet on the upgrading WebSocket: frames to write to it, and events.
+
+        ``2probe`` is answered ``3probe``; ``5`` completes the upgrade (the session's
+        queued frames then belong to the WebSocket); anything else fails the upgrade.
+        """
+        if not self.upgrading:
+            raise RuntimeError("no upgrade in progress")
+        if packet.type is T.PING and packet.data == "probe":
+            return [encode_packet(EngineIOPacket(T.PONG, "probe"))], []
+        if packet.type is T.UPGRADE and self.state is not EngineIOSessionState.CLOSED:
+            self.upgrading = False
+            self.transport = "websocket"
+            return [], [Upgraded()]
+        self.upgrading = False
+        return [], [UpgradeFailed()]
+
+    def abandon_upgrade(self) -> None:
+        """The upgrading WebSocket went away before the upgrade packet."""
+        self.upgrading = False
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self, reason: str = "forced close") -> list[Event]:
+        """The server closes the session. Over polling a close packet is queued for the
+        next poll; a WebSocket is simply closed (as the reference server does)."""
+        if self.state is not EngineIOSessionState.OPEN:
+            return []
+        if self.transport == "polling":
+            self._queue(EngineIOPacket(T.CLOSE))
+        return self._close(reason, keep_output=True)
+
+    def _close(self, reason: str, keep_output: bool = False) -> list[Event]:
+        if self.state is EngineIOSessionState.CLOSED:
+            return []
+        self.state = EngineIOSessionState.CLOSED
+        self.close_reason = reason
+        self._ping_due = self._ping_deadline = None
+        if not keep_output:
+            self.outgoing.clear()
+        return [SessionClosed(reason)]

@@ -1,0 +1,584 @@
+"""Socket.IO v5 on top of the Engine.IO endpoint: namespaces, events, acknowledgements
+both ways, rooms (on the App's BroadcastGroup), connection state recovery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..broadcast import BroadcastGroup
+from ..connection import Offer
+from ..datastructures import Address, Headers, QueryParams, State
+from ..errors import WebSocketDisconnect, WebSocketError
+from .engine_session import EngineSession, new_id
+from .handlers import ArgumentError, EventHandler
+from .socketio_protocol import (
+    SocketIODecoder,
+    SocketIOPacket,
+    SocketIOPacketType,
+    SocketIOProtocolError,
+    encode_packet,
+    to_wire_args,
+)
+
+if TYPE_CHECKING:
+    from ..di import Container
+
+__all__ = ["SocketIOConnection", "SocketIOEndpoint", "SocketIOServer"]
+
+logger = logging.getLogger("wsgate.socketio")
+
+T = SocketIOPacketType
+RECOVERABLE = frozenset(
+    {
+        "transport error",
+        "transport close",
+        "forced close",
+        "ping timeout",
+        "server shutting down",
+        "forced server close",
+    }
+)
+#: Frames a connection may queue while its "connect" handler runs.
+PRE_CONNECT_LIMIT = 1024
+
+
+def _frames(packet: SocketIOPacket) -> list[str | bytes]:
+    """A Socket.IO packet as Engine.IO message frames."""
+    encoded = encode_packet(packet)
+    return ["4" + str(encoded[0]), *encoded[1:]]
+
+
+def _error(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "detail": detail}}
+
+
+@dataclass(slots=True)
+class _Saved:
+    sid: str
+    rooms: tuple[str, ...]
+    state: State
+    until: float
+
+
+@dataclass(slots=True)
+class Namespace:
+    """One ``@socketio_controller`` class serving one namespace of a path."""
+
+    name: str
+    cls: type
+    handlers: dict[str, EventHandler]
+    container: Container
+    rooms: BroadcastGroup
+    group_prefix: str
+    recovery: float | None
+    #: The constructor's arguments, resolved once at startup (providers are singletons).
+    ctor_kwargs: dict[str, Any] = field(default_factory=dict)
+    saved: dict[str, _Saved] = field(default_factory=dict)
+    #: (offset, room or None, skipped sid or None, data, emitted at)
+    log: deque[tuple[str, str | None, str | None, list[Any], float]] = field(default_factory=deque)
+
+    def group(self, room: str | None) -> str:
+        """The BroadcastGroup name of ``room`` (None: every connection)."""
+        if room is None:
+            return "sio*" + self.group_prefix
+        return "sio" + self.group_prefix + "|" + room
+
+    def prune(self, now: float) -> None:
+        """Forget recovery data older than the window."""
+        assert self.recovery is not None
+        log = self.log
+        while log and log[0][4] + self.recovery < now:
+            log.popleft()
+        for pid in [p for p, s in self.saved.items() if s.until < now]:
+            del self.saved[pid]
+
+
+class SocketIOConnection:
+    """One client connected to one namespace (a "socket" in Socket.IO's words).
+
+    Handlers receive it as their first parameter. ``emit`` sends an event, ``call``
+    sends one and awaits the client's acknowledgement, ``join``/``leave`` manage rooms,
+    ``disconnect`` ends the client's connection.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_acks",
+        "_buffer",
+        "_client",
+        "_connected",
+        "_gone",
+        "_next_ack",
+        "_ns",
+        "_rooms",
+        "auth",
+        "instance",
+        "namespace",
+        "pid",
+        "recovered",
+        "sid",
+        "state",
+    )
+
+    def __init__(self, client: _Client, ns: Namespace, auth: Any) -> None:
+        self._client = client
+        self._ns = ns
+        self.namespace = ns.name
+        #: The CONNECT packet's payload (the client's ``auth``), or None.
+        self.auth: Any = auth
+        self.sid = new_id()
+        self.pid: str | None = new_id() if ns.recovery is not None else None
+        #: True if this connection took over the state of one that was cut off.
+        self.recovered = False
+        self.state = State()
+        self.instance: Any = None
+        self._rooms: set[str] = set()
+        self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
+        self._next_ack = 0
+        self._connected = False
+        self._gone = False
+        self._buffer: list[dict[str, Any]] | None = []
+
+    def __repr__(self) -> str:
+        return f"<SocketIOConnection {self.namespace} {self.sid}>"
+
+    # -- facts -------------------------------------------------------------------------
+
+    @property
+    def scope(self) -> Mapping[str, Any]:
+        """The ASGI scope of the request that opened the Engine.IO session."""
+        return self._client.session.scope
+
+    @property
+    def headers(self) -> Headers:
+        """Headers of the request that opened the session."""
+        return Headers.from_scope(self.scope)
+
+    @property
+    def query_params(self) -> QueryParams:
+        """Query parameters of the request that opened the session."""
+        return QueryParams.from_scope(self.scope)
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's ``(host, port)``, if the server gives it."""
+        c = self.scope.get("client")
+        return Address(c[0], c[1]) if c else None
+
+    @property
+    def transport(self) -> str:
+        """``"polling"`` or ``"websocket"``."""
+        return self._client.session.transport
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is in (its own sid among them)."""
+        return frozenset(self._rooms)
+
+    @property
+    def connected(self) -> bool:
+        """True from the CONNECT until the connection ends."""
+        return self._connected and not self._gone
+
+    # -- the broadcast member protocol ---------------------------------------------------
+
+    def offer(self, message: dict[str, Any]) -> Offer:
+        """Queue an encoded broadcast frame without waiting (BroadcastGroup member)."""
+        buf = self._buffer
+        if buf is not None:
+            if len(buf) >= PRE_CONNECT_LIMIT:
+                return Offer.DROPPED
+            buf.append(message)
+            return Offer.QUEUED
+        return self._client.session.offer(message)
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _send(self, packet: SocketIOPacket) -> None:
+        frames = _frames(packet)
+        buf = self._buffer
+        if buf is not None:
+            for f in frames:
+                buf.append(
+                    {"type": "websocket.send", "text": f}
+                    if isinstance(f, str)
+                    else {"type": "websocket.send", "bytes": f}
+                )
+            return
+        await self._client.session.send_frames(frames)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Send ``event`` with ``args`` to this client (bytes anywhere become binary
+        attachments; Structs and dataclasses are converted). Dropped once the
+        connection has ended. Raises ``TypeError`` for a value that cannot be encoded."""
+        if self._gone:
+            return
+        data = [event, *to_wire_args(list(args))]
+        if self._ns.recovery is not None and self._connected:
+            await self._client.endpoint.broadcast(self._ns, data, self.sid, None)
+            return
+        await self._send(SocketIOPacket(T.EVENT, self.namespace, data))
+
+    async def call(self, event: str, *args: Any, timeout: float = 5.0) -> Any:
+        """Send ``event`` and wait for the client's acknowledgement: its single argument,
+        a tuple of several, or None for none.
+
+        Raises ``TimeoutError`` if it does not come within ``timeout`` seconds and
+        :class:`~wsgate.WebSocketDisconnect` if the connection ends first.
+        """
+        if self._gone:
+            raise WebSocketDisconnect(1000, "the Socket.IO connection has ended")
+        ack_id = self._next_ack
+        self._next_ack += 1
+        done = anyio.Event()
+        slot: list[Any] = []
+        self._acks[ack_id] = (done, slot)
+        try:
+            data = [event, *to_wire_args(list(args))]
+            await self._send(SocketIOPacket(T.EVENT, self.namespace, data, ack_id))
+            with anyio.fail_after(timeout):
+                await done.wait()
+        finally:
+            self._acks.pop(ack_id, None)
+        if not slot:
+            raise WebSocketDisconnect(1000, "the Socket.IO connection ended before the ack")
+        values = slot[0]
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def _ack_received(self, ack_id: int | None, values: list[Any]) -> None:
+        entry = self._acks.pop(ack_id, None) if ack_id is not None else None
+        if entry is not None:
+            entry[1].append(values)
+            entry[0].set()
+
+    async def _ack(self, ack_id: int, result: Any) -> None:
+        if isinstance(result, tuple):
+            values = list(result)
+        else:
+            values = [result]
+        await self._send(SocketIOPacket(T.ACK, self.namespace, to_wire_args(values), ack_id))
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def join(self, room: str) -> None:
+        """Join ``room`` (idempotent)."""
+        if self._gone or room in self._rooms:
+            return
+        self._rooms.add(room)
+        await self._ns.rooms.subscribe(self._ns.group(room), self)  # type: ignore[arg-type]
+
+    async def leave(self, room: str) -> None:
+        """Leave ``room`` (safe if not a member)."""
+        if room not in self._rooms:
+            return
+        self._rooms.discard(room)
+        await self._ns.rooms.unsubscribe(self._ns.group(room), self)  # type: ignore[arg-type]
+
+    async def disconnect(self) -> None:
+        """Disconnect the client: a DISCONNECT packet for each of its namespaces, then
+        the Engine.IO close, as the reference server's ``disconnect(true)`` does."""
+        client = self._client
+        for conn in list(client.sockets.values()):
+            if conn._connected and not conn._gone:
+                await conn._send(SocketIOPacket(T.DISCONNECT, conn.namespace))
+            await client.drop(conn, "server namespace disconnect")
+        client.session.close("forced server close")
+
+
+class _Client:
+    """The Socket.IO side of one Engine.IO session."""
+
+    __slots__ = ("decoder", "endpoint", "leaving", "session", "sockets")
+
+    def __init__(self, endpoint: SocketIOEndpoint, session: EngineSession) -> None:
+        self.endpoint = endpoint
+        self.session = session
+        self.decoder = SocketIODecoder()
+        self.sockets: dict[str, SocketIOConnection] = {}
+        #: Connections whose client sent DISCONNECT, until their hook has run.
+        self.leaving: dict[SocketIOConnection, str] = {}
+
+    async def send(self, packet: SocketIOPacket) -> None:
+        await self.session.send_frames(_frames(packet))
+
+    async def drop(self, conn: SocketIOConnection, reason: str) -> None:
+        """End one namespace connection: rooms, pending calls, recovery, hook."""
+        self.leaving.pop(conn, None)
+        if conn._gone:
+            return
+        conn._gone = True
+        if self.sockets.get(conn.namespace) is conn:
+            del self.sockets[conn.namespace]
+        ns = conn._ns
+        was_connected = conn._connected
+        await ns.rooms.unsubscribe_all(conn)  # type: ignore[arg-type]
+        for done, _ in list(conn._acks.values()):
+            done.set()
+        if not was_connected:
+            return
+        if ns.recovery is not None and conn.pid is not None and reason in RECOVERABLE:
+            now = time.monotonic()
+            ns.prune(now)
+            ns.saved[conn.pid] = _Saved(conn.sid, tuple(conn._rooms), conn.state, now + ns.recovery)
+        handler = ns.handlers.get("disconnect")
+        if handler is not None:
+            try:
+                await handler.call(conn.instance, conn, [reason])
+            except Exception:
+                logger.exception("Socket.IO disconnect handler %s failed", handler.qualname)
+
+
+class SocketIOEndpoint:
+    """The Engine.IO application of one Socket.IO path: its namespaces."""
+
+    def __init__(self, path: str, namespaces: dict[str, Namespace], connect_timeout: float):
+        self.path = path
+        self.namespaces = namespaces
+        self.connect_timeout = connect_timeout
+
+    # -- EngineIOApplication -------------------------------------------------------------
+
+    def on_open(self, session: EngineSession) -> None:
+        session.app_data = _Client(self, session)
+        session.timer = anyio.current_time() + self.connect_timeout
+
+    def on_timer(self, session: EngineSession) -> None:
+        client: _Client = session.app_data
+        if not client.sockets:
+            session.close("forced close")
+
+    async def on_close(self, session: EngineSession, reason: str) -> None:
+        client: _Client = session.app_data
+        for conn, why in list(client.leaving.items()):
+            await client.drop(conn, why)
+        for conn in list(client.sockets.values()):
+            await client.drop(conn, reason)
+
+    def on_message(self, session: EngineSession, data: str | bytes) -> None:
+        client: _Client = session.app_data
+        try:
+            packet = client.decoder.feed(data)
+        except SocketIOProtocolError as exc:
+            logger.debug("Socket.IO session %s: %s", session.sid, exc)
+            session.close("parse error")
+            return
+        if packet is None:
+            return
+        ns_name = packet.namespace
+        conn = client.sockets.get(ns_name)
+        kind = packet.type
+        if kind is T.CONNECT:
+            if conn is not None:
+                session.close("forced close")  # a second CONNECT: the reference closes
+                return
+            ns = self.namespaces.get(ns_name)
+            if ns is None:
+                error = SocketIOPacket(T.CONNECT_ERROR, ns_name, {"message": "Invalid namespace"})
+                session.submit(lambda: client.send(error))
+                return
+            auth = packet.data
+            conn = SocketIOConnection(client, ns, auth)
+            client.sockets[ns_name] = conn
+            session.submit(lambda: self._connect(client, conn))
+            return
+        if conn is None or kind is T.CONNECT_ERROR:
+            session.close("forced close")
+            return
+        if kind is T.ACK:
+            conn._ack_received(packet.id, packet.data)
+        elif kind is T.EVENT:
+            session.submit(lambda: self._event(conn, packet))
+        elif kind is T.DISCONNECT:
+            reason = "client namespace disconnect"
+            del client.sockets[ns_name]
+            client.leaving[conn] = reason
+            session.submit(lambda: client.drop(conn, reason))
+
+    # -- work ------------------------------------------------------------------------------
+
+    async def _connect(self, client: _Client, conn: SocketIOConnection) -> None:
+        ns = conn._ns
+        auth = conn.auth if isinstance(conn.auth, dict) else {}
+        missed: list[list[Any]] = []
+        if ns.recovery is not None:
+            pid, offset = auth.get("pid"), auth.get("offset")
+            if isinstance(pid, str) and isinstance(offset, str):
+                missed_or_none = self._restore(ns, conn, pid, offset)
+                if missed_or_none is not None:
+                    missed = missed_or_none
+        try:
+            conn.instance = ns.cls(**ns.ctor_kwargs)
+            await conn.join(conn.sid)
+            await ns.rooms.subscribe(ns.group(None), conn)  # type: ignore[arg-type]
+            for room in list(conn._rooms):
+                await ns.rooms.subscribe(ns.group(room), conn)  # type: ignore[arg-type]
+            handler = ns.handlers.get("connect")
+            if handler is not None:
+                await handler.call(conn.instance, conn, [])
+        except Exception as exc:
+            if isinstance(exc, WebSocketError):
+                data = {"message": exc.message or "refused", "data": exc.detail}
+            else:
+                logger.exception("Socket.IO connect handler of %s failed", ns.cls.__qualname__)
+                data = {"message": "internal server error"}
+            conn._buffer = None
+            await client.drop(conn, "server namespace disconnect")
+            await client.send(SocketIOPacket(T.CONNECT_ERROR, ns.name, data))
+            return
+        if conn._gone or not client.session.open:
+            return
+        payload: dict[str, Any] = {"sid": conn.sid}
+        if conn.pid is not None:
+            payload["pid"] = conn.pid
+        await client.send(SocketIOPacket(T.CONNECT, ns.name, payload))
+        client.session.timer = None
+        conn._connected = True
+        buffered, conn._buffer = conn._buffer or [], None
+        for missed_data in missed:
+            await client.send(SocketIOPacket(T.EVENT, ns.name, missed_data))
+        for message in buffered:
+            frame = message.get("text")
+            await client.session.send_frames([frame if frame is not None else message["bytes"]])
+
+    def _restore(
+        self, ns: Namespace, conn: SocketIOConnection, pid: str, offset: str
+    ) -> list[list[Any]] | None:
+        assert ns.recovery is not None
+        ns.prune(time.monotonic())
+        saved = ns.saved.get(pid)
+        if saved is None:
+            return None
+        log = list(ns.log)
+        index = next((i for i, entry in enumerate(log) if entry[0] == offset), None)
+        if index is None:
+            return None
+        del ns.saved[pid]
+        rooms = set(saved.rooms)
+        missed = [
+            data
+            for _, room, skip, data, _ in log[index + 1 :]
+            if (room is None or room in rooms) and skip != saved.sid
+        ]
+        conn.sid = saved.sid
+        conn.pid = pid
+        conn.state = saved.state
+        conn.recovered = True
+        conn._rooms = rooms
+        return missed
+
+    async def _event(self, conn: SocketIOConnection, packet: SocketIOPacket) -> None:
+        if conn._gone:
+            return
+        data = packet.data
+        event, args = data[0], data[1:]
+        ns = conn._ns
+        handler = ns.handlers.get(event) if isinstance(event, str) else None
+        ack_id = packet.id
+        if handler is None:
+            logger.debug("Socket.IO %s: no handler for event %r", ns.name, event)
+            return
+        try:
+            result = await handler.call(conn.instance, conn, args)
+        except ArgumentError as exc:
+            if ack_id is not None:
+                await conn._ack(ack_id, _error("validation_error", exc.message, exc.detail))
+            else:
+                logger.warning("Socket.IO event %r on %s: %s", event, ns.name, exc.message)
+            return
+        except WebSocketError as exc:
+            if ack_id is not None:
+                await conn._ack(ack_id, _error(exc.code, exc.message, exc.detail))
+            return
+        except Exception:
+            logger.exception("Socket.IO handler %s failed", handler.qualname)
+            if ack_id is not None:
+                await conn._ack(ack_id, _error("internal_error", "internal server error"))
+            return
+        if ack_id is not None:
+            await conn._ack(ack_id, result)
+
+    # -- broadcasting ------------------------------------------------------------------------
+
+    async def broadcast(
+        self,
+        ns: Namespace,
+        data: list[Any],
+        room: str | None,
+        skip: SocketIOConnection | None,
+    ) -> int:
+        """Encode ``data`` (an EVENT's array) once and hand it to every member of
+        ``room`` (None: the whole namespace) except ``skip``, in every worker."""
+        if ns.recovery is not None:
+            offset = new_id()
+            data = [*data, offset]
+            now = time.monotonic()
+            ns.log.append((offset, room, skip.sid if skip is not None else None, data, now))
+            if ns.log[0][4] + ns.recovery < now:
+                ns.prune(now)
+        frames = _frames(SocketIOPacket(T.EVENT, ns.name, data))
+        group = ns.group(room)
+        sent = 0
+        for frame in frames:
+            sent = await ns.rooms.broadcast(group, frame, exclude=skip)  # type: ignore[arg-type]
+        return sent
+
+
+class SocketIOServer:
+    """Emit to Socket.IO clients from anywhere (a handler, a WebSocket gateway, a
+    background task). Injected by type; the App provides it when Socket.IO controllers
+    exist.
+
+    ::
+
+        await sio.emit("news", {"title": "..."}, room="lobby", skip=conn)
+    """
+
+    def __init__(self, endpoints: Iterable[SocketIOEndpoint] = ()) -> None:
+        self._endpoints: list[SocketIOEndpoint] = list(endpoints)
+
+    def _add(self, endpoint: SocketIOEndpoint) -> None:
+        self._endpoints.append(endpoint)
+
+    def _namespace(self, namespace: str, path: str | None) -> tuple[SocketIOEndpoint, Namespace]:
+        for ep in self._endpoints:
+            if path is not None and ep.path != "/" + path.strip("/"):
+                continue
+            ns = ep.namespaces.get(namespace)
+            if ns is not None:
+                return ep, ns
+        raise LookupError(
+            f"no Socket.IO controller serves namespace {namespace!r}"
+            + (f" at {path!r}" if path else "")
+        )
+
+    async def emit(
+        self,
+        event: str,
+        *args: Any,
+        room: str | None = None,
+        namespace: str = "/",
+        skip: SocketIOConnection | None = None,
+        path: str | None = None,
+    ) -> int:
+        """Send ``event`` with ``args`` to every connection of ``room`` (None: of the
+        namespace), except ``skip``, on every worker; encoded once. Returns the frames
+        enqueued in this process. Never waits for a client. Raises ``LookupError`` for a
+        namespace no controller serves (``path`` picks among several Socket.IO paths)."""
+        endpoint, ns = self._namespace(namespace, path)
+        data = [event, *to_wire_args(list(args))]
+        return await endpoint.broadcast(ns, data, room, skip)
+
+    def rooms(self, namespace: str = "/", path: str | None = None) -> list[str]:
+        """The rooms of ``namespace`` that have members in this process (sids included)."""
+        _, ns = self._namespace(namespace, path)
+        prefix = ns.group("")
+        return [g[len(prefix) :] for g in ns.rooms.groups() if g.startswith(prefix)]

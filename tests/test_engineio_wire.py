@@ -1,0 +1,386 @@
+"""Engine.IO and Socket.IO on the wire, with raw HTTP requests (httpx) and a raw
+WebSocket client, against real servers serving tests/apps/socketio_app.py: handshakes,
+the Engine.IO error answers, heartbeats and timeouts, oversize and malformed input,
+CORS and Origin checks; bad input never affects another connection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+import servers
+from servers import Client
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from wsgate.socketio.engineio_protocol import decode_payload
+
+socketio_server = servers.socketio_server
+server_pool = servers.server_pool
+server_logs_clean = servers.server_logs_clean
+
+pytestmark = pytest.mark.usefixtures("anyio_backend", "server_logs_clean")
+
+TIMEOUT = 5.0
+PATH = "/socket.io/"
+
+
+def http(url: str) -> str:
+    return "http" + url[2:]
+
+
+async def handshake(client: httpx.AsyncClient, path: str = PATH) -> dict[str, Any]:
+    r = await client.get(path, params={"EIO": "4", "transport": "polling"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "text/plain; charset=UTF-8"
+    assert r.text[0] == "0"
+    opened: dict[str, Any] = json.loads(r.text[1:])
+    return opened
+
+
+async def poll(client: httpx.AsyncClient, sid: str, path: str = PATH) -> httpx.Response:
+    return await client.get(path, params={"EIO": "4", "transport": "polling", "sid": sid})
+
+
+async def post(
+    client: httpx.AsyncClient, sid: str, body: str | bytes, path: str = PATH, **kwargs: Any
+) -> httpx.Response:
+    return await client.post(
+        path, params={"EIO": "4", "transport": "polling", "sid": sid}, content=body, **kwargs
+    )
+
+
+async def poll_until(
+    client: httpx.AsyncClient, sid: str, wanted: str, path: str = PATH
+) -> list[str]:
+    """Poll until a packet starting with ``wanted`` arrives; every packet seen."""
+    seen: list[str] = []
+    with anyio.fail_after(TIMEOUT):
+        while not any(p.startswith(wanted) for p in seen):
+            r = await poll(client, sid, path)
+            assert r.status_code == 200, r.text
+            seen += r.text.split("\x1e")
+    return seen
+
+
+def http_client(url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=http(url), timeout=TIMEOUT)
+
+
+async def test_polling_handshake(socketio_server: str) -> None:
+    async with http_client(socketio_server) as client:
+        opened = await handshake(client)
+        assert set(opened) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+        assert opened["upgrades"] == ["websocket"]
+        assert (opened["pingInterval"], opened["pingTimeout"], opened["maxPayload"]) == (
+            500,
+            1000,
+            100_000,
+        )
+        sid = opened["sid"]
+        # A Socket.IO CONNECT, an event, its answers; "ok" for each POST.
+        r = await post(client, sid, "40")
+        assert (r.status_code, r.text) == (200, "ok")
+        seen = await poll_until(client, sid, '42["auth"')
+        assert seen[0].startswith('40{"sid":')
+        r = await post(client, sid, '42["message","x"]\x1e421["pair",1,2]')
+        assert r.text == "ok"
+        seen = await poll_until(client, sid, "431")
+        assert '42["message-back","x"]' in seen and "431[2,1]" in seen
+        # Binary attachments travel base64-encoded behind "b".
+        r = await post(client, sid, '451-2["binary",{"_placeholder":true,"num":0},null]\x1ebAAE=')
+        seen = await poll_until(client, sid, "b")
+        packets = decode_payload("\x1e".join(p for p in seen if p != "2"))
+        assert any(p.data == b"\x00\x01" for p in packets)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "status", "code", "message"),
+    [
+        ("GET", {"EIO": "3", "transport": "polling"}, 400, 5, "Unsupported protocol version"),
+        ("GET", {"transport": "polling"}, 400, 5, "Unsupported protocol version"),
+        ("GET", {"EIO": "4", "transport": "carrier-pigeon"}, 400, 0, "Transport unknown"),
+        ("POST", {"EIO": "4", "transport": "polling"}, 400, 2, "Bad handshake method"),
+        ("GET", {"EIO": "4", "transport": "websocket"}, 400, 3, "Bad request"),
+        ("GET", {"EIO": "4", "transport": "polling", "sid": "nope"}, 400, 1, "Session ID unknown"),
+        ("POST", {"EIO": "4", "transport": "polling", "sid": "nope"}, 400, 1, "Session ID unknown"),
+    ],
+)
+async def test_engineio_error_answers(
+    socketio_server: str, method: str, params: dict[str, str], status: int, code: int, message: str
+) -> None:
+    async with http_client(socketio_server) as client:
+        r = await client.request(method, PATH, params=params, content=b"40")
+        assert r.status_code == status
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == {"code": code, "message": message}
+
+
+async def test_transport_mismatch_and_bad_origin(socketio_server: str) -> None:
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        r = await client.get(PATH, params={"EIO": "4", "transport": "websocket", "sid": sid})
+        assert (r.status_code, r.json()["code"]) == (400, 3)
+        r = await client.get(
+            PATH,
+            params={"EIO": "4", "transport": "polling"},
+            headers={"origin": "http://evil.example"},
+        )
+        assert r.status_code == 403
+        assert r.json() == {"code": 4, "message": "Forbidden"}
+        r = await client.get(
+            PATH,
+            params={"EIO": "4", "transport": "polling"},
+            headers={"origin": "http://allowed.example"},
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "http://allowed.example"
+        assert r.headers["access-control-allow-credentials"] == "true"
+        r = await client.options(
+            PATH,
+            params={"EIO": "4", "transport": "polling"},
+            headers={
+                "origin": "http://allowed.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
+        assert r.status_code == 204
+        assert "POST" in r.headers["access-control-allow-methods"]
+        assert r.headers["access-control-allow-headers"] == "content-type"
+
+
+async def test_overlapping_polls_close_the_session(socketio_server: str) -> None:
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        responses: list[httpx.Response] = []
+
+        async def one_poll() -> None:
+            responses.append(await poll(client, sid))
+
+        # Two polls at once: the later one is refused and the session ends, which
+        # releases the pending one with a close packet.
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one_poll)
+                tg.start_soon(one_poll)
+        statuses = sorted((r.status_code, r.text) for r in responses)
+        assert statuses[0][0] == 200 and statuses[0][1].endswith("1")
+        assert statuses[1][0] == 400
+        r = await poll(client, sid)
+        assert (r.status_code, r.json()["code"]) == (400, 1)
+
+
+async def test_oversize_and_malformed_posts(socketio_server: str) -> None:
+    async with http_client(socketio_server) as client:
+        bystander = (await handshake(client))["sid"]
+        await post(client, bystander, "40")
+        await poll_until(client, bystander, "42")
+
+        sid = (await handshake(client))["sid"]
+        r = await post(client, sid, "4" + "x" * 100_001)
+        assert r.status_code == 413
+        r = await poll(client, sid)
+        assert r.status_code == 400 or r.text.endswith("1")
+
+        sid = (await handshake(client))["sid"]
+        r = await post(
+            client, sid, b"\x00\x01", headers={"content-type": "application/octet-stream"}
+        )
+        assert r.status_code == 400
+
+        sid = (await handshake(client))["sid"]
+        r = await post(client, sid, "9oops")  # an unknown packet type: a parse error
+        assert (r.status_code, r.text) == (200, "ok")
+        r = await poll(client, sid)
+        assert r.status_code == 400 or r.text.endswith("1")
+
+        # None of it touched the bystander.
+        r = await post(client, bystander, '421["pair",5,6]')
+        assert "431[6,5]" in await poll_until(client, bystander, "431")
+
+
+async def test_polling_ping_timeout(socketio_server: str) -> None:
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        await post(client, sid, "40")
+        await poll_until(client, sid, "2")  # the server pings; we never pong
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                r = await poll(client, sid)
+                if r.status_code == 400 or r.text.endswith("1"):
+                    break
+
+
+async def test_connect_timeout(socketio_server: str) -> None:
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        # No Socket.IO CONNECT within connect_timeout_ms (1 s): the session is closed;
+        # pongs keep the Engine.IO session itself alive until then.
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                r = await poll(client, sid)
+                if r.status_code == 400 or r.text.endswith("1"):
+                    break
+                if "2" in r.text.split("\x1e"):
+                    await post(client, sid, "3")
+
+
+# -- WebSocket ---------------------------------------------------------------------------
+
+
+def ws_url(url: str, path: str = PATH, **query: str) -> str:
+    params = "&".join(
+        f"{k}={v}" for k, v in {"EIO": "4", "transport": "websocket", **query}.items()
+    )
+    return f"{url}{path}?{params}"
+
+
+async def open_ws(url: str, path: str = PATH) -> tuple[Client, dict[str, Any]]:
+    ws = await Client.connect(ws_url(url, path))
+    opened = await ws.recv()
+    assert isinstance(opened, str) and opened[0] == "0"
+    return ws, json.loads(opened[1:])
+
+
+async def test_websocket_ping_pong_and_timeout(socketio_server: str) -> None:
+    ws, opened = await open_ws(socketio_server)
+    assert opened["upgrades"] == []
+    await ws.send("40")
+    assert (await ws.recv()).startswith("40{")  # type: ignore[union-attr]
+    # Answer two pings: the connection stays.
+    pings = 0
+    while pings < 2:
+        frame = await ws.recv()
+        if frame == "2":
+            pings += 1
+            await ws.send("3")
+    await ws.send('421["pair",1,2]')
+    frames = [await ws.recv()]
+    while "431[2,1]" not in frames:
+        frames.append(await ws.recv())
+    # Stop answering: closed within ping interval + ping timeout.
+    code, _, seen = await ws.wait_closed(timeout=TIMEOUT)
+    assert code == 1000
+    assert "2" in seen
+
+
+async def test_websocket_bad_input(socketio_server: str) -> None:
+    bystander, _ = await open_ws(socketio_server, "/engine.io/")
+    # A Socket.IO packet with a reserved event name: the Engine.IO connection is closed.
+    ws, _ = await open_ws(socketio_server)
+    await ws.send("40")
+    await ws.recv()
+    await ws.send('42["connect"]')
+    code, _, _ = await ws.wait_closed(timeout=TIMEOUT)
+    assert code == 1000
+    # An unknown Engine.IO packet type: closed.
+    ws, _ = await open_ws(socketio_server)
+    await ws.send("9")
+    code, _, _ = await ws.wait_closed(timeout=TIMEOUT)
+    assert code == 1000
+    # A message larger than max_payload_bytes: closed with 1009 as the reference does.
+    ws, _ = await open_ws(socketio_server)
+    await ws.send("4" + "x" * 100_001)
+    code, _, _ = await ws.wait_closed(timeout=TIMEOUT)
+    assert code == 1009
+    # Binary data where no attachment is expected: closed.
+    ws, _ = await open_ws(socketio_server)
+    await ws.send("40")
+    await ws.recv()
+    await ws.send(b"\x00")
+    code, _, _ = await ws.wait_closed(timeout=TIMEOUT)
+    assert code == 1000
+    # The bystander on another endpoint still echoes.
+    await bystander.send("4still here")
+    frame = await bystander.recv()
+    while frame == "2":
+        await bystander.send("3")
+        frame = await bystander.recv()
+    assert frame == "4still here"
+    await bystander.close()
+
+
+async def test_websocket_handshake_errors(socketio_server: str) -> None:
+    def refused(url: str, origin: str | None = None) -> int:
+        try:
+            with ws_connect(url, origin=origin, open_timeout=TIMEOUT):  # type: ignore[arg-type]
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    if servers.DENIAL_EXTENSION.get(socketio_server.kind, True):
+        assert await anyio.to_thread.run_sync(refused, ws_url(socketio_server, sid="nope")) == 400
+        assert (
+            await anyio.to_thread.run_sync(refused, ws_url(socketio_server), "http://evil.example")
+            == 403
+        )
+    assert (
+        await anyio.to_thread.run_sync(refused, ws_url(socketio_server), "http://allowed.example")
+        == 101
+    )
+
+
+async def test_engineio_controller_echo(socketio_server: str) -> None:
+    ws, _ = await open_ws(socketio_server, "/engine.io/")
+    await ws.send("4hello")
+    await ws.send(b"\x01\x02")
+    got = []
+    while len(got) < 2:
+        frame = await ws.recv()
+        if frame == "2":
+            await ws.send("3")
+        else:
+            got.append(frame)
+    assert got == ["4hello", b"\x01\x02"]
+    await ws.close()
+    async with http_client(socketio_server) as client:
+        r = await client.get(
+            "/engine.io/",
+            params={"EIO": "4", "transport": "polling"},
+            headers={"origin": "http://anywhere.example"},
+        )
+        assert r.headers["access-control-allow-origin"] == "http://anywhere.example"
+        sid = json.loads(r.text[1:])["sid"]
+        await post(client, sid, "4hi\x1ebAQ==", path="/engine.io/")
+        seen = await poll_until(client, sid, "bAQ==", path="/engine.io/")
+        assert "4hi" in seen
+
+
+async def test_dropped_poll_ends_the_session(socketio_server: str) -> None:
+    import socket
+    import uuid
+
+    tag = f"dropped-{uuid.uuid4()}"
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        await post(client, sid, "40" + json.dumps({"tag": tag}))
+        await poll_until(client, sid, '42["auth"')
+
+        def drop_a_pending_poll() -> None:
+            with socket.create_connection(("127.0.0.1", socketio_server.port), TIMEOUT) as s:  # type: ignore[attr-defined]
+                s.sendall(
+                    f"GET {PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                    f"Host: 127.0.0.1\r\n\r\n".encode()
+                )
+
+        await anyio.to_thread.run_sync(drop_a_pending_poll)
+        # Another client asks the server what it saw: the session ended at once, with
+        # the reference server's reason for a poll closed prematurely.
+        watcher = (await handshake(client))["sid"]
+        await post(client, watcher, "40")
+        await poll_until(client, watcher, '42["auth"')
+        with anyio.fail_after(TIMEOUT):
+            n = 0
+            while True:
+                n += 1
+                await post(client, watcher, f'42{n}["disconnects","{tag}"]')
+                seen = await poll_until(client, watcher, f"43{n}[")
+                answer = next(p for p in seen if p.startswith(f"43{n}["))
+                if answer != f"43{n}[[]]":
+                    break
+        assert answer == f'43{n}[["transport error"]]'
