@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import status
-from .asgi import Message, Scope, denial_messages
+from .asgi import Message, Scope, denial_messages, strip_root_path
 from .connection import Stats
 from .datastructures import Headers
 from .encoding import encode
@@ -66,6 +66,7 @@ class Admission:
         "max_per_client",
         "open",
         "origin",
+        "own_origin_policy",
         "stats",
     )
 
@@ -77,9 +78,13 @@ class Admission:
         max_connections: int | None,
         max_connections_per_client: int | None,
         stats: Stats,
+        own_origin_policy: Iterable[str] = (),
     ) -> None:
         #: Raises ConfigurationError for a malformed origin.
         self.origin = OriginPolicy(allowed_origins, trust_forwarded_host=trust_forwarded_host)
+        #: Path prefixes whose endpoint checks Origin itself (a Socket.IO controller with
+        #: cors_allowed_origins): the App's policy does not apply there.
+        self.own_origin_policy = tuple(p.rstrip("/") for p in own_origin_policy)
         self.max_connections = max_connections
         self.max_per_client = max_connections_per_client
         self.stats = stats
@@ -88,11 +93,21 @@ class Admission:
         self._per_client: dict[str, int] = {}
         self._decisions: dict[tuple[bytes, bytes | None, bytes | None], bool] = {}
 
+    def _checks_own_origin(self, scope: Scope) -> bool:
+        if not self.own_origin_policy:
+            return False
+        path = strip_root_path(scope)
+        return any(path == p or path.startswith(p + "/") for p in self.own_origin_policy)
+
     def admit(self, scope: Scope) -> list[Message] | None:
         """None if the handshake may go on (the caller must :meth:`release` it when the
         connection ends), else the messages that refuse it (counted in the stats)."""
         origin_policy = self.origin
-        if not origin_policy.allow_all and not self._origin_allowed(scope):
+        if (
+            not origin_policy.allow_all
+            and not self._origin_allowed(scope)
+            and not self._checks_own_origin(scope)
+        ):
             origin = Headers.from_scope(scope).get("origin")
             self.stats.refused_origin += 1
             return _refusal(

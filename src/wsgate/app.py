@@ -250,6 +250,10 @@ class App:
             max_connections=cfg.max_connections,
             max_connections_per_client=cfg.max_connections_per_client,
             stats=self.stats,
+            # A Socket.IO endpoint with cors_allowed_origins checks Origin itself.
+            own_origin_policy=()
+            if sio is None
+            else [ep.path for ep in sio.endpoints if ep.options.cors_allowed_origins is not None],
         )
         if callable(guards):
             raise ConfigurationError("App(guards=...) takes a list of functions")
