@@ -2,8 +2,8 @@
 
 import pytest
 
-from wsgate.connection import Offer, Outbox, Overflow
 from wsgate.errors import WebSocketDisconnect, WebSocketStateError
+from wsgate.queues import Offer, Outbox, Overflow
 from wsgate.state import ConnectionState, Phase, Receiver, WebSocketState
 
 

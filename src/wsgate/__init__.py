@@ -16,7 +16,6 @@
 from . import status
 from .app import App
 from .broadcast import BroadcastGroup
-from .connection import Overflow
 from .datastructures import Headers, QueryParams, State
 from .di import injectable
 from .errors import (
@@ -32,6 +31,7 @@ from .errors import (
 from .frames import Frame
 from .gateway import on_connect, on_disconnect, on_error, on_message, ws_controller
 from .params import Header, HeaderParam, Json, Query, QueryParam
+from .queues import Overflow
 from .server import serve
 from .websocket import WebSocket, WebSocketState
 

@@ -23,7 +23,7 @@ from .asgi import (
     strip_root_path,
 )
 from .broadcast import BroadcastGroup
-from .connection import Connection, Limits, Overflow, Stats
+from .connection import Connection, Limits, Stats
 from .datastructures import State
 from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container
@@ -36,6 +36,7 @@ from .errors import (
 )
 from .frames import DEFAULT_MAX_JSON_DEPTH
 from .plan import GatewayPlan, compile_gateway
+from .queues import Overflow
 from .routing import Router
 from .session import Session
 from .socketio.install import SocketIOSetup, split_controllers

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .connection import Overflow
 from .errors import DecoratorUsageError
+from .queues import Overflow
 
 __all__ = [
     "GatewayMeta",

@@ -17,12 +17,12 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .connection import Overflow
 from .di import Container, type_hints
 from .errors import ConfigurationError
 from .frames import Frame
 from .gateway import BINARY, HOOK_ATTR, MESSAGE_ATTR, WILDCARD, GatewayMeta, gateway_meta
 from .params import HeaderParam, JsonBody, QueryParam
+from .queues import Overflow
 from .routing import CONVERTERS, compile_template
 from .websocket import WebSocket
 

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import status
 from .asgi import Message, denial_messages, strip_root_path
-from .connection import Connection, Offer
+from .connection import Connection
 from .datastructures import Address, Headers, QueryParams, State
 from .encoding import decode as _json_decode
 from .encoding import encode as _json_encode
 from .errors import WebSocketDisconnect, WebSocketStateError
 from .frames import decode_as
+from .queues import Offer
 from .state import Phase, Receiver, WebSocketState
 
 if TYPE_CHECKING:

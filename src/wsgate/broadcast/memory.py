@@ -7,9 +7,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from ..asgi import Message
-from ..connection import Connection, Offer
+from ..connection import Connection
 from ..datastructures import Counters
 from ..encoding import encode
+from ..queues import Offer
 from ..websocket import WebSocket
 
 __all__ = ["BroadcastGroup", "GroupStats"]

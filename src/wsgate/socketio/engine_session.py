@@ -14,9 +14,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..asgi import Message
-from ..connection import Offer
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketStateError
+from ..queues import Offer
 from ..websocket import WebSocket, WebSocketState
 from .engineio_protocol import EngineIOPacketType
 from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceived, SessionClosed

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..broadcast import BroadcastGroup
-from ..connection import Offer
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
+from ..queues import Offer
 from .engine_session import EngineSession, new_id
 from .handlers import ArgumentError, EventHandler
 from .socketio_protocol import (
