@@ -103,7 +103,7 @@ async def test_the_service_posts_typed_messages_and_prints_what_others_say(
 
         frames, joined_line, heard = await anyio.to_thread.run_sync(talk)
         assert "joined lobby" in joined_line and "(2 members)" in joined_line
-        assert frames[0] == {"event": "joined", "data": {"user": "ticker"}}
+        assert frames[0] == {"event": "joined", "data": {"user": "ticker", "members": 2}}
         posts = [f["data"] for f in frames if f["event"] == "chat.message"]
         assert [p["user"] for p in posts] == ["ticker"] * 3
         assert [p["text"].split(":")[0] for p in posts] == ["WSG #1", "WSG #2", "WSG #3"]
