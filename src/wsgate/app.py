@@ -447,48 +447,48 @@ class App:
             for m in refusal:
                 await send(m)
             return
+        # The handshake's own frame ends here: nothing more is awaited between the
+        # admission and the connection's run (each level of coroutine stays alive, and
+        # is resumed through, for as long as the connection lives).
         try:
-            await self._route(scope, receive, send)
+            path = strip_root_path(scope)
+            try:
+                route, params = self.router.resolve(path)
+            except WebSocketRouteNotFoundError as exc:
+                body = encode({"error": {"code": exc.code, "message": exc.message, "detail": None}})
+                for m in denial_messages(scope, exc.http_status, body, _JSON_HEADERS):
+                    await send(m)
+                return
+            plan = route.target
+            cfg = self.config
+            meta = plan.meta
+            conn = Connection(
+                receive,
+                send,
+                outbound_size=meta.outbound_queue or cfg.outbound_queue,
+                inbound_size=cfg.inbound_queue,
+                policy=meta.overflow or cfg.overflow,
+                stats=self.stats,
+                grace=cfg.disconnect_grace,
+                owner=not plan.has_message_handlers,
+                path=path,
+                limits=self._limits,
+            )
+            ws = WebSocket(scope, conn, app=self, path_template=plan.template, path_params=params)
+            self.stats.connections_total += 1
+            self.stats.connections_open += 1
+            self._connections[ws] = conn
+            try:
+                await self._run(plan, conn, ws)
+            except Exception as exc:  # wsgate's own failure after the task group (cleanup)
+                await self._runtime_failed(conn, ws, exc)
+            finally:
+                del self._connections[ws]
+                self.stats.connections_open -= 1
+                if self._drained is not None and not self._connections:
+                    self._drained.set()
         finally:
             self._admission.release(scope)
-
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = strip_root_path(scope)
-        try:
-            route, params = self.router.resolve(path)
-        except WebSocketRouteNotFoundError as exc:
-            body = encode({"error": {"code": exc.code, "message": exc.message, "detail": None}})
-            for m in denial_messages(scope, exc.http_status, body, _JSON_HEADERS):
-                await send(m)
-            return
-        plan = route.target
-        cfg = self.config
-        meta = plan.meta
-        conn = Connection(
-            receive,
-            send,
-            outbound_size=meta.outbound_queue or cfg.outbound_queue,
-            inbound_size=cfg.inbound_queue,
-            policy=meta.overflow or cfg.overflow,
-            stats=self.stats,
-            grace=cfg.disconnect_grace,
-            owner=not plan.has_message_handlers,
-            path=path,
-            limits=self._limits,
-        )
-        ws = WebSocket(scope, conn, app=self, path_template=plan.template, path_params=params)
-        self.stats.connections_total += 1
-        self.stats.connections_open += 1
-        self._connections[ws] = conn
-        try:
-            await self._run(plan, conn, ws)
-        except Exception as exc:  # wsgate's own failure after the task group (cleanup)
-            await self._runtime_failed(conn, ws, exc)
-        finally:
-            del self._connections[ws]
-            self.stats.connections_open -= 1
-            if self._drained is not None and not self._connections:
-                self._drained.set()
 
     async def _run(self, plan: GatewayPlan, conn: Connection, ws: WebSocket) -> None:
         deps = ConnectionDependencies(plan) if plan.dependencies else None

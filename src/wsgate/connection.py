@@ -113,12 +113,18 @@ class Limits:
     """What one connection may send: ``max_frame_bytes`` and a token bucket of
     ``rate`` frames refilled over ``per`` seconds (no bucket when ``rate`` is 0)."""
 
-    __slots__ = ("max_frame_bytes", "per", "rate")
+    __slots__ = ("max_frame_bytes", "per", "quick_max", "rate")
 
     def __init__(self, max_frame_bytes: int, rate: int = 0, per: float = 1.0) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.rate = rate
         self.per = per
+        #: A text frame of at most this many characters is within max_frame_bytes
+        #: whatever its characters (UTF-8 takes at most 4 bytes per character).
+        self.quick_max = max_frame_bytes // 4
+
+
+_DEFAULT_LIMITS = Limits(1 << 20)
 
 
 class _Resume:
@@ -165,7 +171,6 @@ class Connection:
         "_consumers_done",
         "_dispatcher_active",
         "_limits",
-        "_quick_max",
         "_quiet_since",
         "_seen_received",
         "_strikes",
@@ -232,11 +237,8 @@ class Connection:
         self._consumers_done: anyio.Event | None = None
         #: Frames received so far (the App's idle sweep compares it between two looks).
         self.received = 0
-        self._limits = limits = limits or Limits(1 << 20)
-        # A text frame of at most this many characters is within max_frame_bytes
-        # whatever its characters (UTF-8 takes at most 4 bytes per character).
-        self._quick_max = limits.max_frame_bytes // 4
-        self._tokens = float(limits.rate)
+        self._limits = limits = limits or _DEFAULT_LIMITS
+        self._tokens = float(limits.rate) if limits.rate else 0.0
         self._tokens_at = 0.0
         self._strikes = 0
         self._seen_received = -1
@@ -362,7 +364,7 @@ class Connection:
         session = self._session
         inline = session is not None and session.sequential
         rate_limited = self._limits.rate > 0
-        quick_max = self._quick_max
+        quick_max = self._limits.quick_max
         try:
             while True:
                 message = await receive()
