@@ -24,6 +24,9 @@ class AsyncRawClient:
     def __init__(self, stream: anyio.abc.SocketStream, buffered: bytes) -> None:
         self.stream = stream
         self._buf = bytearray(buffered)
+        # A pong written by the reading task and a frame written by another task must not
+        # interleave on the stream (anyio refuses two writers at once).
+        self._writing = anyio.Lock()
 
     @classmethod
     async def connect(cls, url: str, *, timeout: float = 10.0) -> AsyncRawClient:
@@ -63,7 +66,8 @@ class AsyncRawClient:
         else:
             header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        await self.stream.send(header + mask + masked)
+        async with self._writing:
+            await self.stream.send(header + mask + masked)
 
     async def send_json(self, data: Any) -> None:
         await self.send_frame(0x1, json.dumps(data).encode())
