@@ -150,33 +150,24 @@ def render(echo: Collector, fan: Collector, mem: Collector, settings: dict[str, 
         "## Acked round trips",
         "",
     ]
-    rows = [
-        [
-            f"{k[0]}, {k[1]}",
-            str(k[2]),
-            _med(v["rate"]),
-            _med(v["ratio"]),
-            _med(v["cpu"]),
-            _med(v["cpu_ratio"]),
+    def rate_rows(table: Any) -> list[list[str]]:
+        return [
+            [
+                f"{k[0]}, {k[1]}",
+                str(k[2]),
+                _med(v["rate"]),
+                _med(v["ratio"]),
+                _med(v["cpu"]),
+                _med(v["cpu_ratio"]),
+            ]
+            for k, v in table.rows.items()
         ]
-        for k, v in echo.rows.items()
-    ]
+
     head = ["target", "conns", "round trips/s", "x python-socketio", "server µs/rt", "CPU x"]
-    out.append(markdown_table(head, rows))
+    out.append(markdown_table(head, rate_rows(echo)))
     out += ["", "## Fan-out to one room", ""]
-    rows = [
-        [
-            f"{k[0]}, {k[1]}",
-            str(k[2]),
-            _med(v["rate"]),
-            _med(v["ratio"]),
-            _med(v["cpu"]),
-            _med(v["cpu_ratio"]),
-        ]
-        for k, v in fan.rows.items()
-    ]
     head = ["target", "members", "frames/s", "x python-socketio", "server µs/frame", "CPU x"]
-    out.append(markdown_table(head, rows))
+    out.append(markdown_table(head, rate_rows(fan)))
     out += ["", "## Memory per idle connection", ""]
     rows = [[f"{k[0]}, {k[1]}", _med(v["kib"]), _med(v["ratio"])] for k, v in mem.rows.items()]
     out.append(markdown_table(["target", "KiB/conn", "of python-socketio's"], rows))

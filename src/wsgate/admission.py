@@ -45,7 +45,10 @@ def refusal_error(
     return err
 
 
-def _refusal(scope: Scope, err: WebSocketError) -> list[Message]:
+def refusal_messages(scope: Scope, err: WebSocketError) -> list[Message]:
+    """The messages that refuse a handshake because of ``err``: HTTP ``err.http_status``
+    with a JSON body ``{"error": {"code", "message", "detail"}}`` (denial extension),
+    else a close before accept with its close code."""
     body = encode({"error": {"code": err.code, "message": err.message, "detail": err.detail}})
     return denial_messages(
         scope,
@@ -110,7 +113,7 @@ class Admission:
         ):
             origin = Headers.from_scope(scope).get("origin")
             self.stats.refused_origin += 1
-            return _refusal(
+            return refusal_messages(
                 scope,
                 refusal_error(
                     "origin_not_allowed",
@@ -123,7 +126,7 @@ class Admission:
         limit = self.max_connections
         if limit is not None and self.open >= limit:
             self.stats.refused_limit += 1
-            return _refusal(
+            return refusal_messages(
                 scope,
                 refusal_error(
                     "too_many_connections",
@@ -138,7 +141,7 @@ class Admission:
                 count = self._per_client.get(key, 0)
                 if count >= self.max_per_client:
                     self.stats.refused_limit += 1
-                    return _refusal(
+                    return refusal_messages(
                         scope,
                         refusal_error(
                             "too_many_connections",

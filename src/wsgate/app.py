@@ -12,13 +12,12 @@ from typing import Any, TypedDict, Unpack
 import anyio
 
 from . import status
-from .admission import Admission, authorize, refusal_error
+from .admission import Admission, authorize, refusal_error, refusal_messages
 from .asgi import (
     ASGIApp,
     Receive,
     Scope,
     Send,
-    denial_messages,
     has_denial_extension,
     strip_root_path,
 )
@@ -27,7 +26,6 @@ from .connection import Connection, Limits, Stats
 from .datastructures import State
 from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container
-from .encoding import encode
 from .errors import (
     ConfigurationError,
     WebSocketDisconnect,
@@ -455,8 +453,7 @@ class App:
             try:
                 route, params = self.router.resolve(path)
             except WebSocketRouteNotFoundError as exc:
-                body = encode({"error": {"code": exc.code, "message": exc.message, "detail": None}})
-                for m in denial_messages(scope, exc.http_status, body, _JSON_HEADERS):
+                for m in refusal_messages(scope, exc):
                     await send(m)
                 return
             plan = route.target
@@ -652,10 +649,9 @@ class App:
         )
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.disconnect_timeout):
             if conn.state.phase is Phase.CONNECTING and has_denial_extension(ws.scope):
-                err = {"code": "internal_error", "message": "internal server error"}
                 with contextlib.suppress(Exception):  # the transport may be gone as well
                     await conn.send_refusal(
-                        denial_messages(ws.scope, 500, encode({"error": err}), _JSON_HEADERS),
+                        refusal_messages(ws.scope, _internal_error()),
                         status.WS_1011_INTERNAL_ERROR,
                         "internal error",
                     )
@@ -677,7 +673,6 @@ class App:
         await ws.close(status.WS_1011_INTERNAL_ERROR, "internal error")
 
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 async def _refuse(
@@ -690,24 +685,30 @@ async def _refuse(
     (1008 by default, 1011 for unexpected errors) so the client can read code and reason.
     """
     if isinstance(exc, WebSocketError):
-        code = exc.close_code or exc.default_close_code
-        http_status = exc.http_status
-        err = {"code": exc.code, "message": exc.message, "detail": exc.detail}
-        reason = exc.message
+        err, reason = exc, exc.message
     else:
         logger.error("%s failed on %s; refusing with 1011", what, ws.path, exc_info=exc)
-        code, http_status = status.WS_1011_INTERNAL_ERROR, 500
-        err = {"code": "internal_error", "message": "internal server error", "detail": None}
-        reason = "internal error"
+        err, reason = _internal_error(), "internal error"
+    code = err.close_code or err.default_close_code
     reason = truncate_reason(reason)
     if has_denial_extension(ws.scope):
-        messages = denial_messages(ws.scope, http_status, encode({"error": err}), _JSON_HEADERS)
+        messages = refusal_messages(ws.scope, err)
     else:
         messages = [
             {"type": "websocket.accept"},
             {"type": "websocket.close", "code": code, "reason": reason},
         ]
     await conn.send_refusal(messages, code, reason)
+
+
+def _internal_error() -> WebSocketError:
+    # What a client is told when wsgate or @on_connect failed: nothing of the exception.
+    return refusal_error(
+        "internal_error",
+        "internal server error",
+        http_status=500,
+        close_code=status.WS_1011_INTERNAL_ERROR,
+    )
 
 
 async def _not_found(send: Send) -> None:
