@@ -67,11 +67,26 @@ def _trio_signal() -> type:
     reschedule = trio.lowlevel.reschedule
     succeeded = trio.lowlevel.Abort.SUCCEEDED
 
+    class _Resumed:
+        """What a woken task is resumed with. Trio sends the parked coroutine an
+        outcome and calls its ``unwrap()``; this shared one stands for
+        ``outcome.Value(None)``, which ``reschedule`` would otherwise allocate per
+        wake-up (a fan-out wakes a thousand writers at once, and those objects outlive
+        the collections that run meanwhile)."""
+
+        __slots__ = ()
+
+        def unwrap(self) -> None:
+            return None
+
+    resumed: Any = _Resumed()
+
     class _TrioSignal:
-        __slots__ = ("_tasks",)
+        __slots__ = ("_abort_first", "_tasks")
 
         def __init__(self) -> None:
             self._tasks: list[Any] | None = None  # built with the first wait
+            self._abort_first: Any = None
 
         @property
         def waiting(self) -> bool:
@@ -82,6 +97,19 @@ def _trio_signal() -> type:
             tasks = self._tasks
             if tasks is None:
                 tasks = self._tasks = []
+
+                def abort_first(_: Any) -> Any:
+                    # A task that waited alone is first in the list until it is woken.
+                    del tasks[0]
+                    return succeeded
+
+                self._abort_first = abort_first
+            if not tasks:
+                # The usual case (a writer, a dispatcher): one waiter, and an abort
+                # callback built once per signal rather than per wait.
+                tasks.append(task)
+                await park(self._abort_first)
+                return
             tasks.append(task)
 
             def abort(_: Any) -> Any:
@@ -94,7 +122,7 @@ def _trio_signal() -> type:
             tasks = self._tasks
             if tasks:
                 for task in tasks:
-                    reschedule(task)
+                    reschedule(task, resumed)
                 tasks.clear()
 
     return _TrioSignal

@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ..asgi import Message
-from ..connection import Connection
+from ..connection import Connection, WakeRelay
 from ..datastructures import Counters
 from ..encoding import encode
 from ..queues import Offer
@@ -164,10 +164,11 @@ class BroadcastGroup:
         sent = 0
         dropped = 0
         gone: list[WebSocket] | None = None
+        relay = WakeRelay.for_broadcast()
         for ws, conn in g.members.items():
             if ws is exclude:
                 continue
-            result = conn.offer(message)
+            result = conn.offer(message, relay) if type(conn) is Connection else conn.offer(message)
             if result is Offer.QUEUED:
                 sent += 1
             elif result is Offer.DROPPED:
@@ -183,6 +184,8 @@ class BroadcastGroup:
                 if gone is None:
                     gone = []
                 gone.append(ws)
+        if relay:  # writers left waiting for it
+            relay.start()
         g.stats.delivered += sent
         self.stats.delivered += sent
         if dropped:

@@ -1,0 +1,138 @@
+"""Broadcast wake-ups passed from writer to writer (``WakeRelay``): every member still
+gets every frame, in order, and members whose client stopped reading hold up nobody."""
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import pytest
+
+from wsgate import App, BroadcastGroup, Json, WebSocket, on_connect, on_message, ws_controller
+from wsgate.connection import WakeRelay
+from wsgate.testing import TestClient
+
+
+class _Member:
+    """Stands for a connection in the relay: ``waiting`` says whether its writer waits."""
+
+    def __init__(self, waiting: bool) -> None:
+        self.waiting = waiting
+        self.woken = 0
+
+    def _relay_wake(self, relay: WakeRelay) -> bool:
+        if not self.waiting:
+            return False
+        self.waiting = False
+        self.woken += 1
+        return True
+
+
+def test_each_pass_wakes_the_next_waiting_writer_and_skips_busy_ones() -> None:
+    members = [_Member(w) for w in (False, True, False, True, True)]
+    relay = WakeRelay(lanes=2)
+    for m in members:
+        relay.add(m)  # type: ignore[arg-type]
+    relay.start()  # two chains: members 1 and 3
+    assert [m.woken for m in members] == [0, 1, 0, 1, 0]
+    assert relay.pass_on()  # a woken writer passes on: member 4
+    assert [m.woken for m in members] == [0, 1, 0, 1, 1]
+    assert not relay.pass_on()  # nobody left
+    assert not relay.pass_on()
+    assert len(relay) == 0
+
+
+@ws_controller("/room")
+class Room:
+    def __init__(self, groups: BroadcastGroup) -> None:
+        self.groups = groups
+
+    @on_connect
+    async def join(self, ws: WebSocket) -> None:
+        await self.groups.subscribe("room", ws)
+
+    @on_message("go")
+    async def go(self, body: Json[int]) -> None:
+        for i in range(body):
+            await self.groups.broadcast("room", f"tick {i}")
+
+
+async def test_every_member_gets_every_frame_in_order_as_members_come_and_go() -> None:
+    app = App(gateways=[Room])
+    async with TestClient(app) as client, AsyncExitStack() as stack:
+        stay: list[Any] = []
+        leave: list[Any] = []
+        for i in range(30):
+            ws = await stack.enter_async_context(client.websocket_connect("/room"))
+            (stay if i % 3 else leave).append(ws)
+        await stay[0].send_event("go", 5)
+        for ws in stay + leave:
+            assert [await ws.receive_text(timeout=5) for _ in range(5)] == [
+                f"tick {i}" for i in range(5)
+            ]
+        for ws in leave:
+            await ws.close()
+        await stay[-1].send_event("go", 3)
+        for ws in stay:
+            assert [await ws.receive_text(timeout=5) for _ in range(3)] == [
+                f"tick {i}" for i in range(3)
+            ]
+
+
+@pytest.mark.parametrize("stalled", [1, 2 * max(WakeRelay.LANES.values())])
+async def test_members_whose_client_stopped_reading_hold_up_nobody(stalled: int) -> None:
+    """The stalled members subscribe first, so the first writers woken for a broadcast
+    are theirs: each must pass the wake-up on before its send blocks (with more of
+    them than the relay has lanes, no chain would reach the others otherwise)."""
+    app = App(gateways=[Room])
+    async with TestClient(app) as client, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        blocked: list[anyio.Event] = []
+
+        async def stalled_member() -> None:
+            accepted = anyio.Event()
+            sending = anyio.Event()
+            blocked.append(sending)
+            connected = False
+
+            async def receive() -> dict[str, Any]:
+                nonlocal connected
+                if not connected:
+                    connected = True
+                    return {"type": "websocket.connect"}
+                await anyio.sleep_forever()
+                raise AssertionError
+
+            frames = 0
+
+            async def send(message: dict[str, Any]) -> None:
+                nonlocal frames
+                if message["type"] == "websocket.accept":
+                    accepted.set()
+                    return
+                frames += 1
+                if frames > 1:  # the client's buffer is now full: blocks for good
+                    sending.set()
+                    await anyio.sleep_forever()
+
+            tg.start_soon(app, client.websocket_scope("/room"), receive, send)
+            with anyio.fail_after(5):
+                await accepted.wait()
+
+        for _ in range(stalled):
+            await stalled_member()
+        members = [
+            await stack.enter_async_context(client.websocket_connect("/room")) for _ in range(20)
+        ]
+        # A first frame gets through to everyone, so every writer is running and then
+        # waits for the next broadcast: that one is relayed.
+        await members[0].send_event("go", 1)
+        for ws in members:
+            assert await ws.receive_text(timeout=5) == "tick 0"
+        # One broadcast, so that no later one wakes the writers this one's relay would.
+        await members[0].send_event("go", 1)
+        for ws in members:
+            assert await ws.receive_text(timeout=5) == "tick 0"
+        with anyio.fail_after(5):
+            for sending in blocked:
+                await sending.wait()  # their writers did try to send
+        tg.cancel_scope.cancel()
