@@ -497,7 +497,10 @@ class App:
             return
         try:
             async with conn:
-                await self._serve(plan, session, conn, ws, deps)
+                # The handshake's coroutine ends before the serving starts, so it is not
+                # one more level resumed through for as long as the connection lives.
+                if await self._open(plan, session, conn, ws, deps):
+                    await conn.serve(session)
             if self._expired and conn in self._expired:
                 await self._handshake_timed_out(conn, ws)
         except* Exception as failure:
@@ -533,14 +536,16 @@ class App:
                 self.config.disconnect_timeout,
             )
 
-    async def _serve(
+    async def _open(
         self,
         plan: GatewayPlan,
         session: Session,
         conn: Connection,
         ws: WebSocket,
         deps: ConnectionDependencies | None,
-    ) -> None:
+    ) -> bool:
+        """Guards, dependencies, @on_connect, within handshake_timeout: True if the
+        runtime is to serve the connection now."""
         timeout = self.config.handshake_timeout
         if timeout is None or (plan.on_connect is None and not plan.guards and deps is None):
             serve = await self._handshake(plan, session, conn, ws, deps)
@@ -553,8 +558,7 @@ class App:
                 serve = await self._handshake(plan, session, conn, ws, deps)
             finally:
                 self._handshakes.pop(conn, None)
-        if serve:
-            await conn.serve(session)
+        return serve
 
     async def _handshake_timed_out(self, conn: Connection, ws: WebSocket) -> None:
         if conn.state.phase is not Phase.CONNECTING:

@@ -631,25 +631,23 @@ class Connection:
             return
         message = {"type": "websocket.send", "text": payload.decode()}
         outbox = self.outbox
-        try:
-            if not self._sending and not outbox and not outbox.inflight:
-                await self._send_now(message)
-            else:
+        if self._sending or outbox or outbox.inflight:
+            try:
                 await self.send(message)
-        except Exception:
-            if self.state.phase is Phase.OPEN:
-                raise
-
-    async def _send_now(self, message: Message) -> None:
+            except Exception:
+                if self.state.phase is Phase.OPEN:
+                    raise
+            return
+        # Written here, not in a helper: every level of coroutine is resumed through at
+        # each of the send's checkpoints.
         self._sending = True
         try:
             await self._send(message)
         except Exception as exc:
-            self._transport_failed(exc)
-            raise self.state.error("send") from None
+            self._transport_failed(exc)  # the connection is over; the reply is dropped
         finally:
             self._sending = False
-        if self.outbox:
+        if outbox:
             self._kick_writer()
 
     def _transport_failed(self, exc: BaseException) -> None:

@@ -278,16 +278,15 @@ def decode_data(
     out of range, or, when ``max_depth`` is given (binary frames, which no envelope decode
     has scanned), JSON nested deeper than ``max_depth`` levels.
     """
-    what = f"data for {event!r}"
     if max_depth and json_depth_exceeds(raw if isinstance(raw, bytes) else bytes(raw), max_depth):
         message = f"data may nest arrays and objects at most {max_depth} levels deep"
         raise WebSocketValidationError(
-            f"invalid {what}: {message}", [{"path": "$.data", "message": message}]
+            f"invalid data for {event!r}: {message}", [{"path": "$.data", "message": message}]
         )
     try:
         return decoder.decode(raw)
     except _DECODE_ERRORS as exc:
-        raise validation_error(exc, "$.data", what) from None
+        raise validation_error(exc, "$.data", f"data for {event!r}") from None
 
 
 def decode_as(text: str | bytes, type: type[T], max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> T:
