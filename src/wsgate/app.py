@@ -292,7 +292,9 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            await self._websocket(scope, receive, send)
+            admitted = await self._admit(scope, receive, send)
+            if admitted is not None:
+                await self._run(*admitted)
         elif kind == "http":
             mounted = self._http_mount(scope)
             if mounted is not None:
@@ -436,18 +438,22 @@ class App:
 
     # -- connections -----------------------------------------------------------------
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[GatewayPlan, Connection, WebSocket] | None:
+        """The WebSocket handshake up to the gateway: Origin, connection limits, route.
+        Refuses and returns None, or returns the connection to run (whose admission
+        :meth:`_run` then releases). Its coroutine ends before the connection runs:
+        each level of coroutine stays alive, and is resumed through, for as long as the
+        connection lives."""
         message = await receive()
         if message["type"] != "websocket.connect":
-            return
+            return None
         refusal = self._admission.admit(scope)  # Origin, connection limits
         if refusal is not None:
             for m in refusal:
                 await send(m)
-            return
-        # The handshake's own frame ends here: nothing more is awaited between the
-        # admission and the connection's run (each level of coroutine stays alive, and
-        # is resumed through, for as long as the connection lives).
+            return None
         try:
             path = strip_root_path(scope)
             try:
@@ -455,7 +461,8 @@ class App:
             except WebSocketRouteNotFoundError as exc:
                 for m in refusal_messages(scope, exc):
                     await send(m)
-                return
+                self._admission.release(scope)
+                return None
             plan = route.target
             cfg = self.config
             meta = plan.meta
@@ -472,54 +479,65 @@ class App:
                 limits=self._limits,
             )
             ws = WebSocket(scope, conn, app=self, path_template=plan.template, path_params=params)
-            self.stats.connections_total += 1
-            self.stats.connections_open += 1
-            self._connections[ws] = conn
-            try:
-                await self._run(plan, conn, ws)
-            except Exception as exc:  # wsgate's own failure after the task group (cleanup)
-                await self._runtime_failed(conn, ws, exc)
-            finally:
-                del self._connections[ws]
-                self.stats.connections_open -= 1
-                if self._drained is not None and not self._connections:
-                    self._drained.set()
-        finally:
+        except BaseException:
             self._admission.release(scope)
+            raise
+        return plan, conn, ws
 
     async def _run(self, plan: GatewayPlan, conn: Connection, ws: WebSocket) -> None:
-        deps = ConnectionDependencies(plan) if plan.dependencies else None
+        stats = self.stats
+        stats.connections_total += 1
+        stats.connections_open += 1
+        self._connections[ws] = conn
         try:
-            session = Session(plan, self, conn, ws, None if deps is None else deps.values)
-        except Exception as exc:
-            logger.exception("could not build gateway %s for %s", plan.name, ws.path)
-            await _refuse(conn, ws, exc)
-            return
-        try:
-            async with conn:
-                # The handshake's coroutine ends before the serving starts, so it is not
-                # one more level resumed through for as long as the connection lives.
-                if await self._open(plan, session, conn, ws, deps):
-                    await conn.serve(session)
-            if self._expired and conn in self._expired:
-                await self._handshake_timed_out(conn, ws)
-        except* Exception as failure:
-            # A task of the connection (reader, dispatcher, writer, stream) failed in
-            # wsgate itself (user code is contained where it runs): only this connection
-            # ends, and the server never sees the exception.
-            await self._runtime_failed(conn, ws, failure)
+            deps = ConnectionDependencies(plan) if plan.dependencies else None
+            try:
+                session = Session(plan, self, conn, ws, None if deps is None else deps.values)
+            except Exception as exc:
+                logger.exception("could not build gateway %s for %s", plan.name, ws.path)
+                await _refuse(conn, ws, exc)
+                return
+            try:
+                # ``async with conn``, spelled out: the statement would keep a bound
+                # ``__aexit__`` alive for as long as the connection lives.
+                await conn.__aenter__()
+                try:
+                    # The handshake's coroutine ends before the serving starts, so it is
+                    # not one more level resumed through while the connection lives.
+                    if await self._open(plan, session, conn, ws, deps):
+                        await conn.serve(session)
+                except BaseException as exc:
+                    if not await conn.__aexit__(type(exc), exc, exc.__traceback__):
+                        raise
+                else:
+                    await conn.__aexit__(None, None, None)
+                if self._expired and conn in self._expired:
+                    await self._handshake_timed_out(conn, ws)
+            except* Exception as failure:
+                # A task of the connection (reader, dispatcher, writer, stream) failed in
+                # wsgate itself (user code is contained where it runs): only this
+                # connection ends, and the server never sees the exception.
+                await self._runtime_failed(conn, ws, failure)
+            finally:
+                if self._expired:
+                    self._expired.discard(conn)
+                conn.state.ended()
+                with anyio.CancelScope(shield=True):
+                    for group in self.broadcasters:
+                        await group.unsubscribe_all(ws)
+                    if conn.state.accepted and plan.on_disconnect is not None:
+                        await self._on_disconnect(plan, session)
+                    if deps is not None:
+                        with anyio.move_on_after(self.config.disconnect_timeout):
+                            await deps.aclose()
+        except Exception as exc:  # wsgate's own failure after the task group (cleanup)
+            await self._runtime_failed(conn, ws, exc)
         finally:
-            if self._expired:
-                self._expired.discard(conn)
-            conn.state.ended()
-            with anyio.CancelScope(shield=True):
-                for group in self.broadcasters:
-                    await group.unsubscribe_all(ws)
-                if conn.state.accepted and plan.on_disconnect is not None:
-                    await self._on_disconnect(plan, session)
-                if deps is not None:
-                    with anyio.move_on_after(self.config.disconnect_timeout):
-                        await deps.aclose()
+            del self._connections[ws]
+            stats.connections_open -= 1
+            if self._drained is not None and not self._connections:
+                self._drained.set()
+            self._admission.release(ws.scope)
 
     async def _on_disconnect(self, plan: GatewayPlan, session: Session) -> None:
         hook = plan.on_disconnect

@@ -59,9 +59,10 @@ class Outbox:
 
     def __init__(self, capacity: int, signal: type[Signal]) -> None:
         # Two lists used in turn: the writer sends from one while producers fill the
-        # other, so taking a batch allocates nothing.
-        self._queue: list[Message] = []
-        self._spare: list[Message] = []
+        # other, so taking a batch allocates nothing. Built with the first frame: an
+        # idle connection keeps none.
+        self._queue: list[Message] | None = None
+        self._spare: list[Message] | None = None
         self.capacity = capacity
         #: Frames taken by the writer and not sent yet.
         self.inflight = 0
@@ -69,22 +70,29 @@ class Outbox:
         self.room = signal()
 
     def __len__(self) -> int:
-        return len(self._queue) + self.inflight
+        q = self._queue
+        return (len(q) if q else 0) + self.inflight
 
     def __bool__(self) -> bool:
         return bool(self._queue)
 
     @property
     def full(self) -> bool:
-        return len(self._queue) + self.inflight >= self.capacity
+        q = self._queue
+        return (len(q) if q else 0) + self.inflight >= self.capacity
 
     def append(self, message: Message) -> None:
-        self._queue.append(message)
+        q = self._queue
+        if q is None:
+            q = self._queue = []
+        q.append(message)
 
     def offer(self, message: Message, policy: Overflow) -> Offer:
         """Queue ``message`` if there is room; on a full outbox apply ``policy``:
         QUEUED, REPLACED, DROPPED, or SLOW (the policy says close; the caller closes)."""
         q = self._queue
+        if q is None:
+            q = self._queue = []
         if len(q) + self.inflight < self.capacity:
             q.append(message)
             return Offer.QUEUED
@@ -99,6 +107,8 @@ class Outbox:
     def take(self) -> list[Message]:
         """Everything queued (now in flight); hand the list back with :meth:`done`."""
         batch = self._queue
+        if batch is None:
+            batch = []
         self._queue = self._spare
         self._spare = batch
         self.inflight = len(batch)
@@ -117,8 +127,10 @@ class Outbox:
 
     def discard(self) -> int:
         """Drop everything queued and in flight; returns how many frames were dropped."""
-        dropped = len(self._queue) + self.inflight
-        self._queue.clear()
+        q = self._queue
+        dropped = (len(q) if q else 0) + self.inflight
+        if q:
+            q.clear()
         self.inflight = 0
         self.room.set()
         return dropped
@@ -136,8 +148,10 @@ class Inbox:
         self.capacity = capacity
         #: Wakes the consumer waiting for a frame.
         self.arrived = signal()
-        #: Wakes the reader waiting for room.
-        self.room = signal()
+        #: Wakes the reader waiting for room. The same signal: consumers wait only on
+        #: an empty inbox and the reader only on a full one, so a wake-up is never
+        #: meant for the other side (and every wait re-checks its condition).
+        self.room = self.arrived
 
     def __len__(self) -> int:
         return len(self._queue) if self._queue is not None else 0

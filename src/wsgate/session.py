@@ -140,6 +140,8 @@ def _constant_value(p: Param, ws: WebSocket, resolved: dict[Any, Any]) -> Any:
 
 Entry = tuple[Callable[..., Any], dict[str, Any], list[Any]]
 _NO_VALUES: dict[Any, Any] = {}
+#: A session's handler entries before its first frame (never written to).
+_NO_ENTRIES: dict[str, Entry] = {}
 
 
 class Session:
@@ -174,7 +176,7 @@ class Session:
         #: The connection's per-connection dependency results, by type.
         self.values = _NO_VALUES if values is None else values
         self.instance = plan.cls(**plan.ctor_kwargs)
-        self._entries: dict[str, Entry] = {}
+        self._entries: dict[str, Entry] = _NO_ENTRIES  # its own dict with the first entry
         #: Handlers of one connection that may run at once (``@ws_controller(concurrency=)``).
         self.concurrency = plan.meta.concurrency
         self.sequential = self.concurrency == 1
@@ -192,6 +194,8 @@ class Session:
             args = [consts.get(p.name) for p in h.params]
             fn = h.func if h.func is not None else getattr(self.instance, h.attr)
             entry = (fn, consts, args)
+            if self._entries is _NO_ENTRIES:
+                self._entries = {}
             self._entries[h.attr] = entry
         return entry
 
