@@ -718,9 +718,10 @@ class Connection:
 
     def _relay_wake(self, relay: WakeRelay) -> bool:
         """Wake this connection's writer for ``relay``; False if it was not waiting (it
-        is running and will find its frame, or one was started, or it is closed)."""
+        is running and will find its frame, or one was started, or it is closed) or has
+        nothing to send (an earlier broadcast's wake-up took this one's frame too)."""
         if self._writer_active:
-            if self._writer_wake.waiting and self._relay is None:
+            if self._writer_wake.waiting and self._relay is None and self.outbox:
                 self._relay = relay
                 self._writer_wake.set()
                 return True
