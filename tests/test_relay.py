@@ -5,7 +5,9 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
 
 from wsgate import App, BroadcastGroup, Json, WebSocket, on_connect, on_message, ws_controller
 from wsgate.connection import WakeRelay
@@ -27,18 +29,24 @@ class _Member:
         return True
 
 
-def test_each_pass_wakes_the_next_waiting_writer_and_skips_busy_ones() -> None:
-    members = [_Member(w) for w in (False, True, False, True, True)]
+def test_at_most_lanes_writers_are_awake_and_each_pass_wakes_the_next_waiting_one() -> None:
+    members = [_Member(w) for w in (False, True, False, True, True, True)]
     relay = WakeRelay(lanes=2)
     for m in members:
         relay.add(m)  # type: ignore[arg-type]
-    relay.start()  # two chains: members 1 and 3
-    assert [m.woken for m in members] == [0, 1, 0, 1, 0]
+    relay.start()  # two writers awake: members 1 and 3 (0 and 2 are busy)
+    assert [m.woken for m in members] == [0, 1, 0, 1, 0, 0]
+    relay.start()  # a second broadcast: still two awake
+    assert [m.woken for m in members] == [0, 1, 0, 1, 0, 0]
     assert relay.pass_on()  # a woken writer passes on: member 4
-    assert [m.woken for m in members] == [0, 1, 0, 1, 1]
-    assert not relay.pass_on()  # nobody left
-    assert not relay.pass_on()
+    assert [m.woken for m in members] == [0, 1, 0, 1, 1, 0]
+    assert relay.pass_on()  # member 5
+    assert not relay.pass_on()  # nobody left: one lane ends
     assert len(relay) == 0
+    later = _Member(True)
+    relay.add(later)  # type: ignore[arg-type]
+    relay.start()  # one writer is still awake: room for one more
+    assert later.woken == 1
 
 
 @ws_controller("/room")
@@ -135,4 +143,72 @@ async def test_members_whose_client_stopped_reading_hold_up_nobody(stalled: int)
         with anyio.fail_after(5):
             for sending in blocked:
                 await sending.wait()  # their writers did try to send
+        tg.cancel_scope.cancel()
+
+
+async def test_on_trio_a_broadcast_keeps_only_a_few_sends_in_flight() -> None:
+    """Every member's send passes a checkpoint (as a real server's does); on trio the
+    relay keeps a few of them in flight at a time, on asyncio all forty are."""
+    app = App(gateways=[Room])
+    in_flight = 0
+    most = 0
+    delivered = 0
+    expected = 0
+    done = anyio.Event()
+    got: list[list[str]] = []
+
+    async with TestClient(app) as client, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+
+        async def member() -> None:
+            accepted = anyio.Event()
+            frames: list[str] = []
+            got.append(frames)
+            connected = False
+
+            async def receive() -> dict[str, Any]:
+                nonlocal connected
+                if not connected:
+                    connected = True
+                    return {"type": "websocket.connect"}
+                await anyio.sleep_forever()
+                raise AssertionError
+
+            async def send(message: dict[str, Any]) -> None:
+                nonlocal in_flight, most, delivered
+                if message["type"] == "websocket.accept":
+                    accepted.set()
+                    return
+                in_flight += 1
+                most = max(most, in_flight)
+                await anyio.lowlevel.checkpoint()
+                in_flight -= 1
+                frames.append(message["text"])
+                delivered += 1
+                if delivered == expected:
+                    done.set()
+
+            tg.start_soon(app, client.websocket_scope("/room"), receive, send)
+            with anyio.fail_after(5):
+                await accepted.wait()
+
+        for _ in range(40):
+            await member()
+        publisher = await stack.enter_async_context(client.websocket_connect("/room"))
+        # The first broadcast starts the writers; they wait for the second.
+        for n in (1, 2):
+            most = 0
+            expected += 40 * n
+            done = anyio.Event()
+            await publisher.send_event("go", n)
+            with anyio.fail_after(5):
+                await done.wait()
+                await anyio.wait_all_tasks_blocked()  # every writer waits again
+        assert all(frames == ["tick 0", "tick 0", "tick 1"] for frames in got)
+        if sniffio.current_async_library() == "trio":
+            # Each lane's writer wakes the next before its own two sends (a checkpoint
+            # each): a few writers per lane overlap, never the forty.
+            assert most <= 3 * WakeRelay.LANES["trio"] < 40
+        else:
+            assert most == 40  # everyone at once
         tg.cancel_scope.cancel()

@@ -14,6 +14,7 @@ three methods. Unknown backends get the portable ``anyio.Event`` version.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import anyio
@@ -29,7 +30,7 @@ class Signal(Protocol):
     @property
     def waiting(self) -> bool: ...
 
-    async def wait(self) -> None: ...
+    def wait(self) -> Awaitable[None]: ...
 
     def set(self) -> None: ...
 
@@ -81,18 +82,63 @@ def _trio_signal() -> type:
 
     resumed: Any = _Resumed()
 
+    try:
+        # Private to trio: the trap that ``wait_task_rescheduled`` yields. Yielded
+        # directly, a parked task holds no objects of its own (the public path holds two
+        # coroutines, a generator and the trap for as long as it waits, and a fan-out
+        # parks a thousand writers at a time: everything a parked task holds is
+        # promoted by the collector and rescanned by its full collections).
+        from trio._core._traps import WaitTaskRescheduled
+
+        trap_class: Any = WaitTaskRescheduled
+    except ImportError:  # pragma: no cover - a trio without it takes the public path
+        trap_class = None
+
+    class _Park:
+        """What a lone waiter awaits, built once per signal, and stateless (two tasks
+        may be inside it at once: one woken and not yet resumed, one parking): started
+        with ``None``, it gives trio the trap (built once too); resumed with an outcome
+        (trio never resumes with ``None``), it unwraps it, and a cancellation raises."""
+
+        __slots__ = ("_trap",)
+
+        def __init__(self, abort: Any) -> None:
+            self._trap = trap_class(abort)
+
+        def __await__(self) -> Any:
+            return self
+
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return self._trap
+
+        def send(self, value: Any) -> Any:
+            if value is None:
+                return self._trap
+            raise StopIteration(value.unwrap())
+
+        def throw(self, exc: Any, *args: Any) -> Any:
+            raise exc
+
+        def close(self) -> None:
+            pass
+
     class _TrioSignal:
-        __slots__ = ("_abort_first", "_tasks")
+        __slots__ = ("_alone", "_tasks")
 
         def __init__(self) -> None:
             self._tasks: list[Any] | None = None  # built with the first wait
-            self._abort_first: Any = None
+            self._alone: Any = None  # what a lone waiter awaits
 
         @property
         def waiting(self) -> bool:
             return bool(self._tasks)
 
-        async def wait(self) -> None:
+        def wait(self) -> Awaitable[None]:
+            # Not a coroutine function: a lone waiter (a writer, a dispatcher: the
+            # usual case) awaits the signal's own reusable awaitable.
             task = current_task()
             tasks = self._tasks
             if tasks is None:
@@ -103,20 +149,17 @@ def _trio_signal() -> type:
                     del tasks[0]
                     return succeeded
 
-                self._abort_first = abort_first
-            if not tasks:
-                # The usual case (a writer, a dispatcher): one waiter, and an abort
-                # callback built once per signal rather than per wait.
-                tasks.append(task)
-                await park(self._abort_first)
-                return
+                self._alone = _Park(abort_first) if trap_class is not None else abort_first
             tasks.append(task)
+            if len(tasks) == 1:
+                alone = self._alone
+                return alone if trap_class is not None else park(alone)
 
             def abort(_: Any) -> Any:
                 tasks.remove(task)
                 return succeeded
 
-            await park(abort)
+            return park(abort)
 
         def set(self) -> None:
             tasks = self._tasks

@@ -161,24 +161,26 @@ class _Resume:
 
 
 class WakeRelay:
-    """The writers one broadcast has to wake, woken a few at a time (on trio).
+    """The writers that broadcasts have to wake, woken a few at a time (on trio).
 
     On trio, waking every member's writer at once puts a thousand sends in flight
     together (each send through the server passes two checkpoints), and what each holds
     meanwhile (the server's coroutines, events and buffers) outlives the collections its
     allocations trigger: the garbage collector promotes and re-scans tens of thousands
     of objects per broadcast, measured as most of the fan-out's cost over a plain send
-    loop. So the broadcaster wakes ``lanes`` writers, and each woken writer wakes the
-    next one before it sends: about as few sends in flight as a send loop has, and a
-    writer that then blocks on a client that stopped reading has already passed the
-    relay on. On asyncio a send that does not block completes without a task switch,
-    so waking everyone at once costs nothing extra, and :meth:`for_broadcast` gives
-    None there.
+    loop. So a broadcast queues the members whose writer waits here, and at most
+    ``lanes`` of them are awake at a time: each woken writer wakes the next one before it
+    sends, so about as few sends are in flight as a send loop has, and a writer that then
+    blocks on a client that stopped reading has already passed the relay on. One relay
+    serves every broadcast of a group (its queue is long-lived, so the collector's young
+    collections do not rescan it). On asyncio a send that does not block completes
+    without a task switch, so waking everyone at once costs nothing extra, and
+    :meth:`for_backend` gives None there.
     """
 
-    __slots__ = ("_conns", "_lanes", "_next")
+    __slots__ = ("_active", "_conns", "_lanes", "_next")
 
-    #: Chains per broadcast, by backend (measured: 1-4 lanes keep the collector's work
+    #: Writers awake at a time, by backend (measured: 1-4 lanes keep the collector's work
     #: at a quarter of waking all at once with 1,000 members on hypercorn's trio worker;
     #: 16 lanes at half).
     LANES: ClassVar[dict[str, int]] = {"trio": 4}
@@ -187,11 +189,12 @@ class WakeRelay:
         self._conns: list[Connection] = []
         self._next = 0
         self._lanes = lanes
+        self._active = 0  # writers woken and not yet passed on
 
     @classmethod
-    def for_broadcast(cls) -> WakeRelay | None:
-        """A relay for one broadcast on the running backend, or None where waking every
-        writer at once is as cheap."""
+    def for_backend(cls) -> WakeRelay | None:
+        """A relay for the running backend, or None where waking every writer at once
+        is as cheap."""
         lanes = cls.LANES.get(current_async_library())
         return cls(lanes) if lanes else None
 
@@ -202,13 +205,21 @@ class WakeRelay:
         self._conns.append(conn)
 
     def start(self) -> None:
-        """Start the chains (the broadcaster calls this once every frame is queued)."""
-        for _ in range(self._lanes):
-            if not self.pass_on():
-                return
+        """Wake writers up to the number of lanes (a broadcaster calls this once its
+        frames are queued)."""
+        while self._active < self._lanes and self._wake_next():
+            self._active += 1
 
     def pass_on(self) -> bool:
-        """Wake the next writer that is waiting; False once none is left."""
+        """A woken writer's turn is over: wake the next one that is waiting; False if
+        none is left."""
+        self._active -= 1
+        if self._wake_next():
+            self._active += 1
+            return True
+        return False
+
+    def _wake_next(self) -> bool:
         conns = self._conns
         i = self._next
         n = len(conns)

@@ -63,6 +63,10 @@ class BroadcastGroup:
         self._memberships: dict[WebSocket, set[str]] = {}
         #: Totals over every group, including groups that no longer exist.
         self.stats = GroupStats()
+        # Wakes the members' writers a few at a time; chosen with the first broadcast,
+        # on the backend that runs it (None: not used on this backend).
+        self._relay: WakeRelay | None = None
+        self._relay_chosen = False
 
     # -- lifespan (the App enters every provider that is an async context manager) -----
 
@@ -164,11 +168,18 @@ class BroadcastGroup:
         sent = 0
         dropped = 0
         gone: list[WebSocket] | None = None
-        relay = WakeRelay.for_broadcast()
+        if not self._relay_chosen:
+            self._relay = WakeRelay.for_backend()
+            self._relay_chosen = True
+        relay = self._relay
         for ws, conn in g.members.items():
             if ws is exclude:
                 continue
-            result = conn.offer(message, relay) if type(conn) is Connection else conn.offer(message)
+            result = (
+                conn.offer(message, relay)
+                if type(conn) is Connection
+                else conn.offer(message)
+            )
             if result is Offer.QUEUED:
                 sent += 1
             elif result is Offer.DROPPED:
@@ -184,7 +195,7 @@ class BroadcastGroup:
                 if gone is None:
                     gone = []
                 gone.append(ws)
-        if relay:  # writers left waiting for it
+        if relay is not None and len(relay):  # writers left waiting for it
             relay.start()
         g.stats.delivered += sent
         self.stats.delivered += sent
