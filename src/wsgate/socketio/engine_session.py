@@ -168,6 +168,10 @@ class EngineSession:
             for frame in self.machine.take_outgoing():
                 ws.send_nowait(_asgi(frame))
             return
+        self.wake_poll()
+
+    def wake_poll(self) -> None:
+        """Wake the pending poll, if any, to look at the session again."""
         ev = self.poll_wake
         if ev is not None:
             self.poll_wake = None
@@ -298,10 +302,7 @@ class EngineSession:
         # The machine is closed: wake a waiting poll, close the WebSocket, and have the
         # application's on_close run where the session lives.
         self.flush()
-        ev = self.poll_wake
-        if ev is not None:
-            self.poll_wake = None
-            ev.set()
+        self.wake_poll()
         self.taken()
         wake = self._work_wake
         if wake is not None:
