@@ -499,16 +499,25 @@ async def test_second_websocket_for_an_upgrading_session_is_accepted_then_closed
         sid = (await handshake(client, path))["sid"]
         url = ws_url(socketio_server, path, sid=sid)
         async with await Client.connect(url) as ws:
-            # Upgrading: a second WebSocket is accepted, then closed.
-            second = await Client.connect(url)
-            code, _, seen = await second.wait_closed(timeout=TIMEOUT)
-            assert (code, seen) == (1000, [])
-            await ws.send("2probe")
-            assert await ws.recv() == "3probe"
-            await ws.send("5")
+            # Upgrading: a second WebSocket is accepted, then closed once the upgrade
+            # has settled (after the probe's answer went out on the first one).
+            closed: list[tuple[int | None, list[Any]]] = []
+
+            async def second() -> None:
+                other = await Client.connect(url, open_timeout=TIMEOUT)
+                code, _, seen = await other.wait_closed(timeout=TIMEOUT)
+                closed.append((code, seen))
+
+            with anyio.fail_after(TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(second)
+                    await ws.send("2probe")
+                    assert await ws.recv() == "3probe"
+                    await ws.send("5")
+            assert closed == [(1000, [])]
             await ws.send("4one")
             assert await recv_skipping_pings(ws) == "4one"
-            # Upgraded: the same answer; the session goes on.
+            # Upgraded: accepted and closed at once; the session goes on.
             third = await Client.connect(url)
             code, _, seen = await third.wait_closed(timeout=TIMEOUT)
             assert (code, seen) == (1000, [])

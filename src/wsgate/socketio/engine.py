@@ -344,11 +344,13 @@ class EngineIOEndpoint:
             ):
                 # A second WebSocket for a session that is upgrading or has upgraded:
                 # accepted, then closed, as the reference server does; the session
-                # itself goes on. During an upgrade the close waits for the grace, so
-                # that what the upgrading WebSocket sends (the probe's answer) reaches
-                # the client first, as with the reference server.
-                if session.machine.upgrading:
-                    await anyio.sleep(UPGRADE_POLL_GRACE)
+                # itself goes on. During an upgrade the close waits for the upgrade to
+                # settle, so that what the upgrading WebSocket sends (the probe's
+                # answer) reaches the client first, as with the reference server.
+                done = session.upgrade_done
+                if done is not None:
+                    with anyio.move_on_after(UPGRADE_TIMEOUT):
+                        await done.wait()
                 await ws.accept()
                 await ws.close(1000)
                 return
@@ -455,13 +457,16 @@ class EngineIOEndpoint:
         # Marked before the handshake completes: a second WebSocket for this session,
         # which the client may open as soon as this one is open, finds it taken.
         machine.start_upgrade()
+        done = session.upgrade_done = anyio.Event()
         try:
             await ws.accept()
             upgraded = await self._negotiate_upgrade(session, ws)
         finally:
             if machine.upgrading:
                 machine.abandon_upgrade()
-            session.wake_poll()  # a poll held while the upgrade settled: answer it now
+            session.upgrade_done = None
+            done.set()
+            session.wake_poll()  # a poll held while the upgrade settled: look again
         if not upgraded:
             return
         try:

@@ -86,6 +86,7 @@ class EngineSession:
         "state",
         "tg",
         "timer",
+        "upgrade_done",
         "ws",
         "ws_home",
     )
@@ -108,6 +109,8 @@ class EngineSession:
         self.poll_wake: anyio.Event | None = None
         #: The pending poll answers at once (with a noop if nothing is queued).
         self.poll_noop = False
+        #: Set when the upgrade in progress (if any) has succeeded or failed.
+        self.upgrade_done: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._work: list[Work] = []
         self._work_wake: anyio.Event | None = None
