@@ -457,6 +457,33 @@ async def test_client_close_releases_the_poll_with_a_noop(socketio_server: str) 
         assert (r.status_code, r.json()) == (400, {"code": 1, "message": "Session ID unknown"})
 
 
+async def test_close_packet_and_poll_sent_together(socketio_server: str) -> None:
+    # The client's close (a POST) and its poll (a GET) leave at the same time on two
+    # connections: whichever the server reads first, the poll gets the noop.
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        await post(client, sid, "40")
+        await poll_until(client, sid, '42["auth"')
+        await poll_until(client, sid, "2")
+        await post(client, sid, "3")  # the next ping is a whole interval away
+        answers: dict[str, httpx.Response] = {}
+
+        async def close() -> None:
+            answers["post"] = await post(client, sid, "1")
+
+        async def poll_once() -> None:
+            answers["get"] = await poll(client, sid)
+
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(close)
+                tg.start_soon(poll_once)
+        assert (answers["post"].status_code, answers["post"].text) == (200, "ok")
+        assert (answers["get"].status_code, answers["get"].text) == (200, "6")
+        r = await poll(client, sid)
+        assert (r.status_code, r.json()["code"]) == (400, 1)
+
+
 async def test_poll_sent_after_the_upgrade_packet_is_refused(socketio_server: str) -> None:
     path = "/engine.io/"
     async with http_client(socketio_server) as client:

@@ -59,9 +59,11 @@ ERROR_MESSAGES = {
 }
 #: Seconds an upgrading WebSocket may take to send its probe and upgrade packets.
 UPGRADE_TIMEOUT = 10.0
-#: Seconds a poll that arrives during an upgrade waits for the upgrade to settle before
-#: it is answered with a noop (the reference server's upgrade check runs every 100 ms).
-UPGRADE_POLL_GRACE = 0.1
+#: Seconds given to a request that may be racing another one of the same client on a
+#: second connection: a poll sent with the upgrade packet waits that long for the
+#: upgrade to settle (the reference server's upgrade check runs every 100 ms), a close
+#: packet that long for the poll sent with it.
+POLL_GRACE = 0.1
 
 
 class EngineIOEndpoint:
@@ -220,9 +222,9 @@ class EngineIOEndpoint:
             # when the grace ends, after what the WebSocket sent meanwhile (the probe's
             # answer) has reached the client, as with the reference server. A failed
             # upgrade or a closed session answers at once.
-            session.polling = True
+            session.poll_started()
             try:
-                with anyio.move_on_after(UPGRADE_POLL_GRACE):
+                with anyio.move_on_after(POLL_GRACE):
                     while session.open and (machine.upgrading or session.transport != "polling"):
                         ev = session.poll_wake = anyio.Event()
                         await ev.wait()
@@ -237,7 +239,7 @@ class EngineIOEndpoint:
             session.poll_noop = False
             await _respond(send, 200, self._take(session) or b"6", _TEXT, cors)
             return
-        session.polling = True
+        session.poll_started()
         gone = False
         try:
             async with anyio.create_task_group() as tg:
@@ -308,12 +310,24 @@ class EngineIOEndpoint:
         finally:
             session.posting = False
         machine = session.machine
-        now = anyio.current_time()
         try:
             packets = decode_payload(b"".join(chunks).decode("utf-8"))
         except (EngineIOProtocolError, UnicodeDecodeError):
             session.handle(machine.protocol_error())
             packets = []
+        if (
+            session.open
+            and not session.polling
+            and any(p.type is EngineIOPacketType.CLOSE for p in packets)
+        ):
+            # The client closes with no poll pending: its poll may have been sent at the
+            # same time on another connection. Give it a moment to arrive, so that it is
+            # released with a noop as when it comes first, rather than refused.
+            arrived = session.poll_arrival = anyio.Event()
+            with anyio.move_on_after(POLL_GRACE):
+                await arrived.wait()
+            session.poll_arrival = None
+        now = anyio.current_time()
         for packet in packets:
             session.handle(machine.receive(packet, now))
             if not session.open:
