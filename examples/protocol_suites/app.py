@@ -28,8 +28,12 @@ Running the suites against it (outside this repository; they are not vendored he
     uvicorn --port 3000 examples.protocol_suites.app:app
     python -m examples.protocol_suites          # hypercorn on trio, port 3000
 
-    (cd socket.io-protocol/test-suite && npx mocha test-suite.js)
-    (cd engine.io-protocol/test-suite && npx mocha test-suite.js)
+    (cd socket.io-protocol/test-suite && npx mocha --exit test-suite.js)
+    (cd engine.io-protocol/test-suite && npx mocha --exit test-suite.js)
+
+or, with both clones in one folder, ``WSGATE_PROTOCOL_SUITES=/that/folder nox -s
+protocol_suites`` (all three servers in turn). The results, and what does not pass and
+why, are in the README's Socket.IO section.
 
 The suites connect to ``localhost``: bind the server where ``localhost`` resolves first
 (127.0.0.1 above; Node 18+ may try ``::1`` first, then use ``--bind [::1]:3000`` or set
