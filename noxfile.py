@@ -7,8 +7,13 @@ runs ``js`` and ``browser`` (see .ci/run).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -122,3 +127,72 @@ def soak(session: nox.Session) -> None:
     server's RSS and tasks; ``nox -s soak -- --minutes 3``. Results go to
     benchmarks/results/soak-*.json (findings: benchmarks/results/soak.md)."""
     session.run("python", "-m", "benchmarks.soak", *session.posargs)
+
+
+@nox.session(python=False, name="protocol_suites")
+def protocol_suites(session: nox.Session) -> None:
+    """The official Socket.IO and Engine.IO protocol test suites (not a default session,
+    not in CI) against examples/protocol_suites/app.py under hypercorn's trio and asyncio
+    workers and uvicorn, on 127.0.0.1:3000 (the suites' fixed address: keep it free).
+
+    The suites are not part of this repository and nothing is downloaded here: clone
+    github.com/socketio/socket.io-protocol and github.com/socketio/engine.io-protocol side
+    by side, run ``npm install`` in each ``test-suite/`` folder, then
+    ``WSGATE_PROTOCOL_SUITES=/path/to/the/clones nox -s protocol_suites``.
+    """
+    root = os.environ.get("WSGATE_PROTOCOL_SUITES")
+    if not root:
+        session.error(
+            "set WSGATE_PROTOCOL_SUITES to the folder holding clones of "
+            "socketio/socket.io-protocol and socketio/engine.io-protocol (with `npm install` "
+            "run in each test-suite/ folder); see examples/protocol_suites/app.py"
+        )
+    suites = [
+        Path(root, name, "test-suite") for name in ("socket.io-protocol", "engine.io-protocol")
+    ]
+    for suite in suites:
+        if not (suite / "node_modules").is_dir():
+            session.error(f"{suite}: no node_modules; run `npm install` there first")
+    app = "examples.protocol_suites.app:app"
+    hypercorn = ["python", "-m", "hypercorn", "--bind", "127.0.0.1:3000", "--worker-class"]
+    servers = {
+        "hypercorn-trio": [*hypercorn, "trio", app],
+        "hypercorn-asyncio": [*hypercorn, "asyncio", app],
+        "uvicorn": ["python", "-m", "uvicorn", "--port", "3000", "--no-access-log", app],
+    }
+    failed = []
+    for name, command in servers.items():
+        with _serving(session, command):
+            for suite in suites:
+                session.log(f"{suite.parent.name} against {name}")
+                with session.chdir(suite):
+                    try:
+                        session.run("npx", "mocha", "--exit", "test-suite.js", external=True)
+                    except nox.command.CommandFailed:
+                        failed.append(f"{suite.parent.name} on {name}")
+    if failed:
+        session.error("failures: " + ", ".join(failed))
+
+
+@contextlib.contextmanager
+def _serving(session: nox.Session, command: list[str]) -> Iterator[None]:
+    """Run ``command`` (a server on 127.0.0.1:3000) while the block runs."""
+    proc = subprocess.Popen(command, cwd=Path(__file__).parent)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", 3000), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    session.error(f"{command[2]} did not start on 127.0.0.1:3000")
+                time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -384,3 +384,181 @@ async def test_dropped_poll_ends_the_session(socketio_server: str) -> None:
                 if answer != f"43{n}[[]]":
                     break
         assert answer == f'43{n}[["transport error"]]'
+
+
+# -- what the official protocol suites check (github.com/socketio/engine.io-protocol and
+# -- socket.io-protocol, test-suite/), answered as the reference server does -------------
+
+
+async def recv_skipping_pings(ws: Client) -> str | bytes:
+    """The next frame that is not a server ping (each ping is answered)."""
+    while True:
+        frame = await ws.recv()
+        if frame != "2":
+            return frame
+        await ws.send("3")
+
+
+def _send_raw_poll(port: int, path: str, sid: str) -> Any:
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), TIMEOUT)
+    sock.sendall(
+        f"GET {path}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _read_response(sock: Any) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(
+        int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, body
+        body += chunk
+    return int(lines[0].split()[1]), body
+
+
+async def test_client_close_releases_the_poll_with_a_noop(socketio_server: str) -> None:
+    import uuid
+
+    tag = f"slow-{uuid.uuid4()}"  # its disconnect handler takes 2 s
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        await post(client, sid, "40" + json.dumps({"tag": tag}))
+        await poll_until(client, sid, '42["auth"')
+        await poll_until(client, sid, "2")
+        await post(client, sid, "3")  # the next ping is a whole interval away
+        sock = await anyio.to_thread.run_sync(
+            _send_raw_poll,
+            socketio_server.port,  # type: ignore[attr-defined]
+            PATH,
+            sid,
+        )
+        try:
+            await handshake(client)  # a round trip elsewhere: the poll is pending by now
+            r = await post(client, sid, "1")  # the client closes the session
+            assert (r.status_code, r.text) == (200, "ok")
+            status, body = await anyio.to_thread.run_sync(_read_response, sock)
+        finally:
+            sock.close()
+        # The pending poll is released with a noop, not a close packet.
+        assert (status, body) == (200, b"6")
+        # The session is forgotten at once, while its disconnect handler still runs.
+        r = await poll(client, sid)
+        assert (r.status_code, r.json()) == (400, {"code": 1, "message": "Session ID unknown"})
+
+
+async def test_close_packet_and_poll_sent_together(socketio_server: str) -> None:
+    # The client's close (a POST) and its poll (a GET) leave at the same time on two
+    # connections: whichever the server reads first, the poll gets the noop.
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client))["sid"]
+        await post(client, sid, "40")
+        await poll_until(client, sid, '42["auth"')
+        await poll_until(client, sid, "2")
+        await post(client, sid, "3")  # the next ping is a whole interval away
+        answers: dict[str, httpx.Response] = {}
+
+        async def close() -> None:
+            answers["post"] = await post(client, sid, "1")
+
+        async def poll_once() -> None:
+            answers["get"] = await poll(client, sid)
+
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(close)
+                tg.start_soon(poll_once)
+        assert (answers["post"].status_code, answers["post"].text) == (200, "ok")
+        assert (answers["get"].status_code, answers["get"].text) == (200, "6")
+        r = await poll(client, sid)
+        assert (r.status_code, r.json()["code"]) == (400, 1)
+
+
+async def test_poll_sent_after_the_upgrade_packet_is_refused(socketio_server: str) -> None:
+    path = "/engine.io/"
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client, path))["sid"]
+        async with await Client.connect(ws_url(socketio_server, path, sid=sid)) as ws:
+            # Probe and upgrade packet back to back, then a poll: the server may see the
+            # poll before the WebSocket's packets, and still refuses it as sent after.
+            await ws.send("2probe")
+            await ws.send("5")
+            r = await poll(client, sid, path)
+            assert (r.status_code, r.json()) == (400, {"code": 3, "message": "Bad request"})
+            assert await ws.recv() == "3probe"
+            await ws.send("4hello")
+            assert await recv_skipping_pings(ws) == "4hello"
+
+
+async def test_poll_during_the_upgrade_gets_a_noop(socketio_server: str) -> None:
+    path = "/engine.io/"
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client, path))["sid"]
+        async with await Client.connect(ws_url(socketio_server, path, sid=sid)) as ws:
+            await ws.send("2probe")
+            assert await ws.recv() == "3probe"
+            # A poll that was on its way while the client paused polling: a noop.
+            with anyio.fail_after(TIMEOUT):
+                r = await poll(client, sid, path)
+            assert (r.status_code, r.text) == (200, "6")
+            await ws.send("5")
+            await ws.send("4hello")
+            assert await recv_skipping_pings(ws) == "4hello"
+            r = await poll(client, sid, path)
+            assert (r.status_code, r.json()["code"]) == (400, 3)
+
+
+async def test_second_websocket_for_an_upgrading_session_is_accepted_then_closed(
+    socketio_server: str,
+) -> None:
+    path = "/engine.io/"
+    async with http_client(socketio_server) as client:
+        sid = (await handshake(client, path))["sid"]
+        url = ws_url(socketio_server, path, sid=sid)
+        async with await Client.connect(url) as ws:
+            # Upgrading: a second WebSocket is accepted, then closed once the upgrade
+            # has settled (after the probe's answer went out on the first one).
+            closed: list[tuple[int | None, list[Any]]] = []
+
+            async def second() -> None:
+                other = await Client.connect(url, open_timeout=TIMEOUT)
+                code, _, seen = await other.wait_closed(timeout=TIMEOUT)
+                closed.append((code, seen))
+
+            with anyio.fail_after(TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(second)
+                    await ws.send("2probe")
+                    assert await ws.recv() == "3probe"
+                    await ws.send("5")
+            assert closed == [(1000, [])]
+            await ws.send("4one")
+            assert await recv_skipping_pings(ws) == "4one"
+            # Upgraded: accepted and closed at once; the session goes on.
+            third = await Client.connect(url)
+            code, _, seen = await third.wait_closed(timeout=TIMEOUT)
+            assert (code, seen) == (1000, [])
+            await ws.send("4two")
+            assert await recv_skipping_pings(ws) == "4two"
+
+
+async def test_server_acknowledgement_ids_start_at_1(socketio_server: str) -> None:
+    ws, _ = await open_ws(socketio_server)
+    await ws.send("40")
+    assert (await recv_skipping_pings(ws)).startswith("40{")  # type: ignore[union-attr]
+    assert await recv_skipping_pings(ws) == '42["auth",null]'
+    await ws.send('427["ask","what?",5]')  # the handler calls the client back
+    assert await recv_skipping_pings(ws) == '421["question","what?"]'
+    await ws.send('431["this"]')
+    assert await recv_skipping_pings(ws) == '437[["answer","this"]]'
+    await ws.close()

@@ -216,6 +216,17 @@ def test_session_heartbeat_and_timeout() -> None:
     assert s.next_deadline() is None
 
 
+def test_session_pong_deadline_runs_from_when_the_ping_was_due() -> None:
+    # A late tick (a sweep that runs every so often) queues the ping late, but the pong
+    # is still due ping_timeout after the ping was: the reference server's timers.
+    s = _session()
+    s.take_outgoing()
+    assert s.tick(25.3) == []
+    assert s.take_outgoing() == ["2"]
+    assert s.next_deadline() == 45.0
+    assert s.tick(45.0) == [SessionClosed("ping timeout")]
+
+
 def test_session_traffic_refreshes_the_ping_timeout_once() -> None:
     s = _session()
     s.tick(25.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import anyio
 import msgspec
 
 from wsgate import App, BroadcastGroup, WebSocketError
@@ -134,6 +135,8 @@ class Chat:
         tag = getattr(conn.state, "tag", None)
         if tag:
             DISCONNECTS.setdefault(tag, []).append(reason)
+        if isinstance(tag, str) and tag.startswith("slow-"):
+            await anyio.sleep(2)  # a disconnect handler that takes its time
 
 
 @socketio_controller("/socket.io", namespace="/admin", **ENGINE)  # type: ignore[arg-type]

@@ -59,6 +59,11 @@ ERROR_MESSAGES = {
 }
 #: Seconds an upgrading WebSocket may take to send its probe and upgrade packets.
 UPGRADE_TIMEOUT = 10.0
+#: Seconds given to a request that may be racing another one of the same client on a
+#: second connection: a poll sent with the upgrade packet waits that long for the
+#: upgrade to settle (the reference server's upgrade check runs every 100 ms), a close
+#: packet that long for the poll sent with it.
+POLL_GRACE = 0.1
 
 
 class EngineIOEndpoint:
@@ -149,7 +154,7 @@ class EngineIOEndpoint:
                 err = (BAD_REQUEST, "")
         session = None
         if err is None and sid is not None:
-            session = self.sessions.get(sid)
+            session = self._live_session(sid)
             if session is None:
                 err = (UNKNOWN_SID, "")
             elif query.get("transport") != "polling" or session.transport != "polling":
@@ -170,6 +175,19 @@ class EngineIOEndpoint:
             await _respond(send, 500, b"", None, cors)
         if self.tg is None:
             await self._finish_orphans()
+
+    def _live_session(self, sid: str) -> EngineSession | None:
+        """The session ``sid`` as a request finds it: None once it has ended and has
+        nothing left to deliver (the reference server forgets a session as it closes),
+        after applying a heartbeat deadline that passed while no poll was pending."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        if session.open and session.ws is None and not session.polling:
+            session.tick(anyio.current_time())
+        if not session.open and not session.machine.outgoing:
+            return None
+        return session
 
     def _open(self, scope: Mapping[str, Any], transport: str) -> EngineSession:
         session = EngineSession(self, transport, scope)
@@ -196,11 +214,32 @@ class EngineIOEndpoint:
             await _respond(send, 400, b"", None, cors)
             return
         machine = session.machine
+        if machine.upgrading:
+            # A WebSocket is taking the session over. A client pauses polling before it
+            # sends the upgrade packet, so this poll was either on its way before the
+            # pause (answered with a noop when the grace ends) or sent after the upgrade
+            # packet, which may still be on its way through the WebSocket: refused
+            # when the grace ends, after what the WebSocket sent meanwhile (the probe's
+            # answer) has reached the client, as with the reference server. A failed
+            # upgrade or a closed session answers at once.
+            session.poll_started()
+            try:
+                with anyio.move_on_after(POLL_GRACE):
+                    while session.open and (machine.upgrading or session.transport != "polling"):
+                        ev = session.poll_wake = anyio.Event()
+                        await ev.wait()
+            finally:
+                session.polling = False
+            if session.transport != "polling":
+                await _error(send, BAD_REQUEST, cors)  # as if it came after the upgrade
+                return
+            if machine.upgrading:
+                session.poll_noop = True
         if machine.outgoing or not session.open or session.poll_noop:
             session.poll_noop = False
             await _respond(send, 200, self._take(session) or b"6", _TEXT, cors)
             return
-        session.polling = True
+        session.poll_started()
         gone = False
         try:
             async with anyio.create_task_group() as tg:
@@ -230,7 +269,11 @@ class EngineIOEndpoint:
         session.poll_noop = False
         body = self._take(session)
         if not body:
-            body = b"6" if session.open else b"1"
+            # A noop releases the poll when the client itself closed the session (its
+            # close packet came in a POST), as the reference server answers; a close
+            # packet when the server ended it (ping timeout, transport error).
+            client_closed = machine.close_reason == "transport close"
+            body = b"6" if session.open or client_closed else b"1"
         await _respond(send, 200, body, _TEXT, cors)
 
     async def _post(
@@ -267,12 +310,24 @@ class EngineIOEndpoint:
         finally:
             session.posting = False
         machine = session.machine
-        now = anyio.current_time()
         try:
             packets = decode_payload(b"".join(chunks).decode("utf-8"))
         except (EngineIOProtocolError, UnicodeDecodeError):
             session.handle(machine.protocol_error())
             packets = []
+        if (
+            session.open
+            and not session.polling
+            and any(p.type is EngineIOPacketType.CLOSE for p in packets)
+        ):
+            # The client closes with no poll pending: its poll may have been sent at the
+            # same time on another connection. Give it a moment to arrive, so that it is
+            # released with a noop as when it comes first, rather than refused.
+            arrived = session.poll_arrival = anyio.Event()
+            with anyio.move_on_after(POLL_GRACE):
+                await arrived.wait()
+            session.poll_arrival = None
+        now = anyio.current_time()
         for packet in packets:
             session.handle(machine.receive(packet, now))
             if not session.open:
@@ -292,10 +347,28 @@ class EngineIOEndpoint:
         sid = query.get("sid")
         session = None
         if err is None and sid is not None:
-            session = self.sessions.get(sid)
+            session = self._live_session(sid)
             if session is None:
                 err = (UNKNOWN_SID, "")
-            elif not session.machine.can_upgrade() or query.get("transport") != "websocket":
+            elif query.get("transport") != "websocket":
+                err = (BAD_REQUEST, "")
+            elif session.open and (
+                session.machine.upgrading
+                or (session.transport == "websocket" and not session.ws_home)
+            ):
+                # A second WebSocket for a session that is upgrading or has upgraded:
+                # accepted, then closed, as the reference server does; the session
+                # itself goes on. During an upgrade the close waits for the upgrade to
+                # settle, so that what the upgrading WebSocket sends (the probe's
+                # answer) reaches the client first, as with the reference server.
+                done = session.upgrade_done
+                if done is not None:
+                    with anyio.move_on_after(UPGRADE_TIMEOUT):
+                        await done.wait()
+                await ws.accept()
+                await ws.close(1000)
+                return
+            elif not session.machine.can_upgrade():
                 err = (BAD_REQUEST, "")
         elif err is None and query.get("transport") != "websocket":
             err = (BAD_REQUEST, "")
@@ -306,10 +379,10 @@ class EngineIOEndpoint:
                 403 if code == FORBIDDEN else 400, body, {"content-type": "application/json"}
             )
             return
-        await ws.accept()
         if session is not None:
             await self._upgrade(session, ws)
             return
+        await ws.accept()
         session = self._open(ws.scope, "websocket")
         session.ws = ws
         if self.tg is not None:
@@ -395,7 +468,31 @@ class EngineIOEndpoint:
 
     async def _upgrade(self, session: EngineSession, ws: WebSocket) -> None:
         machine = session.machine
+        # Marked before the handshake completes: a second WebSocket for this session,
+        # which the client may open as soon as this one is open, finds it taken.
         machine.start_upgrade()
+        done = session.upgrade_done = anyio.Event()
+        try:
+            await ws.accept()
+            upgraded = await self._negotiate_upgrade(session, ws)
+        finally:
+            if machine.upgrading:
+                machine.abandon_upgrade()
+            session.upgrade_done = None
+            done.set()
+            session.wake_poll()  # a poll held while the upgrade settled: look again
+        if not upgraded:
+            return
+        try:
+            await self._run_loop(session, ws)
+        finally:
+            if session.open:
+                session.handle(machine.transport_closed("transport close"))
+
+    async def _negotiate_upgrade(self, session: EngineSession, ws: WebSocket) -> bool:
+        """The probe and the upgrade packet on the new WebSocket; True once it carries
+        the session."""
+        machine = session.machine
         try:
             with anyio.fail_after(UPGRADE_TIMEOUT):
                 while True:
@@ -406,10 +503,14 @@ class EngineIOEndpoint:
                     except (EngineIOProtocolError, KeyError):
                         machine.abandon_upgrade()
                         await ws.close(1000)
-                        return
+                        return False
                     frames, events = machine.upgrade_packet(packet)
                     for frame in frames:
-                        await ws.send_text(str(frame))
+                        # Written by this task before the next packet is read (nothing
+                        # else is queued on an upgrading WebSocket): the client has the
+                        # probe's answer before anything the upgrade packet causes, such
+                        # as the answer of a poll held meanwhile.
+                        await ws._conn.send_reply(str(frame).encode())
                     if frames:
                         # Probe answered: release the pending poll so the client can
                         # pause polling and send the upgrade packet.
@@ -417,21 +518,15 @@ class EngineIOEndpoint:
                         session.flush()
                     if any(isinstance(e, UpgradeFailed) for e in events):
                         await ws.close(1000)
-                        return
+                        return False
                     if any(isinstance(e, Upgraded) for e in events):
                         break
         except (TimeoutError, WebSocketDisconnect, WebSocketStateError):
-            if machine.upgrading:
-                machine.abandon_upgrade()
-            return
+            return False
         session.ws = ws
         session.poll_noop = True
         session.flush()  # flush what was queued for polling during the upgrade
-        try:
-            await self._run_loop(session, ws)
-        finally:
-            if session.open:
-                session.handle(machine.transport_closed("transport close"))
+        return True
 
     # -- background ------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class EngineSession:
     __slots__ = (
         "__weakref__",
         "_finished",
+        "poll_arrival",
         "poll_noop",
         "poll_wake",
         "_room",
@@ -86,6 +87,7 @@ class EngineSession:
         "state",
         "tg",
         "timer",
+        "upgrade_done",
         "ws",
         "ws_home",
     )
@@ -108,6 +110,10 @@ class EngineSession:
         self.poll_wake: anyio.Event | None = None
         #: The pending poll answers at once (with a noop if nothing is queued).
         self.poll_noop = False
+        #: Set when a poll arrives (a close packet waiting for the client's racing poll).
+        self.poll_arrival: anyio.Event | None = None
+        #: Set when the upgrade in progress (if any) has succeeded or failed.
+        self.upgrade_done: anyio.Event | None = None
         self._room: anyio.Event | None = None
         self._work: list[Work] = []
         self._work_wake: anyio.Event | None = None
@@ -168,6 +174,18 @@ class EngineSession:
             for frame in self.machine.take_outgoing():
                 ws.send_nowait(_asgi(frame))
             return
+        self.wake_poll()
+
+    def poll_started(self) -> None:
+        """A poll is now pending."""
+        self.polling = True
+        arrival = self.poll_arrival
+        if arrival is not None:
+            self.poll_arrival = None
+            arrival.set()
+
+    def wake_poll(self) -> None:
+        """Wake the pending poll, if any, to look at the session again."""
         ev = self.poll_wake
         if ev is not None:
             self.poll_wake = None
@@ -298,10 +316,7 @@ class EngineSession:
         # The machine is closed: wake a waiting poll, close the WebSocket, and have the
         # application's on_close run where the session lives.
         self.flush()
-        ev = self.poll_wake
-        if ev is not None:
-            self.poll_wake = None
-            ev.set()
+        self.wake_poll()
         self.taken()
         wake = self._work_wake
         if wake is not None:

@@ -228,8 +228,11 @@ class EngineIOSession:
                 return self._close("ping timeout")
             return []
         if self._ping_due is not None and now >= self._ping_due:
+            # The pong is due ping_timeout after the ping was due, not after this
+            # (possibly late) tick: the reference server's timers, whatever the caller's
+            # lag (a polling client sees the ping at its next poll either way).
+            self._ping_deadline = self._ping_due + self.ping_timeout
             self._ping_due = None
-            self._ping_deadline = now + self.ping_timeout
             self._refreshed = False
             if self.state is EngineIOSessionState.OPEN:
                 self._queue(EngineIOPacket(T.PING))

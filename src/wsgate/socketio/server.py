@@ -141,7 +141,7 @@ class SocketIOConnection:
         self.instance: Any = None
         self._rooms: set[str] = set()
         self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
-        self._next_ack = 0
+        self._next_ack = 1  # as python-socketio; the official protocol suite expects 1
         self._connected = False
         self._gone = False
         self._buffer: list[dict[str, Any]] | None = []
