@@ -574,6 +574,15 @@ class Connection:
             if self.state.phase is Phase.OPEN:
                 raise
 
+    async def send_direct(self, message: Message) -> None:
+        """:meth:`send`, but written directly by the calling task when nothing is queued
+        and no send is in flight (as :meth:`send_reply` does). Raises like :meth:`send`."""
+        outbox = self.outbox
+        if self._sending or outbox or outbox.inflight or self.state.phase is not Phase.OPEN:
+            await self.send(message)
+        else:
+            await self._send_now(message)
+
     async def _send_now(self, message: Message) -> None:
         self._sending = True
         try:

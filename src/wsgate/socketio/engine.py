@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
@@ -324,28 +324,78 @@ class EngineIOEndpoint:
             tg.cancel_scope.cancel()
 
     async def _serve_session(self, session: EngineSession, ws: WebSocket) -> None:
-        reason = "transport close"
         try:
             session.flush()  # the open packet, and whatever on_open queued
-            await self._run_loop(session, ws)
         finally:
-            with anyio.CancelScope(shield=True):
+            await self._read(session, ws, True)
+
+    async def _read(self, session: EngineSession, ws: WebSocket, home: bool) -> None:
+        """Read the WebSocket until the session ends, in this task, or, once a handler
+        run by the reader suspended, in a new task while this one finishes the handler
+        (and then waits for the reading to end: it may be the gateway's own task).
+
+        The task that reads last ends the transport: the WebSocket's close and, for a
+        session that started on it (``home``), the application's on_close; for an
+        upgraded session, the session's close."""
+        handed = False
+        try:
+            handed = await self._run_loop(session, ws, home)
+            if handed:
+                done = session.loop_done
+                assert done is not None
+                await done.wait()
+        finally:
+            if not handed:
+                with anyio.CancelScope(shield=True):
+                    await self._end(session, ws, home)
+
+    async def _end(self, session: EngineSession, ws: WebSocket, home: bool) -> None:
+        session.loop_scope = None
+        reason = "transport close"
+        try:
+            await ws.close(1000)
+            if home:
                 if session.open:
                     session.machine.transport_closed(reason)
                 await session.finish(session.machine.close_reason or reason)
-
-    async def _run_loop(self, session: EngineSession, ws: WebSocket) -> None:
-        try:
-            with anyio.CancelScope() as scope:
-                session.loop_scope = scope
-                if session.open:
-                    await self._ws_loop(session, ws)
+            elif session.open:
+                session.handle(session.machine.transport_closed(reason))
         finally:
-            session.loop_scope = None
-            with anyio.CancelScope(shield=True):
-                await ws.close(1000)
+            done = session.loop_done
+            if done is not None:
+                done.set()
 
-    async def _ws_loop(self, session: EngineSession, ws: WebSocket) -> None:
+    async def _run_loop(self, session: EngineSession, ws: WebSocket, home: bool) -> bool:
+        """The reading loop, in this task; True if it handed reading to another task."""
+        with anyio.CancelScope() as scope:
+            session.loop_scope = scope
+            if session.open:
+
+                async def hand_off(coro: Coroutine[Any, Any, Any], first: Any) -> None:
+                    # A handler suspended (it may wait for what the reader must read, an
+                    # ack): a new task reads at once, this one finishes the handler, in
+                    # the cancel scopes it started in (they end in the order they began).
+                    if session.loop_done is None:
+                        session.loop_done = anyio.Event()
+                    session.loop_scope = None
+                    ws._conn.spawn(self._read, session, ws, home)
+                    try:
+                        await session.finish_inline(coro, first)
+                    finally:
+                        session.end_inline()
+
+                return await self._ws_loop(session, ws, hand_off)
+        return False
+
+    async def _ws_loop(
+        self,
+        session: EngineSession,
+        ws: WebSocket,
+        hand_off: Callable[[Coroutine[Any, Any, Any], Any], Awaitable[None]],
+    ) -> bool:
+        """Receive and handle frames until the session ends (False), or until a handler
+        run inline suspends: ``hand_off`` finishes it (inside the heartbeat scope it
+        started in, which no longer has a deadline) and this returns True."""
         machine = session.machine
         limit = self.options.max_payload_bytes
         inf = math.inf
@@ -365,11 +415,11 @@ class EngineIOEndpoint:
                         message = await ws.receive()
                     except WebSocketDisconnect:
                         session.handle(machine.transport_closed("transport close"))
-                        return
+                        return False
                     except WebSocketStateError:
                         if session.open:
                             session.handle(machine.transport_closed("transport close"))
-                        return
+                        return False
                     frame = message.get("text")
                     if frame is None:
                         frame = message.get("bytes") or b""
@@ -380,18 +430,29 @@ class EngineIOEndpoint:
                         packet = decode_packet(frame)
                     except EngineIOProtocolError:
                         session.handle(machine.protocol_error())
-                        return
+                        return False
                     # The clock is read only when the heartbeat needs it.
                     timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
                     now = current_time() if timed else 0.0
-                    session.handle(machine.receive(packet, now))
+                    if session.busy or scope.cancel_called:
+                        # A task runs earlier work (or this scope is ending): queue.
+                        session.handle(machine.receive(packet, now))
+                        continue
+                    # The work this frame makes runs here, in the reader's task: no task
+                    # switch for a handler that completes without suspending.
+                    pending = session.handle_inline(machine.receive(packet, now))
+                    if pending is not None:
+                        scope.deadline = inf
+                        await hand_off(*pending)
+                        return True
             if oversize:
                 # The reference server's WebSocket closes with 1009 (message too big).
                 await ws.close(1009, "Max payload size exceeded")
                 session.handle(machine.transport_closed("transport error"))
-                return
+                return False
             if scope.cancelled_caught:
                 session.tick(anyio.current_time())
+        return False
 
     async def _upgrade(self, session: EngineSession, ws: WebSocket) -> None:
         machine = session.machine
@@ -426,12 +487,10 @@ class EngineIOEndpoint:
             return
         session.ws = ws
         session.poll_noop = True
-        session.flush()  # flush what was queued for polling during the upgrade
         try:
-            await self._run_loop(session, ws)
+            session.flush()  # flush what was queued for polling during the upgrade
         finally:
-            if session.open:
-                session.handle(machine.transport_closed("transport close"))
+            await self._read(session, ws, False)
 
     # -- background ------------------------------------------------------------------------
 
