@@ -440,7 +440,7 @@ class EngineIOEndpoint:
                         continue
                     # The work this frame makes runs here, in the reader's task: no task
                     # switch for a handler that completes without suspending.
-                    pending = session.handle_inline(machine.receive(packet, now))
+                    pending = await session.handle_inline(machine.receive(packet, now))
                     if pending is not None:
                         scope.deadline = inf
                         await hand_off(*pending)

@@ -25,11 +25,23 @@ from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceiv
 if TYPE_CHECKING:
     from .engine import EngineIOEndpoint
 
-__all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "new_id"]
+__all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "Reply", "new_id"]
 
 logger = logging.getLogger("wsgate.socketio")
 
-Work = Callable[[], Awaitable[None]]
+
+
+class Reply:
+    """What a work item may return: frames for its session, sent once it completed by
+    the task that ran it (the reader, when it ran the work itself: no task switch)."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[str | bytes]) -> None:
+        self.frames = frames
+
+
+Work = Callable[[], Awaitable[Reply | None]]
 
 #: Frames a polling session may have queued before a broadcast closes it as a slow
 #: consumer (a direct send waits for room instead).
@@ -273,7 +285,9 @@ class EngineSession:
         """A task is running this session's work: what arrives queues behind it."""
         return self._runner
 
-    def handle_inline(self, events: list[Any]) -> tuple[Coroutine[Any, Any, Any], Any] | None:
+    async def handle_inline(
+        self, events: list[Any]
+    ) -> tuple[Coroutine[Any, Any, Any], Any] | None:
         """:meth:`handle` from the reader, which then runs the work that made in its own
         task (:meth:`run_inline`). Returns the work item that suspended, if one did: the
         session stays busy until the caller's :meth:`end_inline`."""
@@ -281,8 +295,9 @@ class EngineSession:
         pending = None
         try:
             self.handle(events)
+            self._inline = False
             if self._work and self.open:
-                pending = self.run_inline()
+                pending = await self.run_inline()
         finally:
             self._inline = False
             if pending is None:
@@ -302,34 +317,46 @@ class EngineSession:
             self._runner = True
             self.tg.start_soon(self._run_work)
 
-    def run_inline(self) -> tuple[Coroutine[Any, Any, Any], Any] | None:
-        """Run the queued work in the calling task (the WebSocket's reader) as far as
-        it goes without suspending. None once all of it completed; else the started
-        work item that suspended and what it yielded: the caller finishes it (awaiting
-        ``_Resume(coro, first)``) and the rest of the queue in this same task, while
-        another task reads."""
+    async def run_inline(self) -> tuple[Coroutine[Any, Any, Any], Any] | None:
+        """Run the queued work in the calling task (the WebSocket's reader): each item
+        is started here and, if it completes without suspending, its reply is written
+        here too. None once all of it is done; else the started item that suspended and
+        what it yielded: the caller finishes it (:meth:`finish_inline`) and the rest of
+        the queue in this same task, while another task reads."""
         while self._work:
             batch, self._work = self._work, []
             for i, item in enumerate(batch):
-                coro: Coroutine[Any, Any, Any] = item()  # type: ignore[assignment]
+                self._inline = True
                 try:
+                    coro: Coroutine[Any, Any, Any] = item()  # type: ignore[assignment]
                     first = coro.send(None)
-                except StopIteration:
-                    continue
+                except StopIteration as done:
+                    reply = done.value
                 except Exception:
                     logger.exception("Engine.IO session %s: a handler failed", self.sid)
                     continue
-                if i + 1 < len(batch):
+                else:
                     self._work = batch[i + 1 :] + self._work
-                return coro, first
+                    return coro, first
+                finally:
+                    self._inline = False
+                if reply is not None:
+                    try:
+                        await self.send_frames(reply.frames)
+                    except BaseException:
+                        self._work = batch[i + 1 :] + self._work
+                        raise
         return None
 
     async def finish_inline(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
         """Finish a work item :meth:`run_inline` left suspended, then the queue."""
         try:
-            await _Resume(coro, first)
+            reply = await _Resume(coro, first)
         except Exception:
             logger.exception("Engine.IO session %s: a handler failed", self.sid)
+        else:
+            if reply is not None:
+                await self.send_frames(reply.frames)
         await self.run_pending()
 
     async def run_pending(self) -> None:
@@ -339,9 +366,12 @@ class EngineSession:
             batch, self._work = self._work, []
             for item in batch:
                 try:
-                    await item()
+                    reply = await item()
                 except Exception:
                     logger.exception("Engine.IO session %s: a handler failed", self.sid)
+                    continue
+                if reply is not None:
+                    await self.send_frames(reply.frames)
 
     # -- input ---------------------------------------------------------------------------
 
