@@ -22,9 +22,10 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from ..asgi import Receive, Scope, Send
+from ..asgi import Message, Receive, Scope, Send
 from ..datastructures import Headers, QueryParams
 from ..errors import WebSocketDisconnect, WebSocketStateError
+from ..state import Phase
 from ..websocket import WebSocket
 from .controllers import EngineOptions
 from .engine_session import CLOSE_TIMEOUT, EngineIOApplication, EngineSession
@@ -306,9 +307,12 @@ class EngineIOEndpoint:
                 403 if code == FORBIDDEN else 400, body, {"content-type": "application/json"}
             )
             return
+        # This loop reads ASGI itself: no reader task and inbox between (the connection
+        # still applies its frame size and rate limits, and learns that the peer left).
+        receive = ws._conn.read_directly()
         await ws.accept()
         if session is not None:
-            await self._upgrade(session, ws)
+            await self._upgrade(session, ws, receive)
             return
         session = self._open(ws.scope, "websocket")
         session.ws = ws
@@ -316,20 +320,22 @@ class EngineIOEndpoint:
             # Handlers run in the endpoint's task group (one task group less per
             # connection); they end on their own once the session is closed.
             session.tg = self.tg
-            await self._serve_session(session, ws)
+            await self._serve_session(session, ws, receive)
             return
         async with anyio.create_task_group() as tg:
             session.tg = tg
-            await self._serve_session(session, ws)
+            await self._serve_session(session, ws, receive)
             tg.cancel_scope.cancel()
 
-    async def _serve_session(self, session: EngineSession, ws: WebSocket) -> None:
+    async def _serve_session(self, session: EngineSession, ws: WebSocket, receive: Receive) -> None:
         try:
             session.flush()  # the open packet, and whatever on_open queued
         finally:
-            await self._read(session, ws, True)
+            await self._read(session, ws, receive, True)
 
-    async def _read(self, session: EngineSession, ws: WebSocket, home: bool) -> None:
+    async def _read(
+        self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
+    ) -> None:
         """Read the WebSocket until the session ends, in this task, or, once a handler
         run by the reader suspended, in a new task while this one finishes the handler
         (and then waits for the reading to end: it may be the gateway's own task).
@@ -339,7 +345,7 @@ class EngineIOEndpoint:
         upgraded session, the session's close."""
         handed = False
         try:
-            handed = await self._run_loop(session, ws, home)
+            handed = await self._run_loop(session, ws, receive, home)
             if handed:
                 done = session.loop_done
                 assert done is not None
@@ -360,12 +366,23 @@ class EngineIOEndpoint:
                 await session.finish(session.machine.close_reason or reason)
             elif session.open:
                 session.handle(session.machine.transport_closed(reason))
+            busy = session.dispatching
+            if busy is not None and not busy.is_set():
+                # A handler the reader handed off still runs: as a gateway's handlers, it
+                # gets the connection's grace period, then the connection is cancelled.
+                conn = ws._conn
+                with anyio.move_on_after(conn.grace) as waited:
+                    await busy.wait()
+                if waited.cancelled_caught:
+                    conn.cancel()
         finally:
             done = session.loop_done
             if done is not None:
                 done.set()
 
-    async def _run_loop(self, session: EngineSession, ws: WebSocket, home: bool) -> bool:
+    async def _run_loop(
+        self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
+    ) -> bool:
         """The reading loop, in this task; True if it handed reading to another task."""
         with anyio.CancelScope() as scope:
             session.loop_scope = scope
@@ -378,19 +395,21 @@ class EngineIOEndpoint:
                     if session.loop_done is None:
                         session.loop_done = anyio.Event()
                     session.loop_scope = None
-                    ws._conn.spawn(self._read, session, ws, home)
+                    session.dispatching = anyio.Event()
+                    ws._conn.spawn(self._read, session, ws, receive, home)
                     try:
                         await session.finish_inline(coro, first)
                     finally:
                         session.end_inline()
 
-                return await self._ws_loop(session, ws, hand_off)
+                return await self._ws_loop(session, ws, receive, hand_off)
         return False
 
     async def _ws_loop(
         self,
         session: EngineSession,
         ws: WebSocket,
+        receive: Receive,
         hand_off: Callable[[Coroutine[Any, Any, Any], Any], Awaitable[None]],
     ) -> bool:
         """Receive and handle frames until the session ends (False), or until a handler
@@ -400,6 +419,10 @@ class EngineIOEndpoint:
         limit = self.options.max_payload_bytes
         inf = math.inf
         current_time = anyio.current_time
+        conn = ws._conn
+        admit = conn.admit
+        state = conn.state
+        open_ = Phase.OPEN
         while session.open:
             # One cancel scope per heartbeat, not per message: its deadline follows the
             # session's next timer; when it fires, tick() pings or times out.
@@ -411,12 +434,11 @@ class EngineIOEndpoint:
                         deadline = inf
                     if scope.deadline != deadline:
                         scope.deadline = deadline
-                    try:
-                        message = await ws.receive()
-                    except WebSocketDisconnect:
-                        session.handle(machine.transport_closed("transport close"))
-                        return False
-                    except WebSocketStateError:
+                    message = await receive()
+                    if not admit(message) or state.phase is not open_:
+                        if state.phase is open_:
+                            continue  # dropped by the connection's limits
+                        # The peer left, or the connection is closing (a limit closed it).
                         if session.open:
                             session.handle(machine.transport_closed("transport close"))
                         return False
@@ -454,13 +476,13 @@ class EngineIOEndpoint:
                 session.tick(anyio.current_time())
         return False
 
-    async def _upgrade(self, session: EngineSession, ws: WebSocket) -> None:
+    async def _upgrade(self, session: EngineSession, ws: WebSocket, receive: Receive) -> None:
         machine = session.machine
         machine.start_upgrade()
         try:
             with anyio.fail_after(UPGRADE_TIMEOUT):
                 while True:
-                    message = await ws.receive()
+                    message = await _receive_frame(ws, receive)
                     text = message.get("text")
                     try:
                         packet = decode_packet(text if text is not None else message["bytes"])
@@ -490,7 +512,7 @@ class EngineIOEndpoint:
         try:
             session.flush()  # flush what was queued for polling during the upgrade
         finally:
-            await self._read(session, ws, False)
+            await self._read(session, ws, receive, False)
 
     # -- background ------------------------------------------------------------------------
 
@@ -529,6 +551,20 @@ class EngineIOEndpoint:
 
 
 _TEXT = b"text/plain; charset=UTF-8"
+
+
+async def _receive_frame(ws: WebSocket, receive: Receive) -> Message:
+    """The next frame read directly (see ``Connection.read_directly``); raises
+    WebSocketDisconnect once the peer left or the connection is closing."""
+    conn = ws._conn
+    while True:
+        message = await receive()
+        admitted = conn.admit(message)
+        state = conn.state
+        if state.phase is not Phase.OPEN:
+            raise WebSocketDisconnect(state.close_code or 1005, state.close_reason)
+        if admitted:
+            return message
 
 
 async def _respond(

@@ -30,7 +30,6 @@ __all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "Reply"
 logger = logging.getLogger("wsgate.socketio")
 
 
-
 class Reply:
     """What a work item may return: frames for its session, sent once it completed by
     the task that ran it (the reader, when it ran the work itself: no task switch)."""
@@ -82,6 +81,7 @@ class EngineSession:
         "__weakref__",
         "_finished",
         "_inline",
+        "dispatching",
         "loop_done",
         "poll_noop",
         "poll_wake",
@@ -132,6 +132,8 @@ class EngineSession:
         self._inline = False
         #: Set once the WebSocket's reading ended, when another task took it over.
         self.loop_done: anyio.Event | None = None
+        #: Set once the handler the reader handed off (and the queue after it) is done.
+        self.dispatching: anyio.Event | None = None
         self._finished: anyio.Event | None = None
         sid = new_id()
         while sid in endpoint.sessions:
@@ -285,9 +287,7 @@ class EngineSession:
         """A task is running this session's work: what arrives queues behind it."""
         return self._runner
 
-    async def handle_inline(
-        self, events: list[Any]
-    ) -> tuple[Coroutine[Any, Any, Any], Any] | None:
+    async def handle_inline(self, events: list[Any]) -> tuple[Coroutine[Any, Any, Any], Any] | None:
         """:meth:`handle` from the reader, which then runs the work that made in its own
         task (:meth:`run_inline`). Returns the work item that suspended, if one did: the
         session stays busy until the caller's :meth:`end_inline`."""
@@ -308,6 +308,8 @@ class EngineSession:
     def end_inline(self) -> None:
         """The work :meth:`handle_inline` left suspended is done (so is the queue)."""
         self._runner = False
+        if self.dispatching is not None:
+            self.dispatching.set()
         if self._work:
             self.start_runner()  # submitted while ending (on close, for instance)
 
