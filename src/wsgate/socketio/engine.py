@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
@@ -288,8 +288,10 @@ class EngineIOEndpoint:
         """Serve one WebSocket at this path: a new session, or the upgrade of a polling
         session (``sid`` in the query)."""
         self._finish_orphans_later()
-        query = ws.query_params
-        err = self._check(query, ws.headers)
+        scope = ws.scope
+        # Parsed here, not cached on the WebSocket: an idle connection keeps neither.
+        query = QueryParams.from_scope(scope)
+        err = self._check(query, Headers.from_scope(scope))
         sid = query.get("sid")
         session = None
         if err is None and sid is not None:
@@ -314,38 +316,42 @@ class EngineIOEndpoint:
         if session is not None:
             await self._upgrade(session, ws, receive)
             return
-        session = self._open(ws.scope, "websocket")
+        session = self._open(scope, "websocket")
         session.ws = ws
         if self.tg is not None:
             # Handlers run in the endpoint's task group (one task group less per
             # connection); they end on their own once the session is closed.
             session.tg = self.tg
-            await self._serve_session(session, ws, receive)
+            await self._read(session, ws, receive, True, True)
             return
         async with anyio.create_task_group() as tg:
             session.tg = tg
-            await self._serve_session(session, ws, receive)
+            await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()
 
-    async def _serve_session(self, session: EngineSession, ws: WebSocket, receive: Receive) -> None:
-        try:
-            session.flush()  # the open packet, and whatever on_open queued
-        finally:
-            await self._read(session, ws, receive, True)
-
     async def _read(
-        self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
+        self,
+        session: EngineSession,
+        ws: WebSocket,
+        receive: Receive,
+        home: bool,
+        opening: bool = False,
     ) -> None:
         """Read the WebSocket until the session ends, in this task, or, once a handler
         run by the reader suspended, in a new task while this one finishes the handler
         (and then waits for the reading to end: it may be the gateway's own task).
 
+        ``opening``: first write what the session queued (its open packet), directly.
         The task that reads last ends the transport: the WebSocket's close and, for a
         session that started on it (``home``), the application's on_close; for an
         upgraded session, the session's close."""
         handed = False
         try:
-            handed = await self._run_loop(session, ws, receive, home)
+            if opening:
+                frames = session.machine.take_outgoing()
+                if frames:
+                    await session.send_frames(frames)
+            handed = await self._ws_loop(session, ws, receive, home)
             if handed:
                 done = session.loop_done
                 assert done is not None
@@ -380,41 +386,35 @@ class EngineIOEndpoint:
             if done is not None:
                 done.set()
 
-    async def _run_loop(
-        self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
-    ) -> bool:
-        """The reading loop, in this task; True if it handed reading to another task."""
-        with anyio.CancelScope() as scope:
-            session.loop_scope = scope
-            if session.open:
-
-                async def hand_off(coro: Coroutine[Any, Any, Any], first: Any) -> None:
-                    # A handler suspended (it may wait for what the reader must read, an
-                    # ack): a new task reads at once, this one finishes the handler, in
-                    # the cancel scopes it started in (they end in the order they began).
-                    if session.loop_done is None:
-                        session.loop_done = anyio.Event()
-                    session.loop_scope = None
-                    session.dispatching = anyio.Event()
-                    ws._conn.spawn(self._read, session, ws, receive, home)
-                    try:
-                        await session.finish_inline(coro, first)
-                    finally:
-                        session.end_inline()
-
-                return await self._ws_loop(session, ws, receive, hand_off)
-        return False
-
-    async def _ws_loop(
+    async def _hand_off(
         self,
         session: EngineSession,
         ws: WebSocket,
         receive: Receive,
-        hand_off: Callable[[Coroutine[Any, Any, Any], Any], Awaitable[None]],
+        home: bool,
+        coro: Coroutine[Any, Any, Any],
+        first: Any,
+    ) -> None:
+        # A handler the reader ran suspended (it may wait for what the reader must read,
+        # an ack): a new task reads at once, this one finishes the handler, inside the
+        # cancel scopes it started in (they must end in the order they began).
+        if session.loop_done is None:
+            session.loop_done = anyio.Event()
+        session.loop_scope = None
+        session.dispatching = anyio.Event()
+        ws._conn.spawn(self._read, session, ws, receive, home)
+        try:
+            await session.finish_inline(coro, first)
+        finally:
+            session.end_inline()
+
+    async def _ws_loop(
+        self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
     ) -> bool:
         """Receive and handle frames until the session ends (False), or until a handler
-        run inline suspends: ``hand_off`` finishes it (inside the heartbeat scope it
-        started in, which no longer has a deadline) and this returns True."""
+        run inline suspends: :meth:`_hand_off` finishes it (inside the heartbeat scope it
+        started in, which no longer has a deadline) and this returns True. The heartbeat
+        scope is also the one the session's close cancels (``loop_scope``)."""
         machine = session.machine
         limit = self.options.max_payload_bytes
         inf = math.inf
@@ -428,6 +428,7 @@ class EngineIOEndpoint:
             # session's next timer; when it fires, tick() pings or times out.
             oversize = False
             with anyio.CancelScope() as scope:
+                session.loop_scope = scope
                 while session.open:
                     deadline = session.next_deadline()
                     if deadline is None:
@@ -465,7 +466,7 @@ class EngineIOEndpoint:
                     pending = await session.handle_inline(machine.receive(packet, now))
                     if pending is not None:
                         scope.deadline = inf
-                        await hand_off(*pending)
+                        await self._hand_off(session, ws, receive, home, *pending)
                         return True
             if oversize:
                 # The reference server's WebSocket closes with 1009 (message too big).
