@@ -289,19 +289,7 @@ class EngineIOEndpoint:
         session (``sid`` in the query)."""
         self._finish_orphans_later()
         scope = ws.scope
-        # Parsed here, not cached on the WebSocket: an idle connection keeps neither.
-        query = QueryParams.from_scope(scope)
-        err = self._check(query, Headers.from_scope(scope))
-        sid = query.get("sid")
-        session = None
-        if err is None and sid is not None:
-            session = self.sessions.get(sid)
-            if session is None:
-                err = (UNKNOWN_SID, "")
-            elif not session.machine.can_upgrade() or query.get("transport") != "websocket":
-                err = (BAD_REQUEST, "")
-        elif err is None and query.get("transport") != "websocket":
-            err = (BAD_REQUEST, "")
+        err, session = self._websocket_target(scope)
         if err is not None:
             code = err[0]
             body = msgspec.json.encode({"code": code, "message": ERROR_MESSAGES[code]})
@@ -329,6 +317,27 @@ class EngineIOEndpoint:
             await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()
 
+    def _websocket_target(
+        self, scope: Mapping[str, Any]
+    ) -> tuple[tuple[int, str] | None, EngineSession | None]:
+        """The refusal for a WebSocket request, or the polling session it upgrades (None
+        for a new one). The query and headers are parsed here and not kept (a
+        connection's frames stay alive as long as it does)."""
+        query = QueryParams.from_scope(scope)
+        err = self._check(query, Headers.from_scope(scope))
+        if err is not None:
+            return err, None
+        websocket = query.get("transport") == "websocket"
+        sid = query.get("sid")
+        if sid is None:
+            return (None if websocket else (BAD_REQUEST, "")), None
+        session = self.sessions.get(sid)
+        if session is None:
+            return (UNKNOWN_SID, ""), None
+        if not websocket or not session.machine.can_upgrade():
+            return (BAD_REQUEST, ""), None
+        return None, session
+
     async def _read(
         self,
         session: EngineSession,
@@ -347,10 +356,9 @@ class EngineIOEndpoint:
         upgraded session, the session's close."""
         handed = False
         try:
-            if opening:
-                frames = session.machine.take_outgoing()
-                if frames:
-                    await session.send_frames(frames)
+            if opening and session.machine.outgoing:
+                # Not kept in a local: this frame lives as long as the connection.
+                await session.send_frames(session.machine.take_outgoing())
             handed = await self._ws_loop(session, ws, receive, home)
             if handed:
                 done = session.loop_done
