@@ -414,7 +414,7 @@ class SocketIOEndpoint:
 
     # -- work ------------------------------------------------------------------------------
 
-    async def _connect(self, client: _Client, conn: SocketIOConnection) -> None:
+    async def _connect(self, client: _Client, conn: SocketIOConnection) -> Reply | None:
         ns = conn._ns
         auth = conn.auth if isinstance(conn.auth, dict) else {}
         missed: list[list[Any]] = []
@@ -442,21 +442,24 @@ class SocketIOEndpoint:
             conn._buffer = None
             await client.drop(conn, "server namespace disconnect")
             await client.send(SocketIOPacket(T.CONNECT_ERROR, ns.name, data))
-            return
+            return None
         if conn._gone or not client.session.open:
-            return
+            return None
         payload: dict[str, Any] = {"sid": conn.sid}
         if conn.pid is not None:
             payload["pid"] = conn.pid
-        await client.send(SocketIOPacket(T.CONNECT, ns.name, payload))
+        frames = _frames(SocketIOPacket(T.CONNECT, ns.name, payload))
         client.session.timer = None
         conn._connected = True
         buffered, conn._buffer = conn._buffer or [], None
         for missed_data in missed:
-            await client.send(SocketIOPacket(T.EVENT, ns.name, missed_data))
+            frames += _frames(SocketIOPacket(T.EVENT, ns.name, missed_data))
         for message in buffered:
             frame = message.get("text")
-            await client.session.send_frames([frame if frame is not None else message["bytes"]])
+            frames.append(frame if frame is not None else message["bytes"])
+        # Written, in this order, by the task that ran this work as soon as it returns
+        # (the reader itself, if nothing here suspended).
+        return Reply(frames)
 
     def _restore(
         self, ns: Namespace, conn: SocketIOConnection, pid: str, offset: str
