@@ -1,0 +1,75 @@
+"""Socket.IO over WebSocket runs each event's handler in the task that read it and writes
+its ack directly; a handler that waits (here for the client's own ack) must neither stop
+the reading nor reorder the events behind it. Raw WebSocket client against real servers
+(hypercorn asyncio and trio, uvicorn) serving tests/apps/socketio_app.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import servers
+from servers import Client
+
+socketio_server = servers.socketio_server
+server_pool = servers.server_pool
+server_logs_clean = servers.server_logs_clean
+
+pytestmark = pytest.mark.usefixtures("anyio_backend", "server_logs_clean")
+
+PATH = "/socket.io/?EIO=4&transport=websocket"
+
+
+async def connected(url: str) -> Client:
+    ws = await Client.connect(url + PATH)
+    assert str(await ws.recv()).startswith("0{")
+    await ws.send("40")
+    assert str(await ws.recv()).startswith("40{")
+    # The connect handler's emit, buffered until the CONNECT went out.
+    assert await next_message(ws) == '42["auth",null]'
+    return ws
+
+
+async def next_message(ws: Client) -> str:
+    """The next Socket.IO packet (server pings answered on the way)."""
+    while True:
+        frame = await ws.recv()
+        assert isinstance(frame, str), frame
+        if frame == "2":
+            await ws.send("3")
+            continue
+        return frame
+
+
+async def test_events_behind_a_waiting_handler_keep_their_order(socketio_server: str) -> None:
+    ws = await connected(socketio_server)
+    try:
+        # "ask" awaits conn.call("question"): the server waits for our ack.
+        await ws.send('421["ask","q?",5]')
+        question = await next_message(ws)
+        assert question.startswith("42") and question.endswith('["question","q?"]'), question
+        ack_id = question[2 : question.index("[")]
+        # Events sent while that handler waits are read (the ack below reaches it) but
+        # handled after it, in the order they came.
+        for i in range(2, 7):
+            await ws.send(f'42{i}["pair",{i},0]')
+        await ws.send(f'43{ack_id}["yes"]')
+        replies = [await next_message(ws) for _ in range(6)]
+        assert replies == ['431[["answer","yes"]]'] + [f"43{i}[0,{i}]" for i in range(2, 7)]
+        # The connection goes on answering at once.
+        await ws.send('427["pair",1,2]')
+        assert await next_message(ws) == "437[2,1]"
+    finally:
+        await ws.close()
+
+
+async def test_many_acks_in_flight_come_back_in_order(socketio_server: str) -> None:
+    ws = await connected(socketio_server)
+    try:
+        n = 200
+        for i in range(n):
+            await ws.send(f'42{i}["chat",{json.dumps({"text": "x" * (i % 7)})}]')
+        replies = [await next_message(ws) for _ in range(n)]
+        assert replies == [f'43{i}[{{"ok":true,"length":{i % 7}}}]' for i in range(n)]
+    finally:
+        await ws.close()
