@@ -373,7 +373,6 @@ class EngineIOEndpoint:
         session.loop_scope = None
         reason = "transport close"
         try:
-            await ws.close(1000)
             if home:
                 if session.open:
                     session.machine.transport_closed(reason)
@@ -381,14 +380,17 @@ class EngineIOEndpoint:
             elif session.open:
                 session.handle(session.machine.transport_closed(reason))
             busy = session.dispatching
+            late = False
             if busy is not None and not busy.is_set():
-                # A handler the reader handed off still runs: as a gateway's handlers, it
-                # gets the connection's grace period, then the connection is cancelled.
-                conn = ws._conn
-                with anyio.move_on_after(conn.grace) as waited:
+                # A handler the reader handed off still runs (on_close released a call()
+                # waiting for an ack): as a gateway's handlers, it gets the connection's
+                # grace period before the close (which ends the connection's tasks).
+                with anyio.move_on_after(ws._conn.grace) as waited:
                     await busy.wait()
-                if waited.cancelled_caught:
-                    conn.cancel()
+                late = waited.cancelled_caught
+            await ws.close(1000)
+            if late:
+                ws._conn.cancel()
         finally:
             done = session.loop_done
             if done is not None:
