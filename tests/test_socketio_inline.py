@@ -11,6 +11,10 @@ import pytest
 import servers
 from servers import Client
 
+from wsgate import App
+from wsgate.socketio import SocketIOConnection, on_socketio_event, socketio_controller
+from wsgate.testing import TestClient
+
 socketio_server = servers.socketio_server
 server_pool = servers.server_pool
 server_logs_clean = servers.server_logs_clean
@@ -73,3 +77,33 @@ async def test_many_acks_in_flight_come_back_in_order(socketio_server: str) -> N
         assert replies == [f'43{i}[{{"ok":true,"length":{i % 7}}}]' for i in range(n)]
     finally:
         await ws.close()
+
+
+async def test_app_limits_still_apply_to_the_socketio_websocket() -> None:
+    # The Engine.IO loop reads the socket itself: the App's frame size limit and rate
+    # limit must hold there as they do in every gateway.
+    @socketio_controller()
+    class Echo:
+        @on_socketio_event("echo")
+        async def echo(self, conn: SocketIOConnection, text: str) -> str:
+            return text
+
+    query = {"EIO": "4", "transport": "websocket"}
+    app = App(gateways=[Echo], max_frame_bytes=1000, rate_limit=(3, 60.0))
+    async with TestClient(app, timeout=5) as client:
+        async with client.websocket_connect("/socket.io/", query=query) as ws:
+            assert (await ws.receive_text()).startswith("0{")
+            await ws.send_text('42["echo","' + "x" * 2000 + '"]')
+            assert (await ws.wait_closed())[0] == 1009
+        async with client.websocket_connect("/socket.io/", query=query) as ws:
+            assert (await ws.receive_text()).startswith("0{")
+            await ws.send_text("40")
+            assert (await ws.receive_text()).startswith("40{")
+            await ws.send_text('421["echo","a"]')
+            assert await ws.receive_text() == '431["a"]'
+            await ws.send_text('422["echo","b"]')
+            assert await ws.receive_text() == '432["b"]'
+            # The fourth frame within the minute is over the limit: dropped, with the
+            # rate_limited error frame the gateway runtime sends.
+            await ws.send_text('423["echo","c"]')
+            assert "rate_limited" in await ws.receive_text()
