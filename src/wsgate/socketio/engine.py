@@ -3,12 +3,16 @@ upgrade between them) around the sans-I/O :class:`EngineIOSession`.
 
 An :class:`EngineIOEndpoint` keeps its sessions in a table keyed by sid. The WebSocket
 transport runs inside the App's runtime as a generated gateway whose ``@on_connect``
-owns the connection, so frames leave through the connection's bounded outbox with its
-overflow policy. The polling transport is served by an HTTP mount: a GET takes what the
-session has queued (waiting for something if nothing is), a POST carries the client's
-packets. Work for the application (Socket.IO packets, Engine.IO messages) runs in one
-task per session, in arrival order, inside the WebSocket's task group or, for sessions
-that started with polling, the endpoint's own task group (started in the App's lifespan).
+owns the connection; its loop reads ASGI ``receive`` itself (the connection still
+applies its limits) and runs the application's work for each frame in the same task,
+writing the replies directly when nothing is queued (one sender at a time, as the
+gateway runtime does); broadcasts go through the connection's bounded outbox with its
+overflow policy. A work item that suspends (a ``call()`` waiting for the client's ack)
+is finished by the task that started it while a new task reads; what arrives meanwhile
+waits for it, in order. The polling transport is served by an HTTP mount: a GET takes
+what the session has queued (waiting for something if nothing is), a POST carries the
+client's packets; its work runs in one task per session, in arrival order, in the
+endpoint's own task group (started in the App's lifespan).
 """
 
 from __future__ import annotations
