@@ -107,3 +107,31 @@ async def test_app_limits_still_apply_to_the_socketio_websocket() -> None:
             # rate_limited error frame the gateway runtime sends.
             await ws.send_text('423["echo","c"]')
             assert "rate_limited" in await ws.receive_text()
+
+
+@socketio_controller("/beat", ping_interval_ms=100, ping_timeout_ms=300)
+class Beat:
+    @on_socketio_event("echo")
+    async def echo(self, conn: SocketIOConnection, text: str) -> str:
+        return text
+
+
+@pytest.mark.parametrize("lifespan", [True, False])
+async def test_websocket_heartbeats_with_and_without_a_lifespan(lifespan: bool) -> None:
+    # Heartbeats are ticked by the endpoint's sweep (in the lifespan) or, without one,
+    # by a task of the connection: pings come, a missing pong closes the session.
+    query = {"EIO": "4", "transport": "websocket"}
+    async with TestClient(App(gateways=[Beat]), timeout=5, lifespan=lifespan) as client:
+        async with client.websocket_connect("/beat/", query=query) as ws:
+            assert (await ws.receive_text()).startswith("0{")
+            await ws.send_text("40")
+            assert (await ws.receive_text()).startswith("40{")
+            for _ in range(2):
+                assert await ws.receive_text() == "2"
+                await ws.send_text("3")
+            await ws.send_text('421["echo","still here"]')
+            while (frame := await ws.receive_text()) != '431["still here"]':
+                assert frame == "2"
+                await ws.send_text("3")
+            # Pings no longer answered: the ping timeout closes the connection.
+            assert (await ws.wait_closed(timeout=5))[0] == 1000

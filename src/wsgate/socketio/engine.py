@@ -318,6 +318,7 @@ class EngineIOEndpoint:
             return
         async with anyio.create_task_group() as tg:
             session.tg = tg
+            tg.start_soon(self._heartbeat, session)
             await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()
 
@@ -426,70 +427,66 @@ class EngineIOEndpoint:
         self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
     ) -> bool:
         """Receive and handle frames until the session ends (False), or until a handler
-        run inline suspends: :meth:`_hand_off` finishes it (inside the heartbeat scope it
-        started in, which no longer has a deadline) and this returns True. The heartbeat
-        scope is also the one the session's close cancels (``loop_scope``)."""
+        run inline suspends: :meth:`_hand_off` finishes it (inside the cancel scope it
+        started in) and this returns True. The scope is the one the session's close
+        cancels (``loop_scope``). Heartbeats are ticked from outside (the endpoint's
+        sweep, or :meth:`_heartbeat`), so no deadline ever cancels a reply being written
+        here, and a reader stuck writing to a client that stopped reading still sees the
+        ping timeout close the session."""
         machine = session.machine
         limit = self.options.max_payload_bytes
-        inf = math.inf
         current_time = anyio.current_time
         conn = ws._conn
         admit = conn.admit
         state = conn.state
         open_ = Phase.OPEN
-        while session.open:
-            # One cancel scope per heartbeat, not per message: its deadline follows the
-            # session's next timer; when it fires, tick() pings or times out.
-            oversize = False
-            with anyio.CancelScope() as scope:
-                session.loop_scope = scope
-                while session.open:
-                    deadline = session.next_deadline()
-                    if deadline is None:
-                        deadline = inf
-                    if scope.deadline != deadline:
-                        scope.deadline = deadline
-                    message = await receive()
-                    if not admit(message) or state.phase is not open_:
-                        if state.phase is open_:
-                            continue  # dropped by the connection's limits
-                        # The peer left, or the connection is closing (a limit closed it).
-                        if session.open:
-                            session.handle(machine.transport_closed("transport close"))
-                        return False
-                    frame = message.get("text")
-                    if frame is None:
-                        frame = message.get("bytes") or b""
-                    if len(frame) > limit:
-                        oversize = True
-                        break
-                    try:
-                        packet = decode_packet(frame)
-                    except EngineIOProtocolError:
-                        session.handle(machine.protocol_error())
-                        return False
-                    # The clock is read only when the heartbeat needs it.
-                    timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
-                    now = current_time() if timed else 0.0
-                    if session.busy or scope.cancel_called:
-                        # A task runs earlier work (or this scope is ending): queue.
-                        session.handle(machine.receive(packet, now))
-                        continue
-                    # The work this frame makes runs here, in the reader's task: no task
-                    # switch for a handler that completes without suspending.
-                    pending = await session.handle_inline(machine.receive(packet, now))
-                    if pending is not None:
-                        scope.deadline = inf
-                        await self._hand_off(session, ws, receive, home, *pending)
-                        return True
-            if oversize:
-                # The reference server's WebSocket closes with 1009 (message too big).
-                await ws.close(1009, "Max payload size exceeded")
-                session.handle(machine.transport_closed("transport error"))
-                return False
-            if scope.cancelled_caught:
-                session.tick(anyio.current_time())
+        with anyio.CancelScope() as scope:
+            session.loop_scope = scope
+            while session.open:
+                message = await receive()
+                if not admit(message) or state.phase is not open_:
+                    if state.phase is open_:
+                        continue  # dropped by the connection's limits
+                    # The peer left, or the connection is closing (a limit closed it).
+                    if session.open:
+                        session.handle(machine.transport_closed("transport close"))
+                    return False
+                frame = message.get("text")
+                if frame is None:
+                    frame = message.get("bytes") or b""
+                if len(frame) > limit:
+                    # The reference server's WebSocket closes with 1009 (message too big).
+                    with anyio.CancelScope(shield=True):
+                        await ws.close(1009, "Max payload size exceeded")
+                    session.handle(machine.transport_closed("transport error"))
+                    return False
+                try:
+                    packet = decode_packet(frame)
+                except EngineIOProtocolError:
+                    session.handle(machine.protocol_error())
+                    return False
+                # The clock is read only when the heartbeat needs it.
+                timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
+                now = current_time() if timed else 0.0
+                if session.busy or scope.cancel_called:
+                    # A task runs earlier work (or the session is closing): queue.
+                    session.handle(machine.receive(packet, now))
+                    continue
+                # The work this frame makes runs here, in the reader's task: no task
+                # switch for a handler that completes without suspending.
+                pending = await session.handle_inline(machine.receive(packet, now))
+                if pending is not None:
+                    await self._hand_off(session, ws, receive, home, *pending)
+                    return True
         return False
+
+    async def _heartbeat(self, session: EngineSession) -> None:
+        """Tick a WebSocket session's heartbeats and timer where no sweep runs (no App
+        lifespan)."""
+        while session.open:
+            deadline = session.next_deadline()
+            await anyio.sleep_until(math.inf if deadline is None else deadline)
+            session.tick(anyio.current_time())
 
     async def _upgrade(self, session: EngineSession, ws: WebSocket, receive: Receive) -> None:
         machine = session.machine
@@ -527,19 +524,26 @@ class EngineIOEndpoint:
         try:
             session.flush()  # flush what was queued for polling during the upgrade
         finally:
-            await self._read(session, ws, receive, False)
+            if self.tg is not None:
+                await self._read(session, ws, receive, False)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._heartbeat, session)
+                    await self._read(session, ws, receive, False)
+                    tg.cancel_scope.cancel()
 
     # -- background ------------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Heartbeats and timers of polling sessions with no poll pending (a pending
-        poll ticks its own session), and idle handler tasks of every session; runs in
-        the App's lifespan."""
+        """Heartbeats and timers of every session but polling ones with a poll pending
+        (a pending poll ticks its own session), and idle handler tasks of every session;
+        runs in the App's lifespan. (WebSocket sessions are ticked here too, not by a
+        deadline in their read loop: a deadline could cancel a reply being written.)"""
         while True:
             await anyio.sleep(self._sweep_period)
             now = anyio.current_time()
             for session in list(self.sessions.values()):
-                if session.ws is None and not session.polling and session.open:
+                if session.open and not session.polling:
                     session.tick(now)
                 session.retire_idle_runner()
 
