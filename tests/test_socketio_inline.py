@@ -6,7 +6,9 @@ the reading nor reorder the events behind it. Raw WebSocket client against real 
 from __future__ import annotations
 
 import json
+import uuid
 
+import anyio
 import pytest
 import servers
 from servers import Client
@@ -65,6 +67,32 @@ async def test_events_behind_a_waiting_handler_keep_their_order(socketio_server:
         assert await next_message(ws) == "437[2,1]"
     finally:
         await ws.close()
+
+
+async def test_client_leaving_while_a_handler_waits_for_its_ack(socketio_server: str) -> None:
+    tag = f"inline-{uuid.uuid4()}"
+    ws = await Client.connect(socketio_server + PATH)
+    assert str(await ws.recv()).startswith("0{")
+    await ws.send("40" + json.dumps({"tag": tag}))
+    assert str(await ws.recv()).startswith("40{")
+    assert await next_message(ws) == f'42["auth",{{"tag":"{tag}"}}]'
+    await ws.send('421["ask","q?",30]')
+    assert (await next_message(ws)).endswith('["question","q?"]')
+    await ws.close()  # the handler still waits for our ack
+    # The disconnect handler ran (the waiting call was released): another client sees it.
+    other = await connected(socketio_server)
+    try:
+        with anyio.fail_after(5):
+            seen: list[str] = []
+            i = 0
+            while seen != ["transport close"]:
+                i += 1
+                await other.send(f'42{i}["disconnects","{tag}"]')
+                reply = await next_message(other)
+                assert reply.startswith(f"43{i}[")
+                seen = json.loads(reply[len(f"43{i}") :])[0]
+    finally:
+        await other.close()
 
 
 async def test_many_acks_in_flight_come_back_in_order(socketio_server: str) -> None:
