@@ -14,7 +14,14 @@ import servers
 from servers import Client
 
 from wsgate import App
-from wsgate.socketio import SocketIOConnection, on_socketio_event, socketio_controller
+from wsgate.socketio import (
+    EngineIOConnection,
+    SocketIOConnection,
+    engineio_controller,
+    on_engineio_message,
+    on_socketio_event,
+    socketio_controller,
+)
 from wsgate.testing import TestClient
 
 socketio_server = servers.socketio_server
@@ -163,3 +170,21 @@ async def test_websocket_heartbeats_with_and_without_a_lifespan(lifespan: bool) 
                 await ws.send_text("3")
             # Pings no longer answered: the ping timeout closes the connection.
             assert (await ws.wait_closed(timeout=5))[0] == 1000
+
+
+@engineio_controller("/eio")
+class Returns:
+    @on_engineio_message
+    async def echo(self, conn: EngineIOConnection, data: str | bytes) -> str:
+        await conn.send(data)
+        return "ignored"  # an Engine.IO handler's return value is not sent
+
+
+async def test_an_engineio_handler_may_return_a_value() -> None:
+    query = {"EIO": "4", "transport": "websocket"}
+    async with TestClient(App(gateways=[Returns]), timeout=5) as client:
+        async with client.websocket_connect("/eio/", query=query) as ws:
+            assert (await ws.receive_text()).startswith("0{")
+            for text in ("4one", "4two"):
+                await ws.send_text(text)
+                assert await ws.receive_text() == text

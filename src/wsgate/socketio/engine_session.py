@@ -342,7 +342,7 @@ class EngineSession:
                     return coro, first
                 finally:
                     self._inline = False
-                if reply is not None:
+                if isinstance(reply, Reply):
                     try:
                         await self.send_frames(reply.frames)
                     except BaseException:
@@ -357,7 +357,7 @@ class EngineSession:
         except Exception:
             logger.exception("Engine.IO session %s: a handler failed", self.sid)
         else:
-            if reply is not None:
+            if isinstance(reply, Reply):
                 await self.send_frames(reply.frames)
         await self.run_pending()
 
@@ -372,7 +372,7 @@ class EngineSession:
                 except Exception:
                     logger.exception("Engine.IO session %s: a handler failed", self.sid)
                     continue
-                if reply is not None:
+                if isinstance(reply, Reply):
                     await self.send_frames(reply.frames)
 
     # -- input ---------------------------------------------------------------------------
