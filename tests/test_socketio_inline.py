@@ -188,3 +188,42 @@ async def test_an_engineio_handler_may_return_a_value() -> None:
             for text in ("4one", "4two"):
                 await ws.send_text(text)
                 assert await ws.receive_text() == text
+
+
+def _running_tasks() -> int:
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        def count(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+        return count(trio.lowlevel.current_root_task())
+    import asyncio
+
+    return len(asyncio.all_tasks())
+
+
+@socketio_controller("/slow")
+class Slow:
+    @on_socketio_event("slow")
+    async def slow(self, conn: SocketIOConnection, n: int) -> int:
+        await anyio.lowlevel.checkpoint()  # suspends: the reader hands the reading off
+        return n
+
+
+async def test_handlers_that_suspend_leave_no_tasks_behind() -> None:
+    query = {"EIO": "4", "transport": "websocket"}
+    async with TestClient(App(gateways=[Slow]), timeout=5) as client:
+        async with client.websocket_connect("/slow/", query=query) as ws:
+            assert (await ws.receive_text()).startswith("0{")
+            await ws.send_text("40")
+            assert (await ws.receive_text()).startswith("40{")
+            counts = []
+            for _ in range(3):
+                for i in range(50):
+                    await ws.send_text(f'42{i}["slow",{i}]')
+                    assert await ws.receive_text() == f"43{i}[{i}]"
+                counts.append(_running_tasks())
+            assert counts[0] == counts[1] == counts[2], counts

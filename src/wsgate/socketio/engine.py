@@ -350,10 +350,12 @@ class EngineIOEndpoint:
         receive: Receive,
         home: bool,
         opening: bool = False,
+        owner: bool = True,
     ) -> None:
         """Read the WebSocket until the session ends, in this task, or, once a handler
-        run by the reader suspended, in a new task while this one finishes the handler
-        (and then waits for the reading to end: it may be the gateway's own task).
+        run by the reader suspended, in a new task while this one finishes the handler.
+        The gateway's own task (``owner``) then waits for the reading to end; a reader
+        task started by a hand-off ends there.
 
         ``opening``: first write what the session queued (its open packet), directly.
         The task that reads last ends the transport: the WebSocket's close and, for a
@@ -365,7 +367,7 @@ class EngineIOEndpoint:
                 # Not kept in a local: this frame lives as long as the connection.
                 await session.send_frames(session.machine.take_outgoing())
             handed = await self._ws_loop(session, ws, receive, home)
-            if handed:
+            if handed and owner:
                 done = session.loop_done
                 assert done is not None
                 await done.wait()
@@ -417,7 +419,7 @@ class EngineIOEndpoint:
             session.loop_done = anyio.Event()
         session.loop_scope = None
         session.dispatching = anyio.Event()
-        ws._conn.spawn(self._read, session, ws, receive, home)
+        ws._conn.spawn(self._read, session, ws, receive, home, False, False)
         try:
             await session.finish_inline(coro, first)
         finally:
