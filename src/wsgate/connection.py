@@ -476,6 +476,31 @@ class Connection:
             raise
         self.cancel()
 
+    def read_directly(self) -> Receive:
+        """For an owning ``@on_connect`` that runs its own read loop (the Engine.IO
+        transport), before accept: no reader task is started, the caller reads ASGI
+        ``receive`` itself (returned) and passes every message to :meth:`admit`. Raises
+        WebSocketStateError once the receive side was handed over."""
+        self.state.hand_receive_to(Receiver.OWNER)
+        return self._receive
+
+    def admit(self, message: Message) -> bool:
+        """A message read after :meth:`read_directly`: True for a frame to handle; False
+        for one over the limits (``max_frame_bytes``, ``rate``: handled as the reader
+        handles them) and for the peer's leaving (then ``state.peer_left``)."""
+        kind = message["type"]
+        if kind == "websocket.receive":
+            self.received += 1
+            text = message.get("text")
+            size = len(text) if text is not None else len(message.get("bytes") or b"")
+            if size > self._limits.quick_max and self._too_large(message):
+                return False
+            return not self._limits.rate or self._take_token()
+        if kind == "websocket.disconnect":
+            self._peer_left(message)
+            self._writer_wake.set()  # the writer sees the connection closed and ends
+        return False
+
     def _too_large(self, message: Message) -> bool:
         """Close with 1009 (message too big) if ``message`` is over ``max_frame_bytes``;
         the frame is never decoded."""
@@ -656,6 +681,24 @@ class Connection:
             await self._send(message)
         except Exception as exc:
             self._transport_failed(exc)  # the connection is over; the reply is dropped
+        finally:
+            self._sending = False
+        if outbox:
+            self._kick_writer()
+
+    async def send_direct(self, message: Message) -> None:
+        """:meth:`send`, but written directly by the calling task when nothing is queued
+        and no send is in flight (as :meth:`send_reply` does). Raises like :meth:`send`."""
+        outbox = self.outbox
+        if self._sending or outbox or outbox.inflight or self.state.phase is not Phase.OPEN:
+            await self.send(message)
+            return
+        self._sending = True
+        try:
+            await self._send(message)
+        except Exception as exc:
+            self._transport_failed(exc)
+            raise self.state.error("send") from None
         finally:
             self._sending = False
         if outbox:

@@ -3,28 +3,33 @@ upgrade between them) around the sans-I/O :class:`EngineIOSession`.
 
 An :class:`EngineIOEndpoint` keeps its sessions in a table keyed by sid. The WebSocket
 transport runs inside the App's runtime as a generated gateway whose ``@on_connect``
-owns the connection, so frames leave through the connection's bounded outbox with its
-overflow policy. The polling transport is served by an HTTP mount: a GET takes what the
-session has queued (waiting for something if nothing is), a POST carries the client's
-packets. Work for the application (Socket.IO packets, Engine.IO messages) runs in one
-task per session, in arrival order, inside the WebSocket's task group or, for sessions
-that started with polling, the endpoint's own task group (started in the App's lifespan).
+owns the connection; its loop reads ASGI ``receive`` itself (the connection still
+applies its limits) and runs the application's work for each frame in the same task,
+writing the replies directly when nothing is queued (one sender at a time, as the
+gateway runtime does); broadcasts go through the connection's bounded outbox with its
+overflow policy. A work item that suspends (a ``call()`` waiting for the client's ack)
+is finished by the task that started it while a new task reads; what arrives meanwhile
+waits for it, in order. The polling transport is served by an HTTP mount: a GET takes
+what the session has queued (waiting for something if nothing is), a POST carries the
+client's packets; its work runs in one task per session, in arrival order, in the
+endpoint's own task group (started in the App's lifespan).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from ..asgi import Receive, Scope, Send
+from ..asgi import Message, Receive, Scope, Send
 from ..datastructures import Headers, QueryParams
 from ..errors import WebSocketDisconnect, WebSocketStateError
+from ..state import Phase
 from ..websocket import WebSocket
 from .controllers import EngineOptions
 from .engine_session import CLOSE_TIMEOUT, EngineIOApplication, EngineSession
@@ -342,36 +347,7 @@ class EngineIOEndpoint:
         """Serve one WebSocket at this path: a new session, or the upgrade of a polling
         session (``sid`` in the query)."""
         self._finish_orphans_later()
-        query = ws.query_params
-        err = self._check(query, ws.headers)
-        sid = query.get("sid")
-        session = None
-        if err is None and sid is not None:
-            session = self._live_session(sid)
-            if session is None:
-                err = (UNKNOWN_SID, "")
-            elif query.get("transport") != "websocket":
-                err = (BAD_REQUEST, "")
-            elif session.open and (
-                session.machine.upgrading
-                or (session.transport == "websocket" and not session.ws_home)
-            ):
-                # A second WebSocket for a session that is upgrading or has upgraded:
-                # accepted, then closed, as the reference server does; the session
-                # itself goes on. During an upgrade the close waits for the upgrade to
-                # settle, so that what the upgrading WebSocket sends (the probe's
-                # answer) reaches the client first, as with the reference server.
-                done = session.upgrade_done
-                if done is not None:
-                    with anyio.move_on_after(UPGRADE_TIMEOUT):
-                        await done.wait()
-                await ws.accept()
-                await ws.close(1000)
-                return
-            elif not session.machine.can_upgrade():
-                err = (BAD_REQUEST, "")
-        elif err is None and query.get("transport") != "websocket":
-            err = (BAD_REQUEST, "")
+        err, session, second = self._websocket_target(ws.scope)
         if err is not None:
             code = err[0]
             body = msgspec.json.encode({"code": code, "message": ERROR_MESSAGES[code]})
@@ -379,8 +355,25 @@ class EngineIOEndpoint:
                 403 if code == FORBIDDEN else 400, body, {"content-type": "application/json"}
             )
             return
+        if second:
+            # A second WebSocket for a session that is upgrading or has upgraded:
+            # accepted, then closed, as the reference server does; the session itself
+            # goes on. During an upgrade the close waits for the upgrade to settle, so
+            # that what the upgrading WebSocket sends (the probe's answer) reaches the
+            # client first, as with the reference server.
+            assert session is not None
+            done = session.upgrade_done
+            if done is not None:
+                with anyio.move_on_after(UPGRADE_TIMEOUT):
+                    await done.wait()
+            await ws.accept()
+            await ws.close(1000)
+            return
+        # This loop reads ASGI itself: no reader task and inbox between (the connection
+        # still applies its frame size and rate limits, and learns that the peer left).
+        receive = ws._conn.read_directly()
         if session is not None:
-            await self._upgrade(session, ws)
+            await self._upgrade(session, ws, receive)  # accepts once marked upgrading
             return
         await ws.accept()
         session = self._open(ws.scope, "websocket")
@@ -389,84 +382,190 @@ class EngineIOEndpoint:
             # Handlers run in the endpoint's task group (one task group less per
             # connection); they end on their own once the session is closed.
             session.tg = self.tg
-            await self._serve_session(session, ws)
+            await self._read(session, ws, receive, True, True)
             return
         async with anyio.create_task_group() as tg:
             session.tg = tg
-            await self._serve_session(session, ws)
+            tg.start_soon(self._heartbeat, session)
+            await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()
 
-    async def _serve_session(self, session: EngineSession, ws: WebSocket) -> None:
+    def _websocket_target(
+        self, scope: Mapping[str, Any]
+    ) -> tuple[tuple[int, str] | None, EngineSession | None, bool]:
+        """The refusal for a WebSocket request, or the polling session it upgrades (None
+        for a new one), and whether it is a second WebSocket for a session that is
+        upgrading or has upgraded. The query and headers are parsed here and not kept
+        (a connection's frames stay alive as long as it does)."""
+        query = QueryParams.from_scope(scope)
+        err = self._check(query, Headers.from_scope(scope))
+        if err is not None:
+            return err, None, False
+        websocket = query.get("transport") == "websocket"
+        sid = query.get("sid")
+        if sid is None:
+            return (None if websocket else (BAD_REQUEST, "")), None, False
+        session = self._live_session(sid)
+        if session is None:
+            return (UNKNOWN_SID, ""), None, False
+        if not websocket:
+            return (BAD_REQUEST, ""), None, False
+        if session.open and (
+            session.machine.upgrading or (session.transport == "websocket" and not session.ws_home)
+        ):
+            return None, session, True
+        if not session.machine.can_upgrade():
+            return (BAD_REQUEST, ""), None, False
+        return None, session, False
+
+    async def _read(
+        self,
+        session: EngineSession,
+        ws: WebSocket,
+        receive: Receive,
+        home: bool,
+        opening: bool = False,
+        owner: bool = True,
+    ) -> None:
+        """Read the WebSocket until the session ends, in this task, or, once a handler
+        run by the reader suspended, in a new task while this one finishes the handler.
+        The gateway's own task (``owner``) then waits for the reading to end; a reader
+        task started by a hand-off ends there.
+
+        ``opening``: first write what the session queued (its open packet), directly.
+        The task that reads last ends the transport: the WebSocket's close and, for a
+        session that started on it (``home``), the application's on_close; for an
+        upgraded session, the session's close."""
+        handed = False
+        try:
+            if opening and session.machine.outgoing:
+                # Not kept in a local: this frame lives as long as the connection.
+                await session.send_frames(session.machine.take_outgoing())
+            handed = await self._ws_loop(session, ws, receive, home)
+            if handed and owner:
+                done = session.loop_done
+                assert done is not None
+                await done.wait()
+        finally:
+            if not handed:
+                with anyio.CancelScope(shield=True):
+                    await self._end(session, ws, home)
+
+    async def _end(self, session: EngineSession, ws: WebSocket, home: bool) -> None:
+        session.loop_scope = None
         reason = "transport close"
         try:
-            session.flush()  # the open packet, and whatever on_open queued
-            await self._run_loop(session, ws)
-        finally:
-            with anyio.CancelScope(shield=True):
+            if home:
                 if session.open:
                     session.machine.transport_closed(reason)
                 await session.finish(session.machine.close_reason or reason)
-
-    async def _run_loop(self, session: EngineSession, ws: WebSocket) -> None:
-        try:
-            with anyio.CancelScope() as scope:
-                session.loop_scope = scope
-                if session.open:
-                    await self._ws_loop(session, ws)
+            elif session.open:
+                session.handle(session.machine.transport_closed(reason))
+            busy = session.dispatching
+            late = False
+            if busy is not None and not busy.is_set():
+                # A handler the reader handed off still runs (on_close released a call()
+                # waiting for an ack): as a gateway's handlers, it gets the connection's
+                # grace period before the close (which ends the connection's tasks).
+                with anyio.move_on_after(ws._conn.grace) as waited:
+                    await busy.wait()
+                late = waited.cancelled_caught
+            await ws.close(1000)
+            if late:
+                ws._conn.cancel()
         finally:
-            session.loop_scope = None
-            with anyio.CancelScope(shield=True):
-                await ws.close(1000)
+            done = session.loop_done
+            if done is not None:
+                done.set()
 
-    async def _ws_loop(self, session: EngineSession, ws: WebSocket) -> None:
+    async def _hand_off(
+        self,
+        session: EngineSession,
+        ws: WebSocket,
+        receive: Receive,
+        home: bool,
+        coro: Coroutine[Any, Any, Any],
+        first: Any,
+    ) -> None:
+        # A handler the reader ran suspended (it may wait for what the reader must read,
+        # an ack): a new task reads at once, this one finishes the handler, inside the
+        # cancel scopes it started in (they must end in the order they began).
+        if session.loop_done is None:
+            session.loop_done = anyio.Event()
+        session.loop_scope = None
+        session.dispatching = anyio.Event()
+        ws._conn.spawn(self._read, session, ws, receive, home, False, False)
+        try:
+            await session.finish_inline(coro, first)
+        finally:
+            session.end_inline()
+
+    async def _ws_loop(
+        self, session: EngineSession, ws: WebSocket, receive: Receive, home: bool
+    ) -> bool:
+        """Receive and handle frames until the session ends (False), or until a handler
+        run inline suspends: :meth:`_hand_off` finishes it (inside the cancel scope it
+        started in) and this returns True. The scope is the one the session's close
+        cancels (``loop_scope``). Heartbeats are ticked from outside (the endpoint's
+        sweep, or :meth:`_heartbeat`), so no deadline ever cancels a reply being written
+        here, and a reader stuck writing to a client that stopped reading still sees the
+        ping timeout close the session."""
         machine = session.machine
         limit = self.options.max_payload_bytes
-        inf = math.inf
         current_time = anyio.current_time
-        while session.open:
-            # One cancel scope per heartbeat, not per message: its deadline follows the
-            # session's next timer; when it fires, tick() pings or times out.
-            oversize = False
-            with anyio.CancelScope() as scope:
-                while session.open:
-                    deadline = session.next_deadline()
-                    if deadline is None:
-                        deadline = inf
-                    if scope.deadline != deadline:
-                        scope.deadline = deadline
-                    try:
-                        message = await ws.receive()
-                    except WebSocketDisconnect:
+        conn = ws._conn
+        admit = conn.admit
+        state = conn.state
+        open_ = Phase.OPEN
+        with anyio.CancelScope() as scope:
+            session.loop_scope = scope
+            while session.open:
+                message = await receive()
+                if not admit(message) or state.phase is not open_:
+                    if state.phase is open_:
+                        continue  # dropped by the connection's limits
+                    # The peer left, or the connection is closing (a limit closed it).
+                    if session.open:
                         session.handle(machine.transport_closed("transport close"))
-                        return
-                    except WebSocketStateError:
-                        if session.open:
-                            session.handle(machine.transport_closed("transport close"))
-                        return
-                    frame = message.get("text")
-                    if frame is None:
-                        frame = message.get("bytes") or b""
-                    if len(frame) > limit:
-                        oversize = True
-                        break
-                    try:
-                        packet = decode_packet(frame)
-                    except EngineIOProtocolError:
-                        session.handle(machine.protocol_error())
-                        return
-                    # The clock is read only when the heartbeat needs it.
-                    timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
-                    now = current_time() if timed else 0.0
+                    return False
+                frame = message.get("text")
+                if frame is None:
+                    frame = message.get("bytes") or b""
+                if len(frame) > limit:
+                    # The reference server's WebSocket closes with 1009 (message too big).
+                    with anyio.CancelScope(shield=True):
+                        await ws.close(1009, "Max payload size exceeded")
+                    session.handle(machine.transport_closed("transport error"))
+                    return False
+                try:
+                    packet = decode_packet(frame)
+                except EngineIOProtocolError:
+                    session.handle(machine.protocol_error())
+                    return False
+                # The clock is read only when the heartbeat needs it.
+                timed = machine.awaiting_pong or packet.type is EngineIOPacketType.PONG
+                now = current_time() if timed else 0.0
+                if session.busy or scope.cancel_called:
+                    # A task runs earlier work (or the session is closing): queue.
                     session.handle(machine.receive(packet, now))
-            if oversize:
-                # The reference server's WebSocket closes with 1009 (message too big).
-                await ws.close(1009, "Max payload size exceeded")
-                session.handle(machine.transport_closed("transport error"))
-                return
-            if scope.cancelled_caught:
-                session.tick(anyio.current_time())
+                    continue
+                # The work this frame makes runs here, in the reader's task: no task
+                # switch for a handler that completes without suspending.
+                pending = await session.handle_inline(machine.receive(packet, now))
+                if pending is not None:
+                    await self._hand_off(session, ws, receive, home, *pending)
+                    return True
+        return False
 
-    async def _upgrade(self, session: EngineSession, ws: WebSocket) -> None:
+    async def _heartbeat(self, session: EngineSession) -> None:
+        """Tick a WebSocket session's heartbeats and timer where no sweep runs (no App
+        lifespan)."""
+        while session.open:
+            deadline = session.next_deadline()
+            await anyio.sleep_until(math.inf if deadline is None else deadline)
+            session.tick(anyio.current_time())
+
+    async def _upgrade(self, session: EngineSession, ws: WebSocket, receive: Receive) -> None:
         machine = session.machine
         # Marked before the handshake completes: a second WebSocket for this session,
         # which the client may open as soon as this one is open, finds it taken.
@@ -474,7 +573,7 @@ class EngineIOEndpoint:
         done = session.upgrade_done = anyio.Event()
         try:
             await ws.accept()
-            upgraded = await self._negotiate_upgrade(session, ws)
+            upgraded = await self._negotiate_upgrade(session, ws, receive)
         finally:
             if machine.upgrading:
                 machine.abandon_upgrade()
@@ -484,19 +583,26 @@ class EngineIOEndpoint:
         if not upgraded:
             return
         try:
-            await self._run_loop(session, ws)
+            session.flush()  # flush what was queued for polling during the upgrade
         finally:
-            if session.open:
-                session.handle(machine.transport_closed("transport close"))
+            if self.tg is not None:
+                await self._read(session, ws, receive, False)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._heartbeat, session)
+                    await self._read(session, ws, receive, False)
+                    tg.cancel_scope.cancel()
 
-    async def _negotiate_upgrade(self, session: EngineSession, ws: WebSocket) -> bool:
+    async def _negotiate_upgrade(
+        self, session: EngineSession, ws: WebSocket, receive: Receive
+    ) -> bool:
         """The probe and the upgrade packet on the new WebSocket; True once it carries
         the session."""
         machine = session.machine
         try:
             with anyio.fail_after(UPGRADE_TIMEOUT):
                 while True:
-                    message = await ws.receive()
+                    message = await _receive_frame(ws, receive)
                     text = message.get("text")
                     try:
                         packet = decode_packet(text if text is not None else message["bytes"])
@@ -525,20 +631,20 @@ class EngineIOEndpoint:
             return False
         session.ws = ws
         session.poll_noop = True
-        session.flush()  # flush what was queued for polling during the upgrade
         return True
 
     # -- background ------------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Heartbeats and timers of polling sessions with no poll pending (a pending
-        poll ticks its own session), and idle handler tasks of every session; runs in
-        the App's lifespan."""
+        """Heartbeats and timers of every session but polling ones with a poll pending
+        (a pending poll ticks its own session), and idle handler tasks of every session;
+        runs in the App's lifespan. (WebSocket sessions are ticked here too, not by a
+        deadline in their read loop: a deadline could cancel a reply being written.)"""
         while True:
             await anyio.sleep(self._sweep_period)
             now = anyio.current_time()
             for session in list(self.sessions.values()):
-                if session.ws is None and not session.polling and session.open:
+                if session.open and not session.polling:
                     session.tick(now)
                 session.retire_idle_runner()
 
@@ -565,6 +671,20 @@ class EngineIOEndpoint:
 
 
 _TEXT = b"text/plain; charset=UTF-8"
+
+
+async def _receive_frame(ws: WebSocket, receive: Receive) -> Message:
+    """The next frame read directly (see ``Connection.read_directly``); raises
+    WebSocketDisconnect once the peer left or the connection is closing."""
+    conn = ws._conn
+    while True:
+        message = await receive()
+        admitted = conn.admit(message)
+        state = conn.state
+        if state.phase is not Phase.OPEN:
+            raise WebSocketDisconnect(state.close_code or 1005, state.close_reason)
+        if admitted:
+            return message
 
 
 async def _respond(

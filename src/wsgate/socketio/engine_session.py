@@ -7,13 +7,14 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ..asgi import Message
+from ..connection import _Resume
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketStateError
 from ..queues import Offer
@@ -24,11 +25,22 @@ from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceiv
 if TYPE_CHECKING:
     from .engine import EngineIOEndpoint
 
-__all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "new_id"]
+__all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "Reply", "new_id"]
 
 logger = logging.getLogger("wsgate.socketio")
 
-Work = Callable[[], Awaitable[None]]
+
+class Reply:
+    """What a work item may return: frames for its session, sent once it completed by
+    the task that ran it (the reader, when it ran the work itself: no task switch)."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[str | bytes]) -> None:
+        self.frames = frames
+
+
+Work = Callable[[], Awaitable[Reply | None]]
 
 #: Frames a polling session may have queued before a broadcast closes it as a slow
 #: consumer (a direct send waits for room instead).
@@ -68,6 +80,9 @@ class EngineSession:
     __slots__ = (
         "__weakref__",
         "_finished",
+        "_inline",
+        "dispatching",
+        "loop_done",
         "poll_arrival",
         "poll_noop",
         "poll_wake",
@@ -119,6 +134,12 @@ class EngineSession:
         self._work_wake: anyio.Event | None = None
         self._submitted = self._seen = 0
         self._runner = False
+        #: The reader runs work in its own task right now.
+        self._inline = False
+        #: Set once the WebSocket's reading ended, when another task took it over.
+        self.loop_done: anyio.Event | None = None
+        #: Set once the handler the reader handed off (and the queue after it) is done.
+        self.dispatching: anyio.Event | None = None
         self._finished: anyio.Event | None = None
         sid = new_id()
         while sid in endpoint.sessions:
@@ -198,9 +219,11 @@ class EngineSession:
         if ws is not None:
             if ws.connection_state is not WebSocketState.CONNECTED:
                 return
+            # Written by this task when nothing is queued (one sender at a time).
+            send = ws._conn.send_direct
             try:
                 for frame in frames:
-                    await ws.send(_asgi(frame))
+                    await send(_asgi(frame))
             except (WebSocketDisconnect, WebSocketStateError):
                 return
             return
@@ -277,6 +300,85 @@ class EngineSession:
             wake.set()
         self._seen = self._submitted
 
+    @property
+    def busy(self) -> bool:
+        """A task is running this session's work: what arrives queues behind it."""
+        return self._runner
+
+    async def handle_inline(self, events: list[Any]) -> tuple[Coroutine[Any, Any, Any], Any] | None:
+        """:meth:`handle` from the reader, which then runs the work that made in its own
+        task (:meth:`run_inline`). Returns the work item that suspended, if one did: the
+        session stays busy until the caller's :meth:`end_inline`."""
+        self._runner = self._inline = True
+        pending = None
+        try:
+            self.handle(events)
+            self._inline = False
+            if self._work and self.open:
+                pending = await self.run_inline()
+        finally:
+            self._inline = False
+            if pending is None:
+                self._runner = False
+                self.start_runner()  # left over (the session closed): a task runs it
+        return pending
+
+    def end_inline(self) -> None:
+        """The work :meth:`handle_inline` left suspended is done (so is the queue)."""
+        self._runner = False
+        if self.dispatching is not None:
+            self.dispatching.set()
+        if self._work:
+            self.start_runner()  # submitted while ending (on close, for instance)
+
+    def start_runner(self) -> None:
+        """Have a task run the queued work."""
+        if self._work and not self._runner and self.tg is not None:
+            self._runner = True
+            self.tg.start_soon(self._run_work)
+
+    async def run_inline(self) -> tuple[Coroutine[Any, Any, Any], Any] | None:
+        """Run the queued work in the calling task (the WebSocket's reader): each item
+        is started here and, if it completes without suspending, its reply is written
+        here too. None once all of it is done; else the started item that suspended and
+        what it yielded: the caller finishes it (:meth:`finish_inline`) and the rest of
+        the queue in this same task, while another task reads."""
+        while self._work:
+            batch, self._work = self._work, []
+            for i, item in enumerate(batch):
+                self._inline = True
+                try:
+                    coro: Coroutine[Any, Any, Any] = item()  # type: ignore[assignment]
+                    first = coro.send(None)
+                except StopIteration as done:
+                    reply = done.value
+                except Exception:
+                    logger.exception("Engine.IO session %s: a handler failed", self.sid)
+                    continue
+                else:
+                    self._work = batch[i + 1 :] + self._work
+                    return coro, first
+                finally:
+                    self._inline = False
+                if isinstance(reply, Reply):
+                    try:
+                        await self.send_frames(reply.frames)
+                    except BaseException:
+                        self._work = batch[i + 1 :] + self._work
+                        raise
+        return None
+
+    async def finish_inline(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        """Finish a work item :meth:`run_inline` left suspended, then the queue."""
+        try:
+            reply = await _Resume(coro, first)
+        except Exception:
+            logger.exception("Engine.IO session %s: a handler failed", self.sid)
+        else:
+            if isinstance(reply, Reply):
+                await self.send_frames(reply.frames)
+        await self.run_pending()
+
     async def run_pending(self) -> None:
         """Run the queued work now (the runner task, or a request without a lifespan)."""
         while self._work:
@@ -284,9 +386,12 @@ class EngineSession:
             batch, self._work = self._work, []
             for item in batch:
                 try:
-                    await item()
+                    reply = await item()
                 except Exception:
                     logger.exception("Engine.IO session %s: a handler failed", self.sid)
+                    continue
+                if isinstance(reply, Reply):
+                    await self.send_frames(reply.frames)
 
     # -- input ---------------------------------------------------------------------------
 
@@ -322,8 +427,10 @@ class EngineSession:
         if wake is not None:
             self._work_wake = None
             wake.set()  # the idle handler task ends
-        if self.loop_scope is not None:
-            self.loop_scope.cancel()  # the WebSocket's loop closes it, after the close packet
+        if self.loop_scope is not None and not self._inline:
+            # The WebSocket's loop closes it, after the close packet (a reader running
+            # work itself sees the session closed once that work is done).
+            self.loop_scope.cancel()
         if self.ws_home:
             return  # the WebSocket's loop runs finish() in its finally
         if self.endpoint.tg is not None:

@@ -16,7 +16,7 @@ from ..broadcast import BroadcastGroup
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
 from ..queues import Offer
-from .engine_session import EngineSession, new_id
+from .engine_session import EngineSession, Reply, new_id
 from .handlers import ArgumentError, EventHandler
 from .socketio_protocol import (
     SocketIODecoder,
@@ -260,12 +260,21 @@ class SocketIOConnection:
             entry[1].append(values)
             entry[0].set()
 
-    async def _ack(self, ack_id: int, result: Any) -> None:
-        if isinstance(result, tuple):
-            values = list(result)
-        else:
-            values = [result]
-        await self._send(SocketIOPacket(T.ACK, self.namespace, to_wire_args(values), ack_id))
+    def _ack_reply(self, ack_id: int, result: Any) -> Reply | None:
+        """The ACK's frames, for the task that ran the handler to send (None: buffered
+        until the connection is in)."""
+        values = list(result) if isinstance(result, tuple) else [result]
+        frames = _frames(SocketIOPacket(T.ACK, self.namespace, to_wire_args(values), ack_id))
+        buf = self._buffer
+        if buf is None:
+            return Reply(frames)
+        for f in frames:
+            buf.append(
+                {"type": "websocket.send", "text": f}
+                if isinstance(f, str)
+                else {"type": "websocket.send", "bytes": f}
+            )
+        return None
 
     # -- rooms ---------------------------------------------------------------------------
 
@@ -405,7 +414,7 @@ class SocketIOEndpoint:
 
     # -- work ------------------------------------------------------------------------------
 
-    async def _connect(self, client: _Client, conn: SocketIOConnection) -> None:
+    async def _connect(self, client: _Client, conn: SocketIOConnection) -> Reply | None:
         ns = conn._ns
         auth = conn.auth if isinstance(conn.auth, dict) else {}
         missed: list[list[Any]] = []
@@ -433,21 +442,24 @@ class SocketIOEndpoint:
             conn._buffer = None
             await client.drop(conn, "server namespace disconnect")
             await client.send(SocketIOPacket(T.CONNECT_ERROR, ns.name, data))
-            return
+            return None
         if conn._gone or not client.session.open:
-            return
+            return None
         payload: dict[str, Any] = {"sid": conn.sid}
         if conn.pid is not None:
             payload["pid"] = conn.pid
-        await client.send(SocketIOPacket(T.CONNECT, ns.name, payload))
+        frames = _frames(SocketIOPacket(T.CONNECT, ns.name, payload))
         client.session.timer = None
         conn._connected = True
         buffered, conn._buffer = conn._buffer or [], None
         for missed_data in missed:
-            await client.send(SocketIOPacket(T.EVENT, ns.name, missed_data))
+            frames += _frames(SocketIOPacket(T.EVENT, ns.name, missed_data))
         for message in buffered:
             frame = message.get("text")
-            await client.session.send_frames([frame if frame is not None else message["bytes"]])
+            frames.append(frame if frame is not None else message["bytes"])
+        # Written, in this order, by the task that ran this work as soon as it returns
+        # (the reader itself, if nothing here suspended).
+        return Reply(frames)
 
     def _restore(
         self, ns: Namespace, conn: SocketIOConnection, pid: str, offset: str
@@ -475,9 +487,9 @@ class SocketIOEndpoint:
         conn._rooms = rooms
         return missed
 
-    async def _event(self, conn: SocketIOConnection, packet: SocketIOPacket) -> None:
+    async def _event(self, conn: SocketIOConnection, packet: SocketIOPacket) -> Reply | None:
         if conn._gone:
-            return
+            return None
         data = packet.data
         event, args = data[0], data[1:]
         ns = conn._ns
@@ -485,26 +497,27 @@ class SocketIOEndpoint:
         ack_id = packet.id
         if handler is None:
             logger.debug("Socket.IO %s: no handler for event %r", ns.name, event)
-            return
+            return None
         try:
             result = await handler.call(conn.instance, conn, args)
         except ArgumentError as exc:
             if ack_id is not None:
-                await conn._ack(ack_id, _error("validation_error", exc.message, exc.detail))
-            else:
-                logger.warning("Socket.IO event %r on %s: %s", event, ns.name, exc.message)
-            return
+                return conn._ack_reply(ack_id, _error("validation_error", exc.message, exc.detail))
+            logger.warning("Socket.IO event %r on %s: %s", event, ns.name, exc.message)
+            return None
         except WebSocketError as exc:
             if ack_id is not None:
-                await conn._ack(ack_id, _error(exc.code, exc.message, exc.detail))
-            return
+                return conn._ack_reply(ack_id, _error(exc.code, exc.message, exc.detail))
+            return None
         except Exception:
             logger.exception("Socket.IO handler %s failed", handler.qualname)
             if ack_id is not None:
-                await conn._ack(ack_id, _error("internal_error", "internal server error"))
-            return
+                return conn._ack_reply(ack_id, _error("internal_error", "internal server error"))
+            return None
         if ack_id is not None:
-            await conn._ack(ack_id, result)
+            # Sent by the task that ran this (the reader itself when nothing suspended).
+            return conn._ack_reply(ack_id, result)
+        return None
 
     # -- broadcasting ------------------------------------------------------------------------
 
