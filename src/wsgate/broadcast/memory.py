@@ -108,7 +108,7 @@ class BroadcastGroup:
         if ws in g.members:
             return
         # A WebSocket is reached through its runtime connection; any other member (a
-        # Socket.IO connection) exposes the same non-blocking offer(message) itself.
+        # Socket.IO connection) exposes the same non-blocking offer(message, relay).
         g.members[ws] = ws._conn if isinstance(ws, WebSocket) else ws
         self._memberships.setdefault(ws, set()).add(group)
         if created:
@@ -175,11 +175,7 @@ class BroadcastGroup:
         for ws, conn in g.members.items():
             if ws is exclude:
                 continue
-            result = (
-                conn.offer(message, relay)
-                if type(conn) is Connection
-                else conn.offer(message)
-            )
+            result = conn.offer(message, relay)
             if result is Offer.QUEUED:
                 sent += 1
             elif result is Offer.DROPPED:

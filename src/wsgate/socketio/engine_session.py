@@ -14,10 +14,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..asgi import Message
-from ..connection import _Resume
+from ..connection import WakeRelay, _Resume
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketStateError
 from ..queues import Offer
+from ..state import Phase
 from ..websocket import WebSocket, WebSocketState
 from .engineio_protocol import EngineIOPacketType
 from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceived, SessionClosed
@@ -238,14 +239,18 @@ class EngineSession:
                     await self.send_frames(frames[i:])  # upgraded meanwhile
                     return
 
-    def offer(self, message: Message) -> Offer:
-        """The broadcast path: queue an ASGI send message without waiting. A polling
-        session whose queue is full is closed as a slow consumer."""
+    def offer(self, message: Message, relay: WakeRelay | None = None) -> Offer:
+        """The broadcast path: queue an ASGI send message without waiting (over
+        WebSocket, the connection's overflow policy applies and ``relay`` wakes its
+        writer). A polling session whose queue is full is closed as a slow consumer."""
         if not self.open:
             return Offer.CLOSED
         ws = self._ws_active()
         if ws is not None:
-            return Offer.QUEUED if ws.send_nowait(message) else Offer.DROPPED
+            if ws._conn.state.phase is not Phase.OPEN:
+                return Offer.DROPPED
+            result = ws._conn.offer(message, relay)
+            return result if result is not Offer.CLOSED else Offer.DROPPED
         frame = message.get("text")
         if frame is None:
             frame = message.get("bytes", b"")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..broadcast import BroadcastGroup
+from ..connection import WakeRelay
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
 from ..queues import Offer
@@ -189,15 +190,17 @@ class SocketIOConnection:
 
     # -- the broadcast member protocol ---------------------------------------------------
 
-    def offer(self, message: dict[str, Any]) -> Offer:
-        """Queue an encoded broadcast frame without waiting (BroadcastGroup member)."""
+    def offer(self, message: dict[str, Any], relay: WakeRelay | None = None) -> Offer:
+        """Queue an encoded broadcast frame without waiting (BroadcastGroup member;
+        ``relay`` wakes the WebSocket's writer a few at a time, see
+        :class:`~wsgate.connection.WakeRelay`)."""
         buf = self._buffer
         if buf is not None:
             if len(buf) >= PRE_CONNECT_LIMIT:
                 return Offer.DROPPED
             buf.append(message)
             return Offer.QUEUED
-        return self._client.session.offer(message)
+        return self._client.session.offer(message, relay)
 
     # -- sending -------------------------------------------------------------------------
 
