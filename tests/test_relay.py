@@ -1,6 +1,7 @@
 """Broadcast wake-ups passed from writer to writer (``WakeRelay``): every member still
 gets every frame, in order, and members whose client stopped reading hold up nobody."""
 
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -64,6 +65,34 @@ class Room:
             await self.groups.broadcast("room", f"tick {i}")
 
 
+async def raw_member(
+    app: App, client: TestClient, tg: Any, on_frame: Callable[[str], Awaitable[None]]
+) -> None:
+    """Connect a member through raw ASGI whose ``send`` of each data frame is
+    ``on_frame(text)`` (which may block, as a real send to a full socket does); returns
+    once it is accepted."""
+    accepted = anyio.Event()
+    connected = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal connected
+        if not connected:
+            connected = True
+            return {"type": "websocket.connect"}
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.accept":
+            accepted.set()
+        else:
+            await on_frame(message["text"])
+
+    tg.start_soon(app, client.websocket_scope("/room"), receive, send)
+    with anyio.fail_after(5):
+        await accepted.wait()
+
+
 async def test_every_member_gets_every_frame_in_order_as_members_come_and_go() -> None:
     app = App(gateways=[Room])
     async with TestClient(app) as client, AsyncExitStack() as stack:
@@ -97,34 +126,18 @@ async def test_members_whose_client_stopped_reading_hold_up_nobody(stalled: int)
         blocked: list[anyio.Event] = []
 
         async def stalled_member() -> None:
-            accepted = anyio.Event()
             sending = anyio.Event()
             blocked.append(sending)
-            connected = False
-
-            async def receive() -> dict[str, Any]:
-                nonlocal connected
-                if not connected:
-                    connected = True
-                    return {"type": "websocket.connect"}
-                await anyio.sleep_forever()
-                raise AssertionError
-
             frames = 0
 
-            async def send(message: dict[str, Any]) -> None:
+            async def on_frame(text: str) -> None:
                 nonlocal frames
-                if message["type"] == "websocket.accept":
-                    accepted.set()
-                    return
                 frames += 1
                 if frames > 1:  # the client's buffer is now full: blocks for good
                     sending.set()
                     await anyio.sleep_forever()
 
-            tg.start_soon(app, client.websocket_scope("/room"), receive, send)
-            with anyio.fail_after(5):
-                await accepted.wait()
+            await raw_member(app, client, tg, on_frame)
 
         for _ in range(stalled):
             await stalled_member()
@@ -161,36 +174,21 @@ async def test_on_trio_a_broadcast_keeps_only_a_few_sends_in_flight() -> None:
         tg = await stack.enter_async_context(anyio.create_task_group())
 
         async def member() -> None:
-            accepted = anyio.Event()
             frames: list[str] = []
             got.append(frames)
-            connected = False
 
-            async def receive() -> dict[str, Any]:
-                nonlocal connected
-                if not connected:
-                    connected = True
-                    return {"type": "websocket.connect"}
-                await anyio.sleep_forever()
-                raise AssertionError
-
-            async def send(message: dict[str, Any]) -> None:
+            async def on_frame(text: str) -> None:
                 nonlocal in_flight, most, delivered
-                if message["type"] == "websocket.accept":
-                    accepted.set()
-                    return
                 in_flight += 1
                 most = max(most, in_flight)
                 await anyio.lowlevel.checkpoint()
                 in_flight -= 1
-                frames.append(message["text"])
+                frames.append(text)
                 delivered += 1
                 if delivered == expected:
                     done.set()
 
-            tg.start_soon(app, client.websocket_scope("/room"), receive, send)
-            with anyio.fail_after(5):
-                await accepted.wait()
+            await raw_member(app, client, tg, on_frame)
 
         for _ in range(40):
             await member()
