@@ -11,7 +11,7 @@ import pytest
 import sniffio
 
 from wsgate import App, BroadcastGroup, Json, WebSocket, on_connect, on_message, ws_controller
-from wsgate.connection import WakeRelay
+from wsgate.relay import WakeRelay
 from wsgate.testing import TestClient
 
 
@@ -22,7 +22,7 @@ class _Member:
         self.waiting = waiting
         self.woken = 0
 
-    def _relay_wake(self, relay: WakeRelay) -> bool:
+    def relay_wake(self, relay: WakeRelay) -> bool:
         if not self.waiting:
             return False
         self.waiting = False

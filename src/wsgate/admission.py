@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import status
 from .asgi import Message, Scope, denial_messages, strip_root_path
-from .connection import Stats
 from .datastructures import Headers
 from .encoding import encode
 from .errors import WebSocketError, WebSocketForbiddenError
 from .origin import OriginPolicy
 from .plan import GatewayPlan
 from .state import Phase
+from .stats import Stats
 
 if TYPE_CHECKING:
     from .dependencies import ConnectionDependencies

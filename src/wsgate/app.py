@@ -22,7 +22,7 @@ from .asgi import (
     strip_root_path,
 )
 from .broadcast import BroadcastGroup
-from .connection import Connection, Limits, Stats
+from .connection import Connection, Limits
 from .datastructures import State
 from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container
@@ -40,6 +40,7 @@ from .session import Session
 from .socketio.install import SocketIOSetup, split_controllers
 from .state import Phase, Receiver
 from .static import mount_client
+from .stats import Stats
 from .websocket import WebSocket, WebSocketState, truncate_reason
 
 __all__ = ["App", "AppConfig"]

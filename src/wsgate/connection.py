@@ -32,82 +32,26 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
-from sniffio import current_async_library
 
 from . import status
 from ._wait import signal_class
 from .asgi import Message, Receive, Send
-from .datastructures import Counters
 from .frames import encode_error
 from .queues import Inbox, Offer, Outbox, Overflow
 from .state import ConnectionState, Phase, Receiver
+from .stats import Stats
 
 if TYPE_CHECKING:
+    from .relay import WakeRelay
     from .session import Session
 
-__all__ = ["Connection", "Limits", "Stats", "WakeRelay"]
+__all__ = ["Connection", "Limits"]
 
 logger = logging.getLogger("wsgate")
-
-
-class Stats(Counters):
-    """Counters an operator can read: ``app.stats``. Every drop and slow-consumer close is
-    counted here (and per group in :class:`~wsgate.BroadcastGroup`), and so is every frame
-    answered with ``invalid_frame`` and every connection closed with 1011 because wsgate
-    itself failed."""
-
-    __slots__ = (
-        "connections_open",
-        "connections_total",
-        "dropped_frames",
-        "frames_too_large",
-        "idle_closes",
-        "internal_errors",
-        "invalid_frames",
-        "rate_limit_closes",
-        "rate_limited_frames",
-        "slow_consumer_closes",
-        "refused_origin",
-        "refused_limit",
-        "refused_guard",
-        "handshake_timeouts",
-        "forbidden_frames",
-    )
-    #: Connections accepted or refused since startup.
-    connections_total: int
-    #: Connections being served now (a gauge).
-    connections_open: int
-    #: Frames dropped on the way out (overflow policies, closes that discard the queue).
-    dropped_frames: int
-    #: Frames over ``max_frame_bytes`` (each closed its connection with 1009).
-    frames_too_large: int
-    #: Connections closed by ``idle_timeout``.
-    idle_closes: int
-    #: Connections closed with 1008 for going on sending over ``rate_limit``.
-    rate_limit_closes: int
-    #: Frames refused with a ``rate_limited`` error frame.
-    rate_limited_frames: int
-    #: Broadcast members closed because their outbox was full.
-    slow_consumer_closes: int
-    #: Handshakes refused because their Origin is not allowed.
-    refused_origin: int
-    #: Handshakes refused by max_connections or max_connections_per_client.
-    refused_limit: int
-    #: Handshakes refused by a guard or a per-connection dependency.
-    refused_guard: int
-    #: Handshakes refused because guards, dependencies and @on_connect overran
-    #: handshake_timeout.
-    handshake_timeouts: int
-    #: Frames refused by an @on_message guard.
-    forbidden_frames: int
-    #: Client frames answered with an ``invalid_frame`` error.
-    invalid_frames: int
-    #: Connections closed with 1011 because the runtime itself failed (not a handler).
-    internal_errors: int
 
 
 class Limits:
@@ -158,80 +102,6 @@ class _Resume:
                     value = coro.send(sent)
                 except StopIteration as done:
                     return done.value
-
-
-class WakeRelay:
-    """The writers that broadcasts have to wake, woken a few at a time (on trio).
-
-    On trio, waking every member's writer at once puts a thousand sends in flight
-    together (each send through the server passes two checkpoints), and what each holds
-    meanwhile (the server's coroutines, events and buffers) outlives the collections its
-    allocations trigger: the garbage collector promotes and re-scans tens of thousands
-    of objects per broadcast, measured as most of the fan-out's cost over a plain send
-    loop. So a broadcast queues the members whose writer waits here, and at most
-    ``lanes`` of them are awake at a time: each woken writer wakes the next one before it
-    sends, so about as few sends are in flight as a send loop has, and a writer that then
-    blocks on a client that stopped reading has already passed the relay on. One relay
-    serves every broadcast of a group (its queue is long-lived, so the collector's young
-    collections do not rescan it). On asyncio a send that does not block completes
-    without a task switch, so waking everyone at once costs nothing extra, and
-    :meth:`for_backend` gives None there.
-    """
-
-    __slots__ = ("_active", "_conns", "_lanes", "_next")
-
-    #: Writers awake at a time, by backend (measured: 1-4 lanes keep the collector's work
-    #: at a quarter of waking all at once with 1,000 members on hypercorn's trio worker;
-    #: 16 lanes at half).
-    LANES: ClassVar[dict[str, int]] = {"trio": 4}
-
-    def __init__(self, lanes: int) -> None:
-        self._conns: list[Connection] = []
-        self._next = 0
-        self._lanes = lanes
-        self._active = 0  # writers woken and not yet passed on
-
-    @classmethod
-    def for_backend(cls) -> WakeRelay | None:
-        """A relay for the running backend, or None where waking every writer at once
-        is as cheap."""
-        lanes = cls.LANES.get(current_async_library())
-        return cls(lanes) if lanes else None
-
-    def __len__(self) -> int:
-        return len(self._conns) - self._next
-
-    def add(self, conn: Connection) -> None:
-        self._conns.append(conn)
-
-    def start(self) -> None:
-        """Wake writers up to the number of lanes (a broadcaster calls this once its
-        frames are queued)."""
-        while self._active < self._lanes and self._wake_next():
-            self._active += 1
-
-    def pass_on(self) -> bool:
-        """A woken writer's turn is over: wake the next one that is waiting; False if
-        none is left."""
-        self._active -= 1
-        if self._wake_next():
-            self._active += 1
-            return True
-        return False
-
-    def _wake_next(self) -> bool:
-        conns = self._conns
-        i = self._next
-        n = len(conns)
-        while i < n:
-            conn = conns[i]
-            i += 1
-            if conn._relay_wake(self):
-                self._next = i
-                return True
-        self._next = 0
-        conns.clear()
-        return False
 
 
 class Connection:
@@ -770,7 +640,7 @@ class Connection:
                 self._relay = None
                 relay.pass_on()
 
-    def _relay_wake(self, relay: WakeRelay) -> bool:
+    def relay_wake(self, relay: WakeRelay) -> bool:
         """Wake this connection's writer for ``relay``; False if it was not waiting (it
         is running and will find its frame, or one was started, or it is closed) or has
         nothing to send (an earlier broadcast's wake-up took this one's frame too)."""

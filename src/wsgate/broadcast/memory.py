@@ -7,10 +7,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from ..asgi import Message
-from ..connection import Connection, WakeRelay
+from ..connection import Connection
 from ..datastructures import Counters
 from ..encoding import encode
 from ..queues import Offer
+from ..relay import WakeRelay
 from ..websocket import WebSocket
 
 __all__ = ["BroadcastGroup", "GroupStats"]

@@ -14,10 +14,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..asgi import Message
-from ..connection import WakeRelay, _Resume
+from ..connection import _Resume
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketStateError
 from ..queues import Offer
+from ..relay import WakeRelay
 from ..state import Phase
 from ..websocket import WebSocket, WebSocketState
 from .engineio_protocol import EngineIOPacketType

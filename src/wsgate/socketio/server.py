@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..broadcast import BroadcastGroup
-from ..connection import WakeRelay
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
 from ..queues import Offer
+from ..relay import WakeRelay
 from .engine_session import EngineSession, Reply, new_id
 from .handlers import ArgumentError, EventHandler
 from .socketio_protocol import (
