@@ -193,7 +193,7 @@ class SocketIOConnection:
     def offer(self, message: dict[str, Any], relay: WakeRelay | None = None) -> Offer:
         """Queue an encoded broadcast frame without waiting (BroadcastGroup member;
         ``relay`` wakes the WebSocket's writer a few at a time, see
-        :class:`~wsgate.connection.WakeRelay`)."""
+        :class:`~wsgate.relay.WakeRelay`)."""
         buf = self._buffer
         if buf is not None:
             if len(buf) >= PRE_CONNECT_LIMIT:
