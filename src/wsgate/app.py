@@ -38,7 +38,7 @@ from .queues import Overflow
 from .routing import Router
 from .session import Session
 from .socketio.install import SocketIOSetup, split_controllers
-from .state import Phase, Receiver
+from .state import Event, Phase, Receiver
 from .static import mount_client
 from .stats import Stats
 from .websocket import WebSocket, WebSocketState, truncate_reason
@@ -433,7 +433,7 @@ class App:
             return
         self._drained = anyio.Event()
         for conn in list(self._connections.values()):
-            conn.close_nowait(code, reason, discard=False)
+            conn.close_nowait(code, reason)
         with anyio.move_on_after(self.config.shutdown_timeout):
             await self._drained.wait()
 
@@ -522,7 +522,7 @@ class App:
             finally:
                 if self._expired:
                     self._expired.discard(conn)
-                conn.state.ended()
+                conn.state.handle(Event.ENDED)
                 with anyio.CancelScope(shield=True):
                     for group in self.broadcasters:
                         await group.unsubscribe_all(ws)
@@ -582,7 +582,6 @@ class App:
     async def _handshake_timed_out(self, conn: Connection, ws: WebSocket) -> None:
         if conn.state.phase is not Phase.CONNECTING:
             return
-        self.stats.handshake_timeouts += 1
         logger.warning(
             "handshake on %s took more than handshake_timeout=%.1fs; refused",
             ws.path,
@@ -597,6 +596,7 @@ class App:
                 http_status=503,
                 close_code=status.WS_1013_TRY_AGAIN_LATER,
             ),
+            expired=True,
         )
 
     async def _handshake(
@@ -622,7 +622,7 @@ class App:
                 return False
         if plan.on_connect is not None:
             try:
-                if conn.owner:
+                if conn.state.owner:
                     # An owning @on_connect is the connection's consumer: when the peer
                     # leaves, it gets the grace period to finish the frames already read.
                     async with conn.consuming():
@@ -648,14 +648,14 @@ class App:
             return False
         if st is WebSocketState.CONNECTED and conn.state.receiver is Receiver.OWNER:
             # @on_connect accepted and owned the connection; it returned: we're done.
-            await ws.close(status.WS_1000_NORMAL_CLOSURE)
+            conn.handle_nowait(Event.OWNER_RETURNED)
             return False
         if st is WebSocketState.CONNECTING:
             if self._closing:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
                 await ws.close(*self._closing_with)
                 return False
-            conn.owner = False  # @on_connect did not take the connection: dispatch
+            conn.state.dispatch_after_handshake()  # @on_connect did not take it
             await ws.accept()
         return True
 
@@ -699,7 +699,12 @@ class App:
 
 
 async def _refuse(
-    conn: Connection, ws: WebSocket, exc: BaseException, what: str = "@on_connect"
+    conn: Connection,
+    ws: WebSocket,
+    exc: BaseException,
+    what: str = "@on_connect",
+    *,
+    expired: bool = False,
 ) -> None:
     """Refuse a handshake after ``@on_connect`` (or ``what``) raised ``exc``.
 
@@ -721,7 +726,7 @@ async def _refuse(
             {"type": "websocket.accept"},
             {"type": "websocket.close", "code": code, "reason": reason},
         ]
-    await conn.send_refusal(messages, code, reason)
+    await conn.send_refusal(messages, code, reason, expired=expired)
 
 
 def _internal_error() -> WebSocketError:

@@ -28,6 +28,7 @@ The lifecycle (accepted, closing, peer left, who reads) is the sans-I/O
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
@@ -42,7 +43,7 @@ from ._wait import signal_class
 from .asgi import Message, Receive, Send
 from .frames import encode_error
 from .queues import Inbox, Offer, Outbox, Overflow
-from .state import ConnectionState, Phase, Receiver
+from .state import Action, ConnectionState, Event, Phase, Receiver
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -133,7 +134,6 @@ class Connection:
         "grace",
         "inbox",
         "outbox",
-        "owner",
         "path",
         "policy",
         "received",
@@ -157,16 +157,13 @@ class Connection:
     ) -> None:
         self._receive = receive
         self._send = send
-        self.state = ConnectionState()
+        self.state = ConnectionState(owner=owner)
         signal = signal_class()
         self.outbox = Outbox(outbound_size, signal)
         self.inbox = Inbox(inbound_size, signal)
         self.policy = policy
         self.stats = stats
         self.grace = grace
-        #: The gateway has no @on_message handlers: once @on_connect accepts, a reader
-        #: task feeds its ws.receive*() calls.
-        self.owner = owner
         #: The request path (for log lines).
         self.path = path
         self._tg: TaskGroup | None = None
@@ -236,20 +233,18 @@ class Connection:
 
     async def accept(self, message: Message) -> None:
         """Send the accept message; from now on frames flow both ways."""
-        state = self.state
-        if state.phase is not Phase.CONNECTING:
-            state.accept()  # raises, naming the state
+        if self.state.phase is not Phase.CONNECTING:
+            self.state.handle(Event.HANDSHAKE_ACCEPTED)  # raises, naming the state
         await self._send(message)
-        state.accept()
-        if self.owner and state.receiver is Receiver.HANDSHAKE:
-            state.hand_receive_to(Receiver.OWNER)
-            self.spawn(self._read_loop)
-        if self.outbox:
-            self._kick_writer()
+        self._carry_out(Event.HANDSHAKE_ACCEPTED, self.state.handle(Event.HANDSHAKE_ACCEPTED))
 
-    async def send_refusal(self, messages: list[Message], code: int, reason: str) -> None:
-        """Refuse the handshake with ``messages`` (a close, or an HTTP denial)."""
-        self.state.refuse(code, reason)
+    async def send_refusal(
+        self, messages: list[Message], code: int, reason: str, *, expired: bool = False
+    ) -> None:
+        """Refuse the handshake with ``messages`` (a close, or an HTTP denial); with
+        ``expired``, because it overran ``handshake_timeout``."""
+        event = Event.HANDSHAKE_EXPIRED if expired else Event.HANDSHAKE_REFUSED
+        self._carry_out(event, self.state.handle(event, code, reason))
         for message in messages:
             await self._send(message)
 
@@ -342,7 +337,7 @@ class Connection:
         except anyio.get_cancelled_exc_class():
             # The connection is being torn down (by us or by the server): it is over,
             # so nothing may queue frames or start tasks in its closing task group.
-            self.state.ended()
+            self.state.handle(Event.ENDED)
             raise
         self.cancel()
 
@@ -368,7 +363,6 @@ class Connection:
             return not self._limits.rate or self._take_token()
         if kind == "websocket.disconnect":
             self._peer_left(message)
-            self._writer_wake.set()  # the writer sees the connection closed and ends
         return False
 
     def _too_large(self, message: Message) -> bool:
@@ -382,9 +376,8 @@ class Connection:
         elif len(message.get("bytes") or b"") <= limit:
             return False
         if self.state.phase is Phase.OPEN:
-            self.stats.frames_too_large += 1
             logger.info("frame over %d bytes on %s; closing with 1009", limit, self.path)
-            self.close_nowait(status.WS_1009_MESSAGE_TOO_BIG, "frame too large", discard=False)
+        self.handle_nowait(Event.FRAME_TOO_LARGE)
         return True
 
     def _take_token(self) -> bool:
@@ -405,11 +398,7 @@ class Connection:
         self._strikes += 1
         self.stats.rate_limited_frames += 1
         if self._strikes > limits.rate:
-            if self.state.phase is Phase.OPEN:
-                self.stats.rate_limit_closes += 1
-                self.close_nowait(
-                    status.WS_1008_POLICY_VIOLATION, "rate limit exceeded", discard=False
-                )
+            self.handle_nowait(Event.RATE_EXCEEDED)
         elif self._strikes == 1:
             message = (
                 f"over the rate limit of {limits.rate} frames per {limits.per:g} s; "
@@ -504,11 +493,11 @@ class Connection:
             await sem.acquire()
 
     def _peer_left(self, message: Message) -> None:
-        self.state.peer_closed(message.get("code", 1005), message.get("reason") or "")
-        self.inbox.arrived.set()
-        dropped = self.outbox.discard()
-        if dropped:
-            self.stats.dropped_frames += dropped
+        self.handle_nowait(
+            Event.PEER_CLOSED,
+            message.get("code", status.WS_1005_NO_STATUS_RECEIVED),
+            message.get("reason") or "",
+        )
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -578,10 +567,7 @@ class Connection:
         # The transport is gone (servers raise OSError subclasses or their own errors
         # for a send after the client left): end the connection.
         logger.debug("send failed on %s: %r", self.path, exc)
-        self.state.peer_closed(status.WS_1006_ABNORMAL_CLOSURE, "")
-        self.outbox.discard()
-        self.inbox.arrived.set()
-        self.cancel()
+        self.handle_nowait(Event.TRANSPORT_FAILED)
 
     def _kick_writer(self) -> None:
         """Something was queued: wake the writer, or start one (once accepted)."""
@@ -626,10 +612,7 @@ class Connection:
                         self._sending = False
                     outbox.sent_one()
                     if message["type"] == "websocket.close":
-                        if state.phase is Phase.CLOSING:
-                            state.close_sent()
-                        outbox.discard()
-                        self.cancel()
+                        self.handle_nowait(Event.CLOSE_SENT)
                         return
                 outbox.done(batch)
         finally:
@@ -664,8 +647,7 @@ class Connection:
             return False
         if now - self._quiet_since < timeout or self.state.phase is not Phase.OPEN:
             return False
-        self.stats.idle_closes += 1
-        self.close_nowait(status.WS_1001_GOING_AWAY, "idle", discard=False)
+        self.handle_nowait(Event.IDLE)
         return True
 
     def retire_idle_tasks(self) -> None:
@@ -686,49 +668,70 @@ class Connection:
     async def close(self, code: int, reason: str) -> None:
         """Close; idempotent. Before accept this refuses the handshake with the close;
         after it, what is queued is sent first, then the close frame."""
-        state = self.state
-        phase = state.phase
-        if not state.close(code, reason):
-            return
-        if phase is Phase.CONNECTING:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
-            return
-        self._queue_close(code, reason, discard=False)
+        await self._carry_out_async(Event.SERVER_CLOSE, code, reason)
 
-    def close_nowait(self, code: int, reason: str, *, discard: bool) -> None:
+    def close_nowait(self, code: int, reason: str) -> None:
         """Close an accepted connection without waiting: the close frame is queued
-        behind (or, with ``discard``, instead of) what is queued; the writer sends it,
-        then cancels the connection's tasks."""
-        if self.state.phase is Phase.OPEN and self.state.close(code, reason):
-            self._queue_close(code, reason, discard=discard)
+        behind what is queued; the writer sends it, then cancels the connection's
+        tasks. Does nothing before the accept or once closing."""
+        if self.state.phase is Phase.OPEN:
+            self.handle_nowait(Event.SERVER_CLOSE, code, reason)
 
-    def _queue_close(self, code: int, reason: str, *, discard: bool) -> None:
-        outbox = self.outbox
-        if discard:
-            dropped = outbox.discard()
-            if dropped:
-                self.stats.dropped_frames += dropped
-        outbox.room.set()  # senders waiting for room see the connection closing
-        outbox.append({"type": "websocket.close", "code": code, "reason": reason})
-        self._kick_writer()
+    # -- carrying out the state machine's decisions ---------------------------------
+
+    def handle_nowait(self, event: Event, code: int | None = None, reason: str = "") -> None:
+        """Feed ``event`` to the lifecycle machine and carry out its actions. Only for
+        events whose actions need no I/O of the calling task (all but the handshake's
+        and :meth:`abort`'s)."""
+        self._carry_out(event, self.state.handle(event, code, reason))
+
+    async def _carry_out_async(self, event: Event, code: int, reason: str) -> None:
+        actions = self.state.handle(event, code, reason)
+        if Action.SEND_CLOSE in actions:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        self._carry_out(event, actions)
+
+    def _carry_out(self, event: Event, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            if action is Action.QUEUE_CLOSE:
+                outbox = self.outbox
+                outbox.room.set()  # senders waiting for room see the connection closing
+                state = self.state
+                outbox.append(
+                    {
+                        "type": "websocket.close",
+                        "code": state.close_code,
+                        "reason": state.close_reason,
+                    }
+                )
+                self._kick_writer()
+            elif action is Action.DISCARD_OUTBOX:
+                dropped = self.outbox.discard()
+                if dropped:
+                    self.stats.dropped_frames += dropped
+            elif action is Action.WAKE_WAITERS:
+                self.inbox.arrived.set()
+                self.outbox.room.set()
+                self._writer_wake.set()  # the writer sees the connection closed and ends
+            elif action is Action.CANCEL_TASKS:
+                self.cancel()
+            elif action is Action.COUNT:
+                self.stats.count(event)
+            elif action is Action.START_READER:
+                self.spawn(self._read_loop)
+            elif action is Action.FLUSH:
+                if self.outbox:
+                    self._kick_writer()
+            # SEND_ACCEPT, SEND_REFUSAL and SEND_CLOSE are the calling task's own I/O.
 
     async def abort(self, code: int, reason: str) -> None:
         """Close after the connection's tasks failed: answer a pending handshake, or send
         the close frame directly (no writer is left to send it). Errors are ignored: the
         transport may be gone too."""
-        state = self.state
-        phase = state.phase
-        if phase is Phase.CLOSED:
-            return
-        state.peer_closed(code, reason) if phase is Phase.CLOSING else state.close(code, reason)
-        try:
-            if phase is Phase.CONNECTING:
+        actions = self.state.handle(Event.ABORT, code, reason)
+        if Action.SEND_CLOSE in actions and not self._sending:
+            with contextlib.suppress(Exception):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
-            elif not self._sending:
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        except Exception:
-            pass
-        state.ended()
 
     def offer(self, message: Message, relay: WakeRelay | None = None) -> Offer:
         """Enqueue without waiting (the fan-out path); on a full outbox apply the
@@ -759,6 +762,5 @@ class Connection:
             if self.policy is Overflow.CLOSE_POLICY
             else status.WS_1013_TRY_AGAIN_LATER
         )
-        self.stats.slow_consumer_closes += 1
-        self.close_nowait(code, "slow consumer", discard=True)
+        self.handle_nowait(Event.SLOW_CONSUMER, code, "slow consumer")
         return Offer.SLOW

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from .datastructures import Counters
+from .state import Event
 
 __all__ = ["Stats"]
+
+#: The counter that an event the state machine counts (``Action.COUNT``) adds to.
+_COUNTED = {
+    Event.IDLE: "idle_closes",
+    Event.FRAME_TOO_LARGE: "frames_too_large",
+    Event.RATE_EXCEEDED: "rate_limit_closes",
+    Event.SLOW_CONSUMER: "slow_consumer_closes",
+    Event.HANDSHAKE_EXPIRED: "handshake_timeouts",
+}
 
 
 class Stats(Counters):
@@ -61,3 +71,8 @@ class Stats(Counters):
     invalid_frames: int
     #: Connections closed with 1011 because the runtime itself failed (not a handler).
     internal_errors: int
+
+    def count(self, event: Event) -> None:
+        """Count ``event`` (one the state machine marks with ``Action.COUNT``)."""
+        name = _COUNTED[event]
+        setattr(self, name, getattr(self, name) + 1)
