@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from . import status
 from ._wait import signal_class
 from .asgi import Message, Receive, Send
 from .frames import encode_error
+from .inline import Resume
 from .queues import Inbox, Offer, Outbox, Overflow
 from .state import Action, ConnectionState, Event, Phase, Receiver
 from .stats import Stats
@@ -71,38 +72,6 @@ class Limits:
 
 
 _DEFAULT_LIMITS = Limits(1 << 20)
-
-
-class _Resume:
-    """Await a coroutine that was already started with ``send(None)`` and suspended,
-    from the same task: re-yield what it yielded and forward what the event loop sends
-    back (or throws in, such as cancellation). Backend-agnostic: it is what ``await``
-    itself does."""
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value = self._coro, self._first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as done:
-                    return done.value
 
 
 class Connection:
@@ -429,7 +398,7 @@ class Connection:
         self._consumers += 1
         self.spawn(self._read_loop)
         try:
-            payload = await _Resume(coro, first)
+            payload = await Resume(coro, first)
             if payload is not None:
                 await self.send_reply(payload)
             await self._dispatch(session)

@@ -104,6 +104,14 @@ class WebSocket:
         return self._scope
 
     @property
+    def runtime(self) -> Connection:
+        """The runtime connection under this WebSocket: the seam that protocols built on
+        wsgate (its Engine.IO/Socket.IO server among them) use to read frames with the
+        App's limits applied, offer or send frames, spawn tasks in the connection's task
+        group and close it. A broadcast group delivers to it. Handlers never need it."""
+        return self._conn
+
+    @property
     def connection_state(self) -> WebSocketState:
         """CONNECTING, CONNECTED or DISCONNECTED."""
         return self._conn.state.public
@@ -381,4 +389,3 @@ class WebSocket:
         ``code`` and ``reason`` are kept on :attr:`close_code` / :attr:`close_reason`.
         """
         await self._conn.close(code, truncate_reason(reason))
-

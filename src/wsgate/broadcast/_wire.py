@@ -15,9 +15,9 @@ import itertools
 import os
 import struct
 import weakref
+from typing import Any
 
 from ..asgi import Message
-from ..websocket import WebSocket
 
 __all__ = ["Decoded", "decode", "encode"]
 
@@ -30,8 +30,8 @@ _HEAD_EXCLUDE = struct.Struct("!B16s8sQ")
 
 _process_token = os.urandom(8)
 _counter = itertools.count(1)
-_ids: weakref.WeakKeyDictionary[WebSocket, int] = weakref.WeakKeyDictionary()
-_by_id: weakref.WeakValueDictionary[int, WebSocket] = weakref.WeakValueDictionary()
+_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
 
 def _renew_after_fork() -> None:
@@ -46,7 +46,7 @@ def _renew_after_fork() -> None:
 os.register_at_fork(after_in_child=_renew_after_fork)
 
 
-def _connection_number(ws: WebSocket) -> int:
+def _connection_number(ws: Any) -> int:
     """The number of ``ws`` in this process (assigned on first use)."""
     n = _ids.get(ws)
     if n is None:
@@ -56,7 +56,7 @@ def _connection_number(ws: WebSocket) -> int:
     return n
 
 
-def encode(message: Message, worker_id: bytes, exclude: WebSocket | None) -> bytes:
+def encode(message: Message, worker_id: bytes, exclude: Any) -> bytes:
     """The payload for an encoded ASGI send ``message`` published by ``worker_id``."""
     text = message.get("text")
     if text is not None:
@@ -76,7 +76,7 @@ class Decoded:
 
     __slots__ = ("exclude", "message", "origin")
 
-    def __init__(self, message: Message, exclude: WebSocket | None, origin: bytes) -> None:
+    def __init__(self, message: Message, exclude: Any, origin: bytes) -> None:
         self.message = message
         self.exclude = exclude
         self.origin = origin
@@ -89,7 +89,7 @@ def decode(data: bytes) -> Decoded | None:
     flags, origin = _HEAD.unpack_from(data)
     if flags >> 4 != VERSION:
         return None
-    exclude: WebSocket | None = None
+    exclude: Any = None
     offset = _HEAD.size
     if flags & _EXCLUDE:
         if len(data) < _HEAD_EXCLUDE.size:

@@ -4,17 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypeAlias
 
 from ..asgi import Message
-from ..connection import Connection
 from ..datastructures import Counters
 from ..encoding import encode
 from ..queues import Offer
 from ..relay import WakeRelay
 from ..websocket import WebSocket
 
-__all__ = ["BroadcastGroup", "GroupStats"]
+__all__ = ["BroadcastGroup", "GroupStats", "Member", "Subscriber"]
+
+
+class Member(Protocol):
+    """What a group delivers to: anything that takes an encoded frame without waiting.
+
+    Implemented by the runtime connection under every WebSocket (``ws.runtime``) and
+    by Socket.IO's :class:`~wsgate.socketio.SocketIOConnection`. ``offer`` never blocks:
+    it queues the frame or applies the member's overflow policy, and says which
+    (:class:`~wsgate.queues.Offer`); ``relay``, when given, wakes the member's writer a
+    few at a time (:class:`~wsgate.relay.WakeRelay`).
+    """
+
+    def offer(self, message: Message, relay: WakeRelay | None = None) -> Offer:
+        """Queue ``message`` without waiting; the outcome says whether it was queued,
+        dropped, replaced an older frame, closed the member as a slow consumer, or
+        found it closed."""
+        ...
+
+
+#: What subscribes to a group: a WebSocket (delivered to through its runtime
+#: connection) or any other :class:`Member`.
+Subscriber: TypeAlias = WebSocket | Member
 
 
 class GroupStats(Counters):
@@ -30,7 +51,7 @@ class _Group:
     __slots__ = ("members", "stats")
 
     def __init__(self) -> None:
-        self.members: dict[WebSocket, Connection] = {}
+        self.members: dict[Subscriber, Member] = {}
         self.stats = GroupStats()
 
 
@@ -61,7 +82,7 @@ class BroadcastGroup:
 
     def __init__(self) -> None:
         self._groups: dict[str, _Group] = {}
-        self._memberships: dict[WebSocket, set[str]] = {}
+        self._memberships: dict[Subscriber, set[str]] = {}
         #: Totals over every group, including groups that no longer exist.
         self.stats = GroupStats()
         # Wakes the members' writers a few at a time; chosen with the first broadcast,
@@ -90,13 +111,13 @@ class BroadcastGroup:
     def _group_closed(self, group: str) -> None:
         """Called (without awaiting) when this process's last member of ``group`` leaves."""
 
-    async def _publish(self, group: str, message: Message, exclude: WebSocket | None) -> int:
+    async def _publish(self, group: str, message: Message, exclude: Subscriber | None) -> int:
         """Deliver an encoded message; the in-process group delivers locally."""
         return self.deliver_local(group, message, exclude)
 
     # -- membership ---------------------------------------------------------------------
 
-    async def subscribe(self, group: str, ws: WebSocket) -> None:
+    async def subscribe(self, group: str, ws: Subscriber) -> None:
         """Add ``ws`` to ``group``. Idempotent.
 
         A connection may subscribe in ``@on_connect`` before it is accepted; frames
@@ -109,13 +130,13 @@ class BroadcastGroup:
         if ws in g.members:
             return
         # A WebSocket is reached through its runtime connection; any other member (a
-        # Socket.IO connection) exposes the same non-blocking offer(message, relay).
-        g.members[ws] = ws._conn if isinstance(ws, WebSocket) else ws
+        # Socket.IO connection) offers frames itself.
+        g.members[ws] = ws.runtime if isinstance(ws, WebSocket) else ws
         self._memberships.setdefault(ws, set()).add(group)
         if created:
             await self._group_opened(group)
 
-    async def unsubscribe(self, group: str, ws: WebSocket) -> None:
+    async def unsubscribe(self, group: str, ws: Subscriber) -> None:
         """Remove ``ws`` from ``group``. Safe to call if it is not a member."""
         self._remove(group, ws)
         groups = self._memberships.get(ws)
@@ -124,11 +145,11 @@ class BroadcastGroup:
             if not groups:
                 del self._memberships[ws]
 
-    async def unsubscribe_all(self, ws: WebSocket) -> None:
+    async def unsubscribe_all(self, ws: Subscriber) -> None:
         """Remove ``ws`` from every group it is in."""
         self._remove_all(ws)
 
-    def _remove(self, group: str, ws: WebSocket) -> None:
+    def _remove(self, group: str, ws: Subscriber) -> None:
         g = self._groups.get(group)
         if g is None or g.members.pop(ws, None) is None:
             return
@@ -136,7 +157,7 @@ class BroadcastGroup:
             del self._groups[group]
             self._group_closed(group)
 
-    def _remove_all(self, ws: WebSocket) -> None:
+    def _remove_all(self, ws: Subscriber) -> None:
         for group in self._memberships.pop(ws, ()):
             self._remove(group, ws)
 
@@ -147,7 +168,7 @@ class BroadcastGroup:
         group: str,
         message: Any,
         as_bytes: bool = False,
-        exclude: WebSocket | None = None,
+        exclude: Subscriber | None = None,
     ) -> int:
         """Send ``message`` to every member of ``group`` except ``exclude``.
 
@@ -168,7 +189,7 @@ class BroadcastGroup:
             return 0
         sent = 0
         dropped = 0
-        gone: list[WebSocket] | None = None
+        gone: list[Subscriber] | None = None
         if not self._relay_chosen:
             self._relay = WakeRelay.for_backend()
             self._relay_chosen = True
@@ -210,7 +231,7 @@ class BroadcastGroup:
         """Names of the groups that have members in this process."""
         return list(self._groups)
 
-    def members(self, group: str) -> list[WebSocket]:
+    def members(self, group: str) -> list[Subscriber]:
         """This process's members of ``group``."""
         g = self._groups.get(group)
         return list(g.members) if g is not None else []
@@ -225,6 +246,6 @@ class BroadcastGroup:
         g = self._groups.get(group)
         return g.stats if g is not None else GroupStats()
 
-    def groups_of(self, ws: WebSocket) -> Iterable[str]:
+    def groups_of(self, ws: Subscriber) -> Iterable[str]:
         """The groups ``ws`` belongs to."""
         return tuple(self._memberships.get(ws, ()))

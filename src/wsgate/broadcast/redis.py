@@ -69,12 +69,11 @@ import anyio
 from ..asgi import Message
 from ..datastructures import Counters
 from ..errors import WebSocketError
-from ..websocket import WebSocket
 from . import _wire
 from ._redis_client import REDIS_ERRORS, open_client, redact
 from ._redis_counts import MemberCounts
 from ._redis_link import PubSubLink, channel_prefix
-from .memory import BroadcastGroup
+from .memory import BroadcastGroup, Subscriber
 
 if TYPE_CHECKING:
     import coredis
@@ -346,7 +345,7 @@ class RedisBroadcastGroup(BroadcastGroup):
         group: str,
         message: Any,
         as_bytes: bool = False,
-        exclude: WebSocket | None = None,
+        exclude: Subscriber | None = None,
     ) -> int:
         """Send ``message`` to every member of ``group`` in every worker, except ``exclude``.
 
@@ -364,7 +363,7 @@ class RedisBroadcastGroup(BroadcastGroup):
         """
         return await super().broadcast(group, message, as_bytes, exclude)
 
-    async def _publish(self, group: str, message: Message, exclude: WebSocket | None) -> int:
+    async def _publish(self, group: str, message: Message, exclude: Subscriber | None) -> int:
         client = self._client
         link = self._link
         if client is None or link is None or not self._running:
@@ -390,12 +389,12 @@ class RedisBroadcastGroup(BroadcastGroup):
         self.redis_stats.published += 1
         return self.deliver_local(group, message, exclude)
 
-    def _encode(self, message: Message, exclude: WebSocket | None) -> bytes:
+    def _encode(self, message: Message, exclude: Subscriber | None) -> bytes:
         return _wire.encode(message, self._worker_id, exclude)
 
     # -- membership ----------------------------------------------------------------------------
 
-    async def subscribe(self, group: str, ws: WebSocket) -> None:
+    async def subscribe(self, group: str, ws: Subscriber) -> None:
         """Add ``ws`` to ``group``. Idempotent.
 
         The first local member of a group makes this worker SUBSCRIBE to the group's
@@ -421,7 +420,7 @@ class RedisBroadcastGroup(BroadcastGroup):
         with anyio.move_on_after(self.command_timeout):
             await counts.flush_or_retry_later()
 
-    def _remove(self, group: str, ws: WebSocket) -> None:
+    def _remove(self, group: str, ws: Subscriber) -> None:
         # Every removal passes here, including slow consumers dropped during a fan-out
         # (sync code): the count is written by the housekeeping task, without waiting.
         g = self._groups.get(group)

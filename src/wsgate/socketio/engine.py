@@ -371,7 +371,7 @@ class EngineIOEndpoint:
             return
         # This loop reads ASGI itself: no reader task and inbox between (the connection
         # still applies its frame size and rate limits, and learns that the peer left).
-        receive = ws._conn.read_directly()
+        receive = ws.runtime.read_directly()
         if session is not None:
             await self._upgrade(session, ws, receive)  # accepts once marked upgrading
             return
@@ -467,12 +467,12 @@ class EngineIOEndpoint:
                 # A handler the reader handed off still runs (on_close released a call()
                 # waiting for an ack): as a gateway's handlers, it gets the connection's
                 # grace period before the close (which ends the connection's tasks).
-                with anyio.move_on_after(ws._conn.grace) as waited:
+                with anyio.move_on_after(ws.runtime.grace) as waited:
                     await busy.wait()
                 late = waited.cancelled_caught
             await ws.close(1000)
             if late:
-                ws._conn.cancel()
+                ws.runtime.cancel()
         finally:
             done = session.loop_done
             if done is not None:
@@ -494,7 +494,7 @@ class EngineIOEndpoint:
             session.loop_done = anyio.Event()
         session.loop_scope = None
         session.dispatching = anyio.Event()
-        ws._conn.spawn(self._read, session, ws, receive, home, False, False)
+        ws.runtime.spawn(self._read, session, ws, receive, home, False, False)
         try:
             await session.finish_inline(coro, first)
         finally:
@@ -513,7 +513,7 @@ class EngineIOEndpoint:
         machine = session.machine
         limit = self.options.max_payload_bytes
         current_time = anyio.current_time
-        conn = ws._conn
+        conn = ws.runtime
         admit = conn.admit
         state = conn.state
         open_ = Phase.OPEN
@@ -616,7 +616,7 @@ class EngineIOEndpoint:
                         # else is queued on an upgrading WebSocket): the client has the
                         # probe's answer before anything the upgrade packet causes, such
                         # as the answer of a poll held meanwhile.
-                        await ws._conn.send_reply(str(frame).encode())
+                        await ws.runtime.send_reply(str(frame).encode())
                     if frames:
                         # Probe answered: release the pending poll so the client can
                         # pause polling and send the upgrade packet.
@@ -676,7 +676,7 @@ _TEXT = b"text/plain; charset=UTF-8"
 async def _receive_frame(ws: WebSocket, receive: Receive) -> Message:
     """The next frame read directly (see ``Connection.read_directly``); raises
     WebSocketDisconnect once the peer left or the connection is closing."""
-    conn = ws._conn
+    conn = ws.runtime
     while True:
         message = await receive()
         admitted = conn.admit(message)

@@ -14,9 +14,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..asgi import Message
-from ..connection import _Resume
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketStateError
+from ..inline import Resume
 from ..queues import Offer
 from ..relay import WakeRelay
 from ..state import Phase
@@ -222,7 +222,7 @@ class EngineSession:
             if ws.connection_state is not WebSocketState.CONNECTED:
                 return
             # Written by this task when nothing is queued (one sender at a time).
-            send = ws._conn.send_direct
+            send = ws.runtime.send_direct
             try:
                 for frame in frames:
                     await send(_asgi(frame))
@@ -248,9 +248,9 @@ class EngineSession:
             return Offer.CLOSED
         ws = self._ws_active()
         if ws is not None:
-            if ws._conn.state.phase is not Phase.OPEN:
+            if ws.runtime.state.phase is not Phase.OPEN:
                 return Offer.DROPPED
-            result = ws._conn.offer(message, relay)
+            result = ws.runtime.offer(message, relay)
             return result if result is not Offer.CLOSED else Offer.DROPPED
         frame = message.get("text")
         if frame is None:
@@ -377,7 +377,7 @@ class EngineSession:
     async def finish_inline(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
         """Finish a work item :meth:`run_inline` left suspended, then the queue."""
         try:
-            reply = await _Resume(coro, first)
+            reply = await Resume(coro, first)
         except Exception:
             logger.exception("Engine.IO session %s: a handler failed", self.sid)
         else:
