@@ -38,10 +38,10 @@ from .queues import Overflow
 from .routing import Router
 from .session import Session
 from .socketio.install import SocketIOSetup, split_controllers
-from .state import Event, Phase, Receiver
+from .state import Event, Phase, Receiver, truncate_reason
 from .static import mount_client
 from .stats import Stats
-from .websocket import WebSocket, WebSocketState, truncate_reason
+from .websocket import WebSocket, WebSocketState
 
 __all__ = ["App", "AppConfig"]
 

@@ -41,13 +41,16 @@ from anyio.abc import TaskGroup
 from . import status
 from ._wait import signal_class
 from .asgi import Message, Receive, Send
+from .errors import WebSocketDisconnect, WebSocketStateError
 from .frames import encode_error
 from .inline import Resume
+from .outcome import CloseAfter
 from .queues import Inbox, Offer, Outbox, Overflow
 from .state import Action, ConnectionState, Event, Phase, Receiver
 from .stats import Stats
 
 if TYPE_CHECKING:
+    from .outcome import Outcome
     from .relay import WakeRelay
     from .session import Session
 
@@ -389,18 +392,18 @@ class Connection:
         try:
             first = coro.send(None)
         except StopIteration as done:
-            payload = done.value
-            if payload is not None:
-                await self.send_reply(payload)
+            outcome = done.value
+            if outcome is not None:
+                await self.answer(outcome)
             return True
         # The handler waits for something: reading must go on without this task.
         self._dispatcher_active = True
         self._consumers += 1
         self.spawn(self._read_loop)
         try:
-            payload = await Resume(coro, first)
-            if payload is not None:
-                await self.send_reply(payload)
+            outcome = await Resume(coro, first)
+            if outcome is not None:
+                await self.answer(outcome)
             await self._dispatch(session)
         finally:
             self._dispatcher_active = False
@@ -433,9 +436,9 @@ class Connection:
             message = inbox.get_nowait()
             if message is None:
                 return
-            payload = await handle(message)
-            if payload is not None:
-                await self.send_reply(payload)
+            outcome = await handle(message)
+            if outcome is not None:
+                await self.answer(outcome)
 
     async def _dispatch_concurrently(self, session: Session, n: int) -> None:
         inbox = self.inbox
@@ -443,9 +446,9 @@ class Connection:
 
         async def run(message: Message) -> None:
             try:
-                payload = await session.handle(message)
-                if payload is not None:
-                    await self.send_reply(payload)
+                outcome = await session.handle(message)
+                if outcome is not None:
+                    await self.answer(outcome)
             finally:
                 sem.release()
 
@@ -470,15 +473,33 @@ class Connection:
 
     # -- sending -----------------------------------------------------------------------------
 
-    async def send(self, message: Message) -> None:
-        """Queue ``message`` for the writer; waits only while the outbox is full (so a
-        handler pushing to a client that stopped reading is held back by the outbox's
-        bound, never by the transport). Raises WebSocketDisconnect / WebSocketStateError
-        if the connection is not open (or stops being open while waiting)."""
+    async def send(self, message: Message, *, direct: bool = False) -> None:
+        """Send ``message``: :meth:`offer`'s twin that waits instead of applying the
+        overflow policy. Queued for the writer, waiting only while the outbox is full (so
+        a handler pushing to a client that stopped reading is held back by the outbox's
+        bound, never by the transport). With ``direct``, written by the calling task
+        itself when nothing is queued and no send is in flight (a reply then costs no
+        task switch; the caller accepts waiting on the transport). Raises
+        WebSocketDisconnect / WebSocketStateError if the connection is not open (or stops
+        being open while waiting, or the transport fails)."""
         state = self.state
         if state.phase is not Phase.OPEN:
             raise state.error("send")
         outbox = self.outbox
+        if direct and not (self._sending or outbox or outbox.inflight):
+            # Written here, not in a helper: every level of coroutine is resumed
+            # through at each of the send's checkpoints.
+            self._sending = True
+            try:
+                await self._send(message)
+            except Exception as exc:
+                self._transport_failed(exc)
+                raise state.error("send") from None
+            finally:
+                self._sending = False
+            if outbox:
+                self._kick_writer()
+            return
         while outbox.full:
             await outbox.room.wait()
             if state.phase is not Phase.OPEN:
@@ -486,51 +507,33 @@ class Connection:
         outbox.append(message)
         self._kick_writer()
 
-    async def send_reply(self, payload: bytes) -> None:
-        """Send an encoded reply or error frame: written directly by the calling task
-        when nothing is queued and no send is in flight, else queued behind what is.
-        Dropped quietly if the connection is no longer open (the client left
-        mid-request, a handler closed it, shutdown)."""
+    async def send_reply(self, payload: bytes | str) -> None:
+        """Send an encoded reply or error frame as a text frame, directly when nothing is
+        queued (``send(..., direct=True)``). Dropped quietly if the connection is no
+        longer open (the client left mid-request, a handler closed it, shutdown)."""
         if self.state.phase is not Phase.OPEN:
             return
-        message = {"type": "websocket.send", "text": payload.decode()}
-        outbox = self.outbox
-        if self._sending or outbox or outbox.inflight:
-            try:
-                await self.send(message)
-            except Exception:
-                if self.state.phase is Phase.OPEN:
-                    raise
-            return
-        # Written here, not in a helper: every level of coroutine is resumed through at
-        # each of the send's checkpoints.
-        self._sending = True
+        text = payload if isinstance(payload, str) else payload.decode()
         try:
-            await self._send(message)
-        except Exception as exc:
-            self._transport_failed(exc)  # the connection is over; the reply is dropped
-        finally:
-            self._sending = False
-        if outbox:
-            self._kick_writer()
+            await self.send({"type": "websocket.send", "text": text}, direct=True)
+        except (WebSocketDisconnect, WebSocketStateError):
+            if self.state.phase is Phase.OPEN:
+                raise
 
-    async def send_direct(self, message: Message) -> None:
-        """:meth:`send`, but written directly by the calling task when nothing is queued
-        and no send is in flight (as :meth:`send_reply` does). Raises like :meth:`send`."""
-        outbox = self.outbox
-        if self._sending or outbox or outbox.inflight or self.state.phase is not Phase.OPEN:
-            await self.send(message)
+    async def answer(self, outcome: Outcome) -> None:
+        """Carry out what :meth:`Session.handle <wsgate.session.Session.handle>` decided
+        for a frame: send the reply or error frame, close after it, or start a stream."""
+        if outcome is None:
             return
-        self._sending = True
-        try:
-            await self._send(message)
-        except Exception as exc:
-            self._transport_failed(exc)
-            raise self.state.error("send") from None
-        finally:
-            self._sending = False
-        if outbox:
-            self._kick_writer()
+        if isinstance(outcome, bytes):
+            await self.send_reply(outcome)
+            return
+        if outcome.frame is not None:
+            await self.send_reply(outcome.frame)
+        if isinstance(outcome, CloseAfter):
+            await self.close(outcome.code, outcome.reason)
+        else:
+            self.spawn(outcome.run)
 
     def _transport_failed(self, exc: BaseException) -> None:
         # The transport is gone (servers raise OSError subclasses or their own errors

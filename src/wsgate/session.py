@@ -2,8 +2,9 @@
 
 Per frame: one envelope decode (``data`` kept raw), the pure :func:`route` step (a dict
 lookup), one typed decode of ``data``, the handler call and one encode. :meth:`Session.handle`
-returns the encoded answer instead of sending it, so the caller decides which task
-writes it (see :mod:`wsgate.connection`).
+never writes: it returns an :data:`~wsgate.outcome.Outcome` (the encoded answer, a close
+after an error frame, a stream to start) and the runtime carries it out from the task
+that should (see :mod:`wsgate.connection`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,8 +38,9 @@ from .frames import (
     validation_error,
 )
 from .gateway import BINARY
+from .outcome import CloseAfter, Outcome, StartStream
 from .plan import MISSING, GatewayPlan, HandlerPlan, Kind, Param
-from .state import Phase
+from .state import Phase, truncate_reason
 
 if TYPE_CHECKING:
     from .app import App
@@ -52,9 +55,10 @@ _NULL_DATA = b"null"
 
 #: What :func:`route` decides for one frame: the handler with the event and id, or the
 #: error frame to answer with (id, code, message, detail).
-Routed = tuple[HandlerPlan, str, "int | str | None", Frame | None] | tuple[
-    None, str, "int | str | None", tuple[str, str, Any]
-]
+Routed = (
+    tuple[HandlerPlan, str, "int | str | None", Frame | None]
+    | tuple[None, str, "int | str | None", tuple[str, str, Any]]
+)
 
 
 def route(plan: GatewayPlan, message: Message, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Routed:
@@ -247,10 +251,11 @@ class Session:
 
     # -- frames ----------------------------------------------------------------------
 
-    async def handle(self, message: Message) -> bytes | None:
-        """Run one inbound ASGI message through the plan; returns the encoded answer to
-        send (a reply, a push, an error frame) or None. Never raises for bad input or a
-        failing handler: those become error frames."""
+    async def handle(self, message: Message) -> Outcome:
+        """Run one inbound ASGI message through the plan; returns what to do about it:
+        the encoded answer to send (a reply, a push, an error frame), a close after an
+        error frame, a stream to start, or None. Never writes, and never raises for bad
+        input or a failing handler: those become error frames."""
         h, event, frame_id, extra = route(self.plan, message, self.max_depth)
         if h is None:
             code, text, detail = extra  # type: ignore[misc]
@@ -302,19 +307,16 @@ class Session:
                 return None  # the connection ended under the handler: nobody to tell
             return await self._failed(h, event, frame_id, exc)
         except WebSocketError as exc:
+            error = encode_error(frame_id, exc.code, exc.message, exc.detail)
             if exc.close_code is not None:
-                await self.conn.send_reply(
-                    encode_error(frame_id, exc.code, exc.message, exc.detail)
-                )
-                await self.ws.close(exc.close_code, exc.message)
-                return None
-            return encode_error(frame_id, exc.code, exc.message, exc.detail)
+                return CloseAfter(error, exc.close_code, truncate_reason(exc.message))
+            return error
         except Exception as exc:
             return await self._failed(h, event, frame_id, exc)
 
     async def _failed(
         self, h: HandlerPlan, event: str, frame_id: int | str | None, exc: BaseException
-    ) -> bytes | None:
+    ) -> bytes | CloseAfter | None:
         ws = self.ws
         logger.error("handler %s failed on %s (event %r)", h.qualname, ws.path, event, exc_info=exc)
         internal = encode_error(frame_id, "internal_error", "internal server error")
@@ -329,18 +331,18 @@ class Session:
                         hook.qualname,
                         exc_info=hook_exc,
                     )
-                if self.conn.state.phase is Phase.OPEN:
-                    if frame_id is not None:
-                        await self.conn.send_reply(internal)
-                    await ws.close(status.WS_1011_INTERNAL_ERROR, "internal error")
-                return None
+                return CloseAfter(
+                    internal if frame_id is not None else None,
+                    status.WS_1011_INTERNAL_ERROR,
+                    "internal error",
+                )
             if frame_id is None:
                 return None
         return internal
 
     async def _start_stream(
         self, h: HandlerPlan, agen: Any, event: str, frame_id: int | str | None
-    ) -> bytes | None:
+    ) -> bytes | StartStream:
         """Run an async-generator handler's stream beside the dispatcher; the request is
         answered (with null) before the stream's first item."""
         limit = self.app.config.max_streams
@@ -352,11 +354,8 @@ class Session:
                 f"at most {limit} streams may run on one connection",
             )
         self.streams += 1
-        conn = self.conn
-        if frame_id is not None:
-            await conn.send_reply(encode_reply(event, frame_id, None))
-        conn.spawn(self._run_stream, h, agen, event)
-        return None
+        reply = encode_reply(event, frame_id, None) if frame_id is not None else None
+        return StartStream(reply, partial(self._run_stream, h, agen, event))
 
     async def _run_stream(self, h: HandlerPlan, agen: Any, event: str) -> None:
         conn = self.conn
@@ -367,9 +366,7 @@ class Session:
                 await conn.send_reply(encode_push(event, item))
         except Exception as exc:
             if conn.state.phase is Phase.OPEN:
-                payload = await self._failed(h, event, None, exc)
-                if payload is not None:
-                    await conn.send_reply(payload)
+                await conn.answer(await self._failed(h, event, None, exc))
         finally:
             self.streams -= 1
             with anyio.CancelScope(shield=True):

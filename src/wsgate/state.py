@@ -40,7 +40,14 @@ __all__ = [
     "Receiver",
     "Transition",
     "WebSocketState",
+    "truncate_reason",
 ]
+
+
+def truncate_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
 
 
 class WebSocketState(enum.IntEnum):
@@ -312,7 +319,7 @@ class ConnectionState:
         if self.close_code is None:  # the first close (ours or the peer's) keeps its code
             if code is None:
                 code, reason = CLOSE_CODES.get(event, (status.WS_1005_NO_STATUS_RECEIVED, reason))
-            self.close_code, self.close_reason = code, reason
+            self.close_code, self.close_reason = code, truncate_reason(reason)
         return move.actions
 
     def _illegal(self, event: Event) -> WebSocketStateError:

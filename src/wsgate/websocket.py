@@ -14,7 +14,7 @@ from .encoding import encode as _json_encode
 from .errors import WebSocketDisconnect, WebSocketStateError
 from .frames import decode_as
 from .queues import Offer
-from .state import Phase, Receiver, WebSocketState
+from .state import Phase, Receiver, WebSocketState, truncate_reason
 
 if TYPE_CHECKING:
     from .app import App
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket", "WebSocketState"]
 
 T = TypeVar("T")
-
-
-def truncate_reason(reason: str) -> str:
-    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry."""
-    data = reason.encode()
-    return reason if len(data) <= 123 else data[:123].decode(errors="ignore")
 
 
 def _header_pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[Any]:

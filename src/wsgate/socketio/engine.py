@@ -616,7 +616,7 @@ class EngineIOEndpoint:
                         # else is queued on an upgrading WebSocket): the client has the
                         # probe's answer before anything the upgrade packet causes, such
                         # as the answer of a poll held meanwhile.
-                        await ws.runtime.send_reply(str(frame).encode())
+                        await ws.runtime.send_reply(str(frame))
                     if frames:
                         # Probe answered: release the pending poll so the client can
                         # pause polling and send the upgrade packet.

@@ -222,10 +222,10 @@ class EngineSession:
             if ws.connection_state is not WebSocketState.CONNECTED:
                 return
             # Written by this task when nothing is queued (one sender at a time).
-            send = ws.runtime.send_direct
+            send = ws.runtime.send
             try:
                 for frame in frames:
-                    await send(_asgi(frame))
+                    await send(_asgi(frame), direct=True)
             except (WebSocketDisconnect, WebSocketStateError):
                 return
             return
