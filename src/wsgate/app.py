@@ -22,7 +22,8 @@ from .asgi import (
     strip_root_path,
 )
 from .broadcast import BroadcastGroup
-from .connection import Connection, Limits
+from .connection import Connection
+from .limits import Limits
 from .datastructures import State
 from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container

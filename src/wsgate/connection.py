@@ -44,6 +44,7 @@ from .asgi import Message, Receive, Send
 from .errors import WebSocketDisconnect, WebSocketStateError
 from .frames import encode_error
 from .inline import Resume
+from .limits import IdleWatch, Limits, RateVerdict, over_size
 from .outcome import CloseAfter
 from .queues import Inbox, Offer, Outbox, Overflow
 from .state import Action, ConnectionState, Event, Phase, Receiver
@@ -54,24 +55,9 @@ if TYPE_CHECKING:
     from .relay import WakeRelay
     from .session import Session
 
-__all__ = ["Connection", "Limits"]
+__all__ = ["Connection"]
 
 logger = logging.getLogger("wsgate")
-
-
-class Limits:
-    """What one connection may send: ``max_frame_bytes`` and a token bucket of
-    ``rate`` frames refilled over ``per`` seconds (no bucket when ``rate`` is 0)."""
-
-    __slots__ = ("max_frame_bytes", "per", "quick_max", "rate")
-
-    def __init__(self, max_frame_bytes: int, rate: int = 0, per: float = 1.0) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self.rate = rate
-        self.per = per
-        #: A text frame of at most this many characters is within max_frame_bytes
-        #: whatever its characters (UTF-8 takes at most 4 bytes per character).
-        self.quick_max = max_frame_bytes // 4
 
 
 _DEFAULT_LIMITS = Limits(1 << 20)
@@ -88,12 +74,9 @@ class Connection:
         "_consumers",
         "_consumers_done",
         "_dispatcher_active",
+        "_bucket",
+        "_idle",
         "_limits",
-        "_quiet_since",
-        "_seen_received",
-        "_strikes",
-        "_tokens",
-        "_tokens_at",
         "_receive",
         "_relay",
         "_send",
@@ -154,11 +137,8 @@ class Connection:
         #: Frames received so far (the App's idle sweep compares it between two looks).
         self.received = 0
         self._limits = limits = limits or _DEFAULT_LIMITS
-        self._tokens = float(limits.rate) if limits.rate else 0.0
-        self._tokens_at = 0.0
-        self._strikes = 0
-        self._seen_received = -1
-        self._quiet_since = 0.0
+        self._bucket = limits.bucket()
+        self._idle: IdleWatch | None = None  # made at the idle sweep's first look
 
     # -- the task group ------------------------------------------------------------------
 
@@ -277,7 +257,7 @@ class Connection:
         inbox = self.inbox
         session = self._session
         inline = session is not None and session.sequential
-        rate_limited = self._limits.rate > 0
+        rate_limited = self._bucket is not None
         quick_max = self._limits.quick_max
         try:
             while True:
@@ -332,7 +312,7 @@ class Connection:
             size = len(text) if text is not None else len(message.get("bytes") or b"")
             if size > self._limits.quick_max and self._too_large(message):
                 return False
-            return not self._limits.rate or self._take_token()
+            return self._bucket is None or self._take_token()
         if kind == "websocket.disconnect":
             self._peer_left(message)
         return False
@@ -341,11 +321,7 @@ class Connection:
         """Close with 1009 (message too big) if ``message`` is over ``max_frame_bytes``;
         the frame is never decoded."""
         limit = self._limits.max_frame_bytes
-        text = message.get("text")
-        if text is not None:
-            if len(text) <= limit and len(text.encode("utf-8", "surrogatepass")) <= limit:
-                return False
-        elif len(message.get("bytes") or b"") <= limit:
+        if not over_size(message, limit):
             return False
         if self.state.phase is Phase.OPEN:
             logger.info("frame over %d bytes on %s; closing with 1009", limit, self.path)
@@ -356,22 +332,16 @@ class Connection:
         """The rate limit, a token bucket: False (and a ``rate_limited`` error frame) for
         a frame over it; a client that goes on sending a whole bucket's worth of frames
         after that is closed with 1008."""
-        limits = self._limits
-        now = anyio.current_time()
-        tokens = min(
-            float(limits.rate), self._tokens + (now - self._tokens_at) * limits.rate / limits.per
-        )
-        self._tokens_at = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            self._strikes = 0
+        bucket = self._bucket
+        assert bucket is not None
+        verdict = bucket.take(anyio.current_time())
+        if verdict is RateVerdict.PASS:
             return True
-        self._tokens = tokens
-        self._strikes += 1
         self.stats.rate_limited_frames += 1
-        if self._strikes > limits.rate:
+        if verdict is RateVerdict.CLOSE:
             self.handle_nowait(Event.RATE_EXCEEDED)
-        elif self._strikes == 1:
+        elif verdict is RateVerdict.WARN:
+            limits = self._limits
             message = (
                 f"over the rate limit of {limits.rate} frames per {limits.per:g} s; "
                 "this frame was dropped"
@@ -613,11 +583,10 @@ class Connection:
         """Called periodically with the time: close with 1001 ("idle") if no frame
         arrived for ``timeout`` seconds (counted from the first look after the last
         frame, so the bound is ``timeout`` plus the period between looks)."""
-        if self.received != self._seen_received:
-            self._seen_received = self.received
-            self._quiet_since = now
-            return False
-        if now - self._quiet_since < timeout or self.state.phase is not Phase.OPEN:
+        watch = self._idle
+        if watch is None:
+            watch = self._idle = IdleWatch()
+        if not watch.idle(self.received, now, timeout) or self.state.phase is not Phase.OPEN:
             return False
         self.handle_nowait(Event.IDLE)
         return True
