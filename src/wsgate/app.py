@@ -23,7 +23,6 @@ from .asgi import (
 )
 from .broadcast import BroadcastGroup
 from .connection import Connection
-from .limits import Limits
 from .datastructures import State
 from .dependencies import ConnectionDependencies, analyse_dependencies
 from .di import Container
@@ -34,6 +33,7 @@ from .errors import (
     WebSocketRouteNotFoundError,
 )
 from .frames import DEFAULT_MAX_JSON_DEPTH
+from .limits import Limits
 from .plan import GatewayPlan, compile_gateway
 from .queues import Overflow
 from .routing import Router

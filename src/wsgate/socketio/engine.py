@@ -169,7 +169,7 @@ class EngineIOEndpoint:
             return
         if session is None:
             session = self._open(scope, "polling")
-            session.tg = self.tg
+            session.run_in(self.tg)
             await _respond(send, 200, self._take(session), _TEXT, cors)
             return
         if method == "GET":
@@ -231,17 +231,15 @@ class EngineIOEndpoint:
             try:
                 with anyio.move_on_after(POLL_GRACE):
                     while session.open and (machine.upgrading or session.transport != "polling"):
-                        ev = session.poll_wake = anyio.Event()
-                        await ev.wait()
+                        await session.poll_signal().wait()
             finally:
-                session.polling = False
+                session.poll_ended()
             if session.transport != "polling":
                 await _error(send, BAD_REQUEST, cors)  # as if it came after the upgrade
                 return
             if machine.upgrading:
-                session.poll_noop = True
-        if machine.outgoing or not session.open or session.poll_noop:
-            session.poll_noop = False
+                session.release_poll()
+        if session.take_noop() or machine.outgoing or not session.open:
             await _respond(send, 200, self._take(session) or b"6", _TEXT, cors)
             return
         session.poll_started()
@@ -260,18 +258,18 @@ class EngineIOEndpoint:
 
                 tg.start_soon(watch)
                 while not machine.outgoing and session.open and not session.poll_noop:
-                    ev = session.poll_wake = anyio.Event()
+                    ev = session.poll_signal()
                     deadline = session.next_deadline()
                     with anyio.move_on_at(math.inf if deadline is None else deadline):
                         await ev.wait()
                     session.tick(anyio.current_time())
                 tg.cancel_scope.cancel()
         finally:
-            session.polling = False
+            session.poll_ended()
         if gone:
             session.handle(machine.transport_closed("transport error"))
             return
-        session.poll_noop = False
+        session.take_noop()
         body = self._take(session)
         if not body:
             # A noop releases the poll when the client itself closed the session (its
@@ -284,16 +282,11 @@ class EngineIOEndpoint:
     async def _post(
         self, session: EngineSession, scope: Scope, receive: Receive, send: Send, cors: list[Any]
     ) -> None:
-        if session.posting:
-            session.handle(session.machine.transport_closed("transport error"))
-            await _respond(send, 400, b"", None, cors)
-            return
         headers = Headers.from_scope(scope)
-        if headers.get("content-type") == "application/octet-stream":
+        if headers.get("content-type") == "application/octet-stream" or not session.post_started():
             session.handle(session.machine.transport_closed("transport error"))
             await _respond(send, 400, b"", None, cors)
             return
-        session.posting = True
         try:
             limit = self.options.max_payload_bytes
             chunks: list[bytes] = []
@@ -313,7 +306,7 @@ class EngineIOEndpoint:
                 if not message.get("more_body", False):
                     break
         finally:
-            session.posting = False
+            session.post_ended()
         machine = session.machine
         try:
             packets = decode_payload(b"".join(chunks).decode("utf-8"))
@@ -328,10 +321,10 @@ class EngineIOEndpoint:
             # The client closes with no poll pending: its poll may have been sent at the
             # same time on another connection. Give it a moment to arrive, so that it is
             # released with a noop as when it comes first, rather than refused.
-            arrived = session.poll_arrival = anyio.Event()
+            arrived = session.expect_poll()
             with anyio.move_on_after(POLL_GRACE):
                 await arrived.wait()
-            session.poll_arrival = None
+            session.stop_expecting_poll()
         now = anyio.current_time()
         for packet in packets:
             session.handle(machine.receive(packet, now))
@@ -377,15 +370,15 @@ class EngineIOEndpoint:
             return
         await ws.accept()
         session = self._open(ws.scope, "websocket")
-        session.ws = ws
+        session.use_websocket(ws)
         if self.tg is not None:
             # Handlers run in the endpoint's task group (one task group less per
             # connection); they end on their own once the session is closed.
-            session.tg = self.tg
+            session.run_in(self.tg)
             await self._read(session, ws, receive, True, True)
             return
         async with anyio.create_task_group() as tg:
-            session.tg = tg
+            session.run_in(tg)
             tg.start_soon(self._heartbeat, session)
             await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()
@@ -452,7 +445,7 @@ class EngineIOEndpoint:
                     await self._end(session, ws, home)
 
     async def _end(self, session: EngineSession, ws: WebSocket, home: bool) -> None:
-        session.loop_scope = None
+        session.reading(None)
         reason = "transport close"
         try:
             if home:
@@ -490,10 +483,7 @@ class EngineIOEndpoint:
         # A handler the reader ran suspended (it may wait for what the reader must read,
         # an ack): a new task reads at once, this one finishes the handler, inside the
         # cancel scopes it started in (they must end in the order they began).
-        if session.loop_done is None:
-            session.loop_done = anyio.Event()
-        session.loop_scope = None
-        session.dispatching = anyio.Event()
+        session.hand_off()
         ws.runtime.spawn(self._read, session, ws, receive, home, False, False)
         try:
             await session.finish_inline(coro, first)
@@ -518,7 +508,7 @@ class EngineIOEndpoint:
         state = conn.state
         open_ = Phase.OPEN
         with anyio.CancelScope() as scope:
-            session.loop_scope = scope
+            session.reading(scope)
             while session.open:
                 message = await receive()
                 if not admit(message) or state.phase is not open_:
@@ -566,20 +556,14 @@ class EngineIOEndpoint:
             session.tick(anyio.current_time())
 
     async def _upgrade(self, session: EngineSession, ws: WebSocket, receive: Receive) -> None:
-        machine = session.machine
         # Marked before the handshake completes: a second WebSocket for this session,
         # which the client may open as soon as this one is open, finds it taken.
-        machine.start_upgrade()
-        done = session.upgrade_done = anyio.Event()
+        session.begin_upgrade()
         try:
             await ws.accept()
             upgraded = await self._negotiate_upgrade(session, ws, receive)
         finally:
-            if machine.upgrading:
-                machine.abandon_upgrade()
-            session.upgrade_done = None
-            done.set()
-            session.wake_poll()  # a poll held while the upgrade settled: look again
+            session.end_upgrade()
         if not upgraded:
             return
         try:
@@ -620,7 +604,7 @@ class EngineIOEndpoint:
                     if frames:
                         # Probe answered: release the pending poll so the client can
                         # pause polling and send the upgrade packet.
-                        session.poll_noop = True
+                        session.release_poll()
                         session.flush()
                     if any(isinstance(e, UpgradeFailed) for e in events):
                         await ws.close(1000)
@@ -629,8 +613,7 @@ class EngineIOEndpoint:
                         break
         except (TimeoutError, WebSocketDisconnect, WebSocketStateError):
             return False
-        session.ws = ws
-        session.poll_noop = True
+        session.use_websocket(ws, upgraded=True)
         return True
 
     # -- background ------------------------------------------------------------------------

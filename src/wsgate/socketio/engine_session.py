@@ -199,6 +199,95 @@ class EngineSession:
             return
         self.wake_poll()
 
+    # -- transitions the endpoint drives (it calls these; it never assigns fields) ------
+
+    def bind(self, app_data: Any) -> None:
+        """Keep the application's per-session object (``app_data``)."""
+        self.app_data = app_data
+
+    def set_timer(self, deadline: float | None) -> None:
+        """Call the application's ``on_timer`` once at ``deadline`` (None: never)."""
+        self.timer = deadline
+
+    def run_in(self, tg: TaskGroup | None) -> None:
+        """Run the session's handlers in ``tg`` (None: by the request that posts)."""
+        self.tg = tg
+
+    def poll_signal(self) -> anyio.Event:
+        """A fresh event the pending poll waits on; :meth:`wake_poll` sets it."""
+        ev = self.poll_wake = anyio.Event()
+        return ev
+
+    def poll_ended(self) -> None:
+        """The pending poll is answered (or gave up)."""
+        self.polling = False
+
+    def release_poll(self) -> None:
+        """The pending poll answers at once, with a noop if nothing is queued."""
+        self.poll_noop = True
+
+    def take_noop(self) -> bool:
+        """Whether the poll answers at once (see :meth:`release_poll`); clears it."""
+        noop, self.poll_noop = self.poll_noop, False
+        return noop
+
+    def post_started(self) -> bool:
+        """A POST begins; False if one is already being read (a protocol error)."""
+        if self.posting:
+            return False
+        self.posting = True
+        return True
+
+    def post_ended(self) -> None:
+        """The POST's body is read."""
+        self.posting = False
+
+    def expect_poll(self) -> anyio.Event:
+        """An event set when the next poll arrives (see :meth:`poll_started`)."""
+        arrived = self.poll_arrival = anyio.Event()
+        return arrived
+
+    def stop_expecting_poll(self) -> None:
+        """No longer wait for a poll to arrive."""
+        self.poll_arrival = None
+
+    def begin_upgrade(self) -> anyio.Event:
+        """A WebSocket starts taking the session over: marked at once (so a second
+        WebSocket finds it taken); the event is set when :meth:`end_upgrade` runs."""
+        self.machine.start_upgrade()
+        done = self.upgrade_done = anyio.Event()
+        return done
+
+    def end_upgrade(self) -> None:
+        """The upgrade succeeded or failed: abandon it if it did not complete, release
+        whoever waits for it and have a poll held meanwhile look again."""
+        if self.machine.upgrading:
+            self.machine.abandon_upgrade()
+        done, self.upgrade_done = self.upgrade_done, None
+        if done is not None:
+            done.set()
+        self.wake_poll()
+
+    def use_websocket(self, ws: WebSocket, *, upgraded: bool = False) -> None:
+        """``ws`` carries the session from now on; ``upgraded``: it took over from
+        polling, so a poll still pending answers with a noop."""
+        self.ws = ws
+        if upgraded:
+            self.poll_noop = True
+
+    def reading(self, scope: anyio.CancelScope | None) -> None:
+        """The WebSocket's read loop runs in ``scope`` (cancelled when the session
+        closes), or no longer (None)."""
+        self.loop_scope = scope
+
+    def hand_off(self) -> None:
+        """The reader handed a suspended handler to its own task and a new task reads:
+        from now on the reading's end and the handler's end are waited for."""
+        if self.loop_done is None:
+            self.loop_done = anyio.Event()
+        self.loop_scope = None
+        self.dispatching = anyio.Event()
+
     def poll_started(self) -> None:
         """A poll is now pending."""
         self.polling = True

@@ -82,7 +82,7 @@ class _EngineIOApp:
     def on_open(self, session: EngineSession) -> None:
         conn = EngineIOConnection(session)
         instance = self.cls(**self.ctor_kwargs)
-        session.app_data = (conn, instance)
+        session.bind((conn, instance))
 
     def on_message(self, session: EngineSession, data: str | bytes) -> None:
         handler = self.handler

@@ -360,8 +360,8 @@ class SocketIOEndpoint:
     # -- EngineIOApplication -------------------------------------------------------------
 
     def on_open(self, session: EngineSession) -> None:
-        session.app_data = _Client(self, session)
-        session.timer = anyio.current_time() + self.connect_timeout
+        session.bind(_Client(self, session))
+        session.set_timer(anyio.current_time() + self.connect_timeout)
 
     def on_timer(self, session: EngineSession) -> None:
         client: _Client = session.app_data
@@ -452,7 +452,7 @@ class SocketIOEndpoint:
         if conn.pid is not None:
             payload["pid"] = conn.pid
         frames = _frames(SocketIOPacket(T.CONNECT, ns.name, payload))
-        client.session.timer = None
+        client.session.set_timer(None)
         conn._connected = True
         buffered, conn._buffer = conn._buffer or [], None
         for missed_data in missed:
