@@ -306,7 +306,7 @@ class _ReadyReporter:
 def _worker(args: argparse.Namespace) -> int:
     import anyio
 
-    from .cli import load_app
+    from .loading import load_app
 
     app = load_app(args.app)
     sock = socket.socket(fileno=args.worker_fd)

@@ -561,7 +561,8 @@ class SocketIOServer:
     def __init__(self, endpoints: Iterable[SocketIOEndpoint] = ()) -> None:
         self._endpoints: list[SocketIOEndpoint] = list(endpoints)
 
-    def _add(self, endpoint: SocketIOEndpoint) -> None:
+    def add_endpoint(self, endpoint: SocketIOEndpoint) -> None:
+        """Serve ``endpoint``'s namespaces too (called once per path as the App is built)."""
         self._endpoints.append(endpoint)
 
     def _namespace(self, namespace: str, path: str | None) -> tuple[SocketIOEndpoint, Namespace]:
