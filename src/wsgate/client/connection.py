@@ -24,6 +24,7 @@ import wsproto.utilities
 from anyio.abc import TaskGroup, TaskStatus
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError
 
+from .. import status
 from . import _handshake, _protocol
 from .errors import ConnectError, ConnectionClosed, ConnectionLost
 from .policy import ReconnectPolicy
@@ -37,7 +38,6 @@ logger = logging.getLogger("wsgate.client")
 T = TypeVar("T")
 
 #: The close code recorded when a connection ends without a close frame.
-ABNORMAL_CLOSURE = 1006
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +265,7 @@ class Connection:
         # Shielded and bounded (the close handshake has close_timeout): the exception that
         # ended the block, if any, propagates as it is, not wrapped in a group.
         assert self._tg is not None
-        self._request_close(1000, "")
+        self._request_close(status.WS_1000_NORMAL_CLOSURE, "")
         self._tg.cancel_scope.shield = True
         await self._tg.__aexit__(None, None, None)
 
@@ -275,7 +275,7 @@ class Connection:
         if self._supervisor_scope is not None:
             self._supervisor_scope.cancel()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection for good with ``code`` and ``reason`` (idempotent) and
         wait until it is ``CLOSED``. Requests still waiting raise
         :class:`ConnectionClosed`; subscriptions and streams end."""
@@ -355,7 +355,7 @@ class Connection:
         except httpx.HTTPError as exc:
             if self._connects != connects:
                 # The handshake had succeeded: the connection broke, it was not refused.
-                return ABNORMAL_CLOSURE, ""
+                return status.WS_1006_ABNORMAL_CLOSURE, ""
             raise ConnectError(
                 f"cannot connect to {self.url}: {exc or type(exc).__name__}"
             ) from exc
@@ -377,7 +377,7 @@ class Connection:
                     result = await self._read(session)
                 except anyio.get_cancelled_exc_class():
                     # The program is closing: say goodbye with its code.
-                    code, reason = self._close_request or (1000, "")
+                    code, reason = self._close_request or (status.WS_1000_NORMAL_CLOSURE, "")
                     with anyio.move_on_after(self._close_timeout, shield=True):
                         await session.close(code, reason or None)
                     raise
@@ -400,7 +400,7 @@ class Connection:
             except WebSocketDisconnect as exc:
                 return exc.code, exc.reason
             except WebSocketNetworkError:
-                return ABNORMAL_CLOSURE, ""
+                return status.WS_1006_ABNORMAL_CLOSURE, ""
             if isinstance(event, wsproto.events.TextMessage):
                 self._on_text(event.data)
             else:
@@ -557,7 +557,7 @@ class Connection:
             await session.send_text(text)
         except (WebSocketNetworkError, wsproto.utilities.LocalProtocolError) as exc:
             raise ConnectionLost(
-                f"the connection was lost while sending {event!r}", ABNORMAL_CLOSURE
+                f"the connection was lost while sending {event!r}", status.WS_1006_ABNORMAL_CLOSURE
             ) from exc
 
     # -- receiving -------------------------------------------------------------------
