@@ -211,6 +211,11 @@ class TestWebSocket:
             )
         self._client_closed = True
 
+    @property
+    def closed_by_client(self) -> bool:
+        """True once :meth:`close` was called (the test closed the connection)."""
+        return self._client_closed
+
 
 class TestClient:
     """Drives an ASGI app in-process; runs its lifespan on enter and exit."""
@@ -346,7 +351,7 @@ class TestClient:
             if (
                 message["type"] == "websocket.close"
                 and ws.close_code is None
-                and not ws._client_closed
+                and not ws.closed_by_client
             ):
                 # As a server does: the peer answers the close, and the app then receives
                 # websocket.disconnect.
