@@ -228,7 +228,9 @@ class App:
         self.config = cfg = AppConfig(**options)
         frames, per = cfg.rate_limit or (0, 1.0)
         self._limits = Limits(cfg.max_frame_bytes, frames, per)
-        #: App-wide state, also reachable as ``ws.app_state``.
+        #: App-wide state, also reachable as ``ws.app_state``: the user's data bag.
+        #: (``.state`` is the user's bag on every public wsgate object; a lifecycle is
+        #: ``connection_state``.)
         self.state = State()
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
         self.stats = Stats()
