@@ -24,7 +24,7 @@ from urllib.parse import quote
 import anyio
 import msgspec
 
-from wsgate.client import ConnectError, Connection, ConnectionClosed, ConnectionState, connect
+from wsgate.client import ClientConnection, ClientState, ConnectError, ConnectionClosed, connect
 
 
 class ChatMessage(msgspec.Struct):
@@ -54,18 +54,18 @@ class Who(msgspec.Struct):
     members: int
 
 
-async def listen(conn: Connection) -> None:
+async def listen(conn: ClientConnection) -> None:
     """Print what the others say, and who comes and goes."""
     async for push in conn.events("chat.message", type=Posted):
         print(f"[{push.data.room}] {push.data.user}: {push.data.text}", flush=True)
 
 
-async def presence(conn: Connection) -> None:
+async def presence(conn: ClientConnection) -> None:
     async for push in conn.events("joined", "left", type=Presence):
         print(f"* {push.data.user} {push.event}", flush=True)
 
 
-async def tick(conn: Connection, interval: float) -> None:
+async def tick(conn: ClientConnection, interval: float) -> None:
     """Post a price every ``interval`` seconds (skipping ticks while disconnected)."""
     price = 100.0
     n = 0
@@ -84,12 +84,12 @@ async def tick(conn: Connection, interval: float) -> None:
 async def main(args: argparse.Namespace) -> None:
     endpoint = f"{args.url.rstrip('/')}/chat/{quote(args.room)}?user={quote(args.name)}"
 
-    async def rejoined(conn: Connection) -> None:
+    async def rejoined(conn: ClientConnection) -> None:
         who = await conn.request("who", type=Who)
         print(f"reconnected to {who.room} ({who.members} members)", flush=True)
 
-    def state_changed(state: ConnectionState) -> None:
-        if state is not ConnectionState.OPEN:
+    def state_changed(state: ClientState) -> None:
+        if state is not ClientState.OPEN:
             print(f"connection {state.value}", flush=True)
 
     async with connect(endpoint, on_reconnect=rejoined, on_state_change=state_changed) as conn:
@@ -104,7 +104,7 @@ async def main(args: argparse.Namespace) -> None:
             tg.start_soon(presence, conn)
             tg.start_soon(tick, conn, args.interval)
             tg.start_soon(stop_on_signal, tg.cancel_scope)
-            await conn.wait_for_state(ConnectionState.CLOSED)
+            await conn.wait_for_state(ClientState.CLOSED)
             print(f"the server closed the connection for good ({conn.close_code})", flush=True)
             tg.cancel_scope.cancel()
     print("service_client: left", flush=True)

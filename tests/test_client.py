@@ -15,10 +15,10 @@ import servers
 from servers import SERVER_PARAMS, ServerPool, ServerProcess, ServerURL
 
 from wsgate.client import (
+    ClientState,
     ConnectError,
     ConnectionClosed,
     ConnectionLost,
-    ConnectionState,
     DataValidationError,
     Push,
     ReconnectPolicy,
@@ -67,7 +67,7 @@ class Who(msgspec.Struct):
 
 async def test_request_returns_the_reply_decoded_into_a_type(server: str) -> None:
     async with connect(f"{server}/svc") as conn:
-        assert conn.state is ConnectionState.OPEN
+        assert conn.connection_state is ClientState.OPEN
         assert await conn.request("echo", {"a": [1, 2]}) == {"a": [1, 2]}
         assert await conn.request("echo") is None
         # A Struct is encoded as the request's data and the reply decoded into one.
@@ -104,7 +104,7 @@ async def test_error_frames_raise_request_error_and_the_connection_stays(server:
         assert unknown.value.detail == {"event": "nope"}
 
         assert await conn.request("echo", 1) == 1
-        assert conn.state is ConnectionState.OPEN
+        assert conn.connection_state is ClientState.OPEN
 
 
 async def test_a_reply_that_does_not_match_the_type_raises_a_clear_error(server: str) -> None:
@@ -183,7 +183,7 @@ async def test_iteration_ends_when_the_connection_is_closed(server: str) -> None
             tg.start_soon(consume)
             with anyio.fail_after(WAIT):
                 await conn.send_event("push", 2)
-                await conn.wait_for_state(ConnectionState.CLOSED)
+                await conn.wait_for_state(ClientState.CLOSED)
         assert received == [0, 1]
         with pytest.raises(ConnectionClosed, match="closed by the program"):
             await conn.request("echo", 1)
@@ -233,21 +233,21 @@ async def test_a_refused_handshake_raises_connect_error(server: str) -> None:
 
 @pytest.mark.parametrize("code", [1000, 1008, 4001])
 async def test_close_codes_that_say_not_to_reconnect_close_for_good(server: str, code: int) -> None:
-    states: list[ConnectionState] = []
+    states: list[ClientState] = []
     async with connect(f"{server}/svc", reconnect=FAST, on_state_change=states.append) as conn:
         subscription = conn.events()
         await conn.send_event("close", {"code": code, "reason": "bye"})
         with anyio.fail_after(WAIT):
-            await conn.wait_for_state(ConnectionState.CLOSED)
+            await conn.wait_for_state(ClientState.CLOSED)
         assert (conn.close_code, conn.close_reason) == (code, "bye")
-        assert states == [ConnectionState.OPEN, ConnectionState.CLOSED]
+        assert states == [ClientState.OPEN, ClientState.CLOSED]
         assert conn.statistics().connects == 1
         with pytest.raises(ConnectionClosed) as err:
             await conn.request("echo", 1)
         assert err.value.code == code
         assert f"closed it with code {code}" in str(err.value)
         with pytest.raises(ConnectionClosed):
-            await conn.wait_for_state(ConnectionState.OPEN, timeout=WAIT)
+            await conn.wait_for_state(ClientState.OPEN, timeout=WAIT)
         async for _ in subscription:
             raise AssertionError("the subscription ends when the connection is closed")
         await conn.close()  # already closed: nothing changes
@@ -272,7 +272,7 @@ async def test_other_close_codes_reconnect_and_subscriptions_survive(
         await conn.send_event("close", {"code": code})
         with anyio.fail_after(WAIT):
             await reconnected.wait()
-        assert conn.state is ConnectionState.OPEN
+        assert conn.connection_state is ClientState.OPEN
         assert conn.close_code == code
         assert conn.statistics().connects == 2
         await conn.request("push", 1)
@@ -284,7 +284,7 @@ async def test_reconnect_false_closes_for_good_when_the_connection_drops(server:
     async with connect(f"{server}/svc", reconnect=False) as conn:
         await conn.send_event("close", {"code": 1012})
         with anyio.fail_after(WAIT):
-            await conn.wait_for_state(ConnectionState.CLOSED)
+            await conn.wait_for_state(ClientState.CLOSED)
         with pytest.raises(ConnectionClosed, match="reconnect=False"):
             await conn.send_event("echo")
 
@@ -309,7 +309,7 @@ async def test_a_request_in_flight_when_the_connection_drops_is_not_resent(
         assert "not resent" in str(outcome[0])
         assert getattr(outcome[0], "code", None) == 1012
         with anyio.fail_after(WAIT):
-            await conn.wait_for_state(ConnectionState.OPEN)
+            await conn.wait_for_state(ClientState.OPEN)
             assert await conn.request("echo", 2) == 2
 
 
@@ -331,7 +331,7 @@ async def test_leaving_the_block_closes_and_lets_the_exception_through(server: s
         async with connect(f"{server}/svc") as conn:
             pending = conn.events("tick")
             raise KeyError("from the program")
-    assert conn.state is ConnectionState.CLOSED
+    assert conn.connection_state is ClientState.CLOSED
     assert conn.close_code == 1000
     async for _ in pending:
         raise AssertionError("nothing was pushed")
@@ -342,13 +342,13 @@ async def test_leaving_the_block_closes_and_lets_the_exception_through(server: s
         async with connect(f"{server}/svc") as conn:
             await conn.request("slow", 5.0, timeout=WAIT)
     assert scope.cancelled_caught
-    assert conn.state is ConnectionState.CLOSED
+    assert conn.connection_state is ClientState.CLOSED
 
 
 async def test_wait_for_state_times_out_with_a_clear_error(server: str) -> None:
     async with connect(f"{server}/svc") as conn:
         with pytest.raises(TimeoutError, match="not RECONNECTING within 0.05 s"):
-            await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=0.05)
+            await conn.wait_for_state(ClientState.RECONNECTING, timeout=0.05)
 
 
 async def test_the_client_reconnects_after_a_server_restart(
@@ -370,7 +370,7 @@ async def test_the_client_reconnects_after_a_server_restart(
 
             await anyio.to_thread.run_sync(server.stop)
             with anyio.fail_after(WAIT):
-                await conn.wait_for_state(ConnectionState.RECONNECTING)
+                await conn.wait_for_state(ClientState.RECONNECTING)
             # While the server is down, a request waits for the reconnect, up to its timeout.
             with pytest.raises(TimeoutError):
                 await conn.request("echo", 1, timeout=0.1)
@@ -400,16 +400,16 @@ async def test_the_client_gives_up_after_max_attempts(server_kind: str, tmp_path
     server = ServerProcess(server_kind, APP, tmp_path, graceful_timeout=1)
     url = await anyio.to_thread.run_sync(server.start)
     try:
-        states: list[ConnectionState] = []
+        states: list[ClientState] = []
         policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.05, max_attempts=3)
         async with connect(f"{url}/svc", reconnect=policy, on_state_change=states.append) as conn:
             await anyio.to_thread.run_sync(server.stop)
             with anyio.fail_after(WAIT):
-                await conn.wait_for_state(ConnectionState.CLOSED)
+                await conn.wait_for_state(ClientState.CLOSED)
             assert states == [
-                ConnectionState.OPEN,
-                ConnectionState.RECONNECTING,
-                ConnectionState.CLOSED,
+                ClientState.OPEN,
+                ClientState.RECONNECTING,
+                ClientState.CLOSED,
             ]
             assert isinstance(conn.last_error, ConnectError)
             assert conn.last_error.status is None
@@ -428,7 +428,7 @@ async def test_the_client_talks_to_an_app_in_process() -> None:
         async with connect("ws://test/svc?user=ann", http_client=http, reconnect=False) as conn:
             assert (await conn.request("whoami", type=Who)).user == "ann"
             assert await conn.request("add", Point(1, 2), type=Sum) == Sum(3)
-        assert conn.state is ConnectionState.CLOSED
+        assert conn.connection_state is ClientState.CLOSED
 
 
 async def test_a_connection_must_be_entered_before_use() -> None:
@@ -442,21 +442,21 @@ async def test_a_connection_must_be_entered_before_use() -> None:
 async def test_the_state_machine_allows_only_its_transitions() -> None:
     from wsgate.client.state import StateMachine
 
-    seen: list[ConnectionState] = []
+    seen: list[ClientState] = []
     machine = StateMachine(seen.append)
     with pytest.raises(RuntimeError, match="CONNECTING -> RECONNECTING"):
-        machine.move(ConnectionState.RECONNECTING)
-    for state in (ConnectionState.OPEN, ConnectionState.RECONNECTING, ConnectionState.OPEN):
+        machine.move(ClientState.RECONNECTING)
+    for state in (ClientState.OPEN, ClientState.RECONNECTING, ClientState.OPEN):
         machine.move(state)
-    machine.move(ConnectionState.OPEN)  # no change, no notification
-    machine.move(ConnectionState.CLOSED)
+    machine.move(ClientState.OPEN)  # no change, no notification
+    machine.move(ClientState.CLOSED)
     with pytest.raises(RuntimeError, match="CLOSED -> OPEN"):
-        machine.move(ConnectionState.OPEN)
+        machine.move(ClientState.OPEN)
     assert seen == [
-        ConnectionState.OPEN,
-        ConnectionState.RECONNECTING,
-        ConnectionState.OPEN,
-        ConnectionState.CLOSED,
+        ClientState.OPEN,
+        ClientState.RECONNECTING,
+        ClientState.OPEN,
+        ClientState.CLOSED,
     ]
 
 

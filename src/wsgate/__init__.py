@@ -35,6 +35,14 @@ from .queues import Overflow
 from .server import serve
 from .websocket import WebSocket, WebSocketState
 
+# The built-in plug-ins (wsgate.plugins) register themselves with every App when
+# imported, in this order: the order of their HTTP mounts.
+# isort: off
+from . import static as _static  # noqa: F401
+from .socketio import install as _socketio  # noqa: F401
+from . import docs as _docs, asyncapi as _asyncapi  # noqa: F401
+# isort: on
+
 __all__ = [
     "App",
     "BroadcastGroup",

@@ -35,12 +35,11 @@ from .errors import (
 from .frames import DEFAULT_MAX_JSON_DEPTH
 from .limits import Limits
 from .plan import GatewayPlan, compile_gateway
+from .plugins import AppSetup, plugins
 from .queues import Overflow
 from .routing import Router
 from .session import Session
-from .socketio.install import SocketIOSetup, split_controllers
 from .state import Event, Phase, Receiver, truncate_reason
-from .static import mount_client
 from .stats import Stats
 from .websocket import WebSocket, WebSocketState
 
@@ -230,31 +229,30 @@ class App:
         self.config = cfg = AppConfig(**options)
         frames, per = cfg.rate_limit or (0, 1.0)
         self._limits = Limits(cfg.max_frame_bytes, frames, per)
-        #: App-wide state, also reachable as ``ws.app_state``.
+        #: App-wide state, also reachable as ``ws.app_state``: the user's data bag.
+        #: (``.state`` is the user's bag on every public wsgate object; a lifecycle is
+        #: ``connection_state``.)
         self.state = State()
         #: Connection counters: opened, open, dropped frames, slow-consumer closes.
         self.stats = Stats()
-        # Socket.IO / Engine.IO controllers become generated gateways, HTTP mounts and
-        # providers of their own (wsgate.socketio).
-        gateways, sio_controllers = split_controllers(gateways)
-        sio = SocketIOSetup(sio_controllers) if sio_controllers else None
-        if sio is not None:
-            providers = [*providers, *sio.providers]
-        self.container = Container(providers, defaults=[BroadcastGroup()])
-        if sio is not None:
-            sio.install(self.container)
-            gateways = [*gateways, *sio.gateways()]
-        cfg = self.config
+        # The plug-ins (wsgate.plugins: Socket.IO, the browser client, the docs, the
+        # AsyncAPI document) take their controllers and add providers, gateways, mounts.
+        setup = AppSetup(
+            gateways, providers, {"docs_path": docs_path, "client_path": client_path}
+        )
+        for plugin in plugins():
+            plugin(setup)
+        self.container = Container(setup.providers, defaults=[BroadcastGroup()])
+        gateways = setup.gateways(self.container)
+        self._describe = setup.describer
         self._admission = Admission(
             allowed_origins=cfg.allowed_origins,
             trust_forwarded_host=cfg.trust_forwarded_host,
             max_connections=cfg.max_connections,
             max_connections_per_client=cfg.max_connections_per_client,
             stats=self.stats,
-            # A Socket.IO endpoint with cors_allowed_origins checks Origin itself.
-            own_origin_policy=()
-            if sio is None
-            else [ep.path for ep in sio.endpoints if ep.options.cors_allowed_origins is not None],
+            # e.g. a Socket.IO endpoint with cors_allowed_origins checks Origin itself.
+            own_origin_policy=setup.own_origin_paths,
         )
         if callable(guards):
             raise ConfigurationError("App(guards=...) takes a list of functions")
@@ -269,9 +267,6 @@ class App:
         #: HTTP endpoints wsgate serves itself (Engine.IO polling, docs, the browser
         #: client, metrics), by path prefix; tried in order before ``http``.
         self._http_mounts: list[tuple[str, ASGIApp]] = []
-        mount_client(self, client_path)  # the browser client, wsgate.js, if asked for
-        if sio is not None:
-            sio.mount(self)
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._connections: dict[WebSocket, Connection] = {}
@@ -284,10 +279,7 @@ class App:
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
             p for p in self.container.instances() if isinstance(p, BroadcastGroup)
         )
-        if docs_path is not None:  # the AsyncAPI document and its HTML page
-            from .docs import docs_endpoint
-
-            self.mount_http(docs_path, docs_endpoint(self, docs_path))
+        setup.built(self)  # the plug-ins' HTTP mounts
 
     # -- ASGI ------------------------------------------------------------------------
 
@@ -326,9 +318,12 @@ class App:
     def asyncapi(self) -> dict[str, Any]:
         """The AsyncAPI 3.0 document of the gateways, as a JSON-ready dict (see
         :func:`wsgate.asyncapi.asyncapi_document`)."""
-        from .asyncapi import asyncapi_document
-
-        return asyncapi_document(self)
+        if self._describe is None:
+            raise ConfigurationError(
+                "no AsyncAPI plug-in is registered: import wsgate (or wsgate.asyncapi) "
+                "before building the App"
+            )
+        return self._describe(self)
 
     @property
     def broadcasters(self) -> tuple[BroadcastGroup, ...]:

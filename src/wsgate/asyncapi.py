@@ -11,6 +11,9 @@ the wire protocol. Schemas are msgspec's JSON Schemas, shared under
 
     doc = app.asyncapi()                     # a dict, ready for json.dumps
     wsgate asyncapi examples.chat.app:app    # the same, printed as JSON
+
+A plug-in (:mod:`wsgate.plugins`), registered when this module is imported: it gives
+every App :func:`asyncapi_document` as the builder behind ``App.asyncapi()``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from .gateway import MESSAGE_ATTR, MessageMeta
+from .plugins import AppSetup, register
 from .routing import compile_template
 
 if TYPE_CHECKING:
@@ -561,7 +565,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``wsgate asyncapi MODULE:APP``: print (or write) the app's AsyncAPI document."""
-    from .cli import load_app
+    from .loading import load_app
 
     app = load_app(args.app)
     if not hasattr(app, "asyncapi"):
@@ -574,3 +578,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def plugin(setup: AppSetup) -> None:
+    """The AsyncAPI plug-in: ``App.asyncapi()`` returns :func:`asyncapi_document`."""
+    setup.describe_with(asyncapi_document)
+
+
+register("asyncapi", plugin)

@@ -4,6 +4,9 @@
 ``GET <docs_path>`` returns an HTML page rendered on the server from that same document:
 channels, operations, messages and schemas, with inline CSS and no JavaScript, so it
 works offline and behind any content security policy.
+
+A plug-in (:mod:`wsgate.plugins`), registered when this module is imported: it reads the
+App's ``docs_path`` option and mounts :func:`docs_endpoint` there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .asgi import ASGIApp, Receive, Scope, Send, strip_root_path
 from .errors import ConfigurationError
+from .plugins import AppSetup, register
 
 if TYPE_CHECKING:
     from .app import App
@@ -303,3 +307,13 @@ def render_html(doc: dict[str, Any], *, json_url: str = "asyncapi.json") -> str:
             parts.append("</div>")
     parts.append("</main></body></html>\n")
     return "".join(parts)
+
+
+def plugin(setup: AppSetup) -> None:
+    """The docs plug-in: ``App(docs_path=...)`` serves the document and its page there."""
+    docs_path = setup.option("docs_path")
+    if docs_path is not None:
+        setup.on_built(lambda app: app.mount_http(docs_path, docs_endpoint(app, docs_path)))
+
+
+register("docs", plugin)

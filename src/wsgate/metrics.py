@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from .asgi import ASGIApp, Receive, Scope, Send
 from .datastructures import Counters
 
 __all__ = ["CONTENT_TYPE", "metrics_app", "mount_metrics", "prometheus_text"]
@@ -41,11 +42,6 @@ __all__ = ["CONTENT_TYPE", "metrics_app", "mount_metrics", "prometheus_text"]
 #: The Content-Type of the text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _GAUGE_SUFFIXES = ("_open",)
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")

@@ -39,20 +39,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from . import status
+from .asgi import Message, Receive, Scope, Send
 
 __all__ = ["add_arguments", "drain_on_signal", "run"]
 
 logger = logging.getLogger("wsgate.run")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: Close code and reason every connection gets when a worker drains.
-DRAIN_CODE = 1012
+DRAIN_CODE = status.WS_1012_SERVICE_RESTART
 DRAIN_REASON = "service restart"
 #: Part of ``--shutdown-timeout`` kept for the lifespan shutdown after the connections.
 _LIFESPAN_SHARE = 0.25
@@ -306,7 +305,7 @@ class _ReadyReporter:
 def _worker(args: argparse.Namespace) -> int:
     import anyio
 
-    from .cli import load_app
+    from .loading import load_app
 
     app = load_app(args.app)
     sock = socket.socket(fileno=args.worker_fd)

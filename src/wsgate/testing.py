@@ -26,12 +26,12 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import status
 from .asgi import Message
 from .encoding import decode, encode
 from .errors import WebSocketRouteNotFoundError
 
 __all__ = ["RouteNotFound", "TestClient", "TestWebSocket", "WebSocketClosed", "WebSocketDenied"]
-
 
 
 class WebSocketDenied(Exception):
@@ -145,9 +145,11 @@ class TestWebSocket:
         except TimeoutError:
             raise TimeoutError(f"no frame from the server within {limit}s") from None
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
+            raise WebSocketClosed(
+                self.close_code or status.WS_1006_ABNORMAL_CLOSURE, self.close_reason
+            ) from None
         if message["type"] == "websocket.close":
-            self.close_code = message.get("code", 1000)
+            self.close_code = message.get("code", status.WS_1000_NORMAL_CLOSURE)
             self.close_reason = message.get("reason") or ""
             raise WebSocketClosed(self.close_code, self.close_reason)
         return message
@@ -199,7 +201,7 @@ class TestWebSocket:
             except WebSocketClosed as closed:
                 return closed.code, closed.reason
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close from the client side: the app receives ``websocket.disconnect``."""
         if self._client_closed:
             return
@@ -208,6 +210,11 @@ class TestWebSocket:
                 {"type": "websocket.disconnect", "code": code, "reason": reason}
             )
         self._client_closed = True
+
+    @property
+    def closed_by_client(self) -> bool:
+        """True once :meth:`close` was called (the test closed the connection)."""
+        return self._client_closed
 
 
 class TestClient:
@@ -338,18 +345,21 @@ class TestClient:
             try:
                 return await app_in.receive()
             except anyio.EndOfStream:
-                return {"type": "websocket.disconnect", "code": 1006}
+                return {"type": "websocket.disconnect", "code": status.WS_1006_ABNORMAL_CLOSURE}
 
         async def send(message: Message) -> None:
             if (
                 message["type"] == "websocket.close"
                 and ws.close_code is None
-                and not ws._client_closed
+                and not ws.closed_by_client
             ):
                 # As a server does: the peer answers the close, and the app then receives
                 # websocket.disconnect.
                 to_app.send_nowait(
-                    {"type": "websocket.disconnect", "code": message.get("code", 1000)}
+                    {
+                        "type": "websocket.disconnect",
+                        "code": message.get("code", status.WS_1000_NORMAL_CLOSURE),
+                    }
                 )
             try:
                 app_out.send_nowait(message)

@@ -190,7 +190,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``wsgate typescript MODULE:APP [-o FILE]``: write the app's TypeScript types."""
-    from .cli import load_app
+    from .loading import load_app
 
     app = load_app(args.app)
     if not hasattr(app, "plans"):

@@ -24,11 +24,10 @@ import anyio
 from coredis.tokens import PureToken
 
 from ._redis_client import REDIS_ERRORS
+from ._redis_stats import RedisStats
 
 if TYPE_CHECKING:
     import coredis
-
-    from .redis import RedisStats
 
 __all__ = ["MemberCounts", "heartbeat_key", "members_key"]
 

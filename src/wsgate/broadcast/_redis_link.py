@@ -21,11 +21,10 @@ import anyio
 from coredis.patterns.pubsub import PubSub
 
 from ._redis_client import REDIS_ERRORS, redact
+from ._redis_stats import RedisStats
 
 if TYPE_CHECKING:
     import coredis
-
-    from .redis import RedisStats
 
 __all__ = ["PubSubLink", "channel_prefix", "reconnect_delay"]
 

@@ -66,13 +66,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
+from .. import status
 from ..asgi import Message
-from ..datastructures import Counters
 from ..errors import WebSocketError
 from . import _wire
 from ._redis_client import REDIS_ERRORS, open_client, redact
 from ._redis_counts import MemberCounts
 from ._redis_link import PubSubLink, channel_prefix
+from ._redis_stats import RedisStats
 from .memory import BroadcastGroup, Subscriber
 
 if TYPE_CHECKING:
@@ -104,36 +105,7 @@ class BroadcastUnavailableError(WebSocketError):
 
     code = "broadcast_unavailable"
     http_status = 503
-    default_close_code = 1013
-
-
-class RedisStats(Counters):
-    """Counters of a :class:`RedisBroadcastGroup`'s traffic with Redis."""
-
-    __slots__ = (
-        "count_write_failures",
-        "ignored",
-        "link_failures",
-        "publish_failures",
-        "published",
-        "received",
-        "reconnects",
-    )
-    #: Messages PUBLISHed.
-    published: int
-    #: Broadcasts that raised BroadcastUnavailableError (link down or PUBLISH failed).
-    publish_failures: int
-    #: Messages received from other workers and delivered to local members.
-    received: int
-    #: Messages received that were not ours to deliver (foreign or newer format) or
-    #: could not be delivered (logged).
-    ignored: int
-    #: Times the pub/sub connection was lost or could not be opened.
-    link_failures: int
-    #: Times the pub/sub connection was re-established after a failure.
-    reconnects: int
-    #: Failed writes of member counts or heartbeats (retried in the background).
-    count_write_failures: int
+    default_close_code = status.WS_1013_TRY_AGAIN_LATER
 
 
 class RedisBroadcastGroup(BroadcastGroup):

@@ -19,7 +19,10 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("wsgate.client needs httpx-ws: pip install 'wsgate[client]'") from exc
 
-from .connection import ClientStats, Connection, ConnectionState, connect
+import warnings as _warnings
+from typing import Any as _Any
+
+from .connection import ClientConnection, ClientStats, connect
 from .errors import (
     ClientError,
     ConnectError,
@@ -29,16 +32,17 @@ from .errors import (
     RequestError,
 )
 from .policy import ReconnectPolicy
+from .state import ClientState
 from .subscription import Push, Stream, Subscription
 
 __all__ = [
+    "ClientConnection",
     "ClientError",
+    "ClientState",
     "ClientStats",
     "ConnectError",
-    "Connection",
     "ConnectionClosed",
     "ConnectionLost",
-    "ConnectionState",
     "DataValidationError",
     "Push",
     "ReconnectPolicy",
@@ -47,3 +51,19 @@ __all__ = [
     "Subscription",
     "connect",
 ]
+
+#: Old names, importable with a DeprecationWarning: they clashed with the server's
+#: ``wsgate.connection.Connection`` and ``wsgate.state.ConnectionState``.
+_DEPRECATED = {"Connection": "ClientConnection", "ConnectionState": "ClientState"}
+
+
+def __getattr__(name: str) -> _Any:
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _warnings.warn(
+        f"wsgate.client.{name} is deprecated; use wsgate.client.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

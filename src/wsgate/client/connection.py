@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,25 +25,23 @@ import wsproto.utilities
 from anyio.abc import TaskGroup, TaskStatus
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError
 
+from .. import status
 from . import _handshake, _protocol
 from .errors import ConnectError, ConnectionClosed, ConnectionLost
 from .policy import ReconnectPolicy
-from .state import ConnectionState, StateMachine
-from .subscription import Stream, Subscription
+from .state import ClientState, StateMachine
+from .subscription import Stream, Subscribers, Subscription
 
-__all__ = ["ClientStats", "Connection", "ConnectionState", "connect"]
+__all__ = ["ClientConnection", "ClientState", "ClientStats", "connect"]
 
 logger = logging.getLogger("wsgate.client")
 
 T = TypeVar("T")
 
-#: The close code recorded when a connection ends without a close frame.
-ABNORMAL_CLOSURE = 1006
-
 
 @dataclass(frozen=True, slots=True)
 class ClientStats:
-    """Counters of a :class:`Connection` (a snapshot)."""
+    """Counters of a :class:`ClientConnection` (a snapshot)."""
 
     #: Successful handshakes (the first one included).
     connects: int
@@ -62,14 +61,14 @@ def connect(
     reconnect: bool | ReconnectPolicy = True,
     request_timeout: float = 10.0,
     queue_size: int = 100,
-    on_reconnect: Callable[[Connection], Awaitable[object]] | None = None,
-    on_state_change: Callable[[ConnectionState], object] | None = None,
+    on_reconnect: Callable[[ClientConnection], Awaitable[object]] | None = None,
+    on_state_change: Callable[[ClientState], object] | None = None,
     connect_timeout: float = 10.0,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     close_timeout: float = 5.0,
     http_client: httpx.AsyncClient | None = None,
-) -> Connection:
+) -> ClientConnection:
     """A connection to the wsgate endpoint at ``url`` (``ws://``, ``wss://``; the path and
     query string select the gateway and its parameters), to use as ``async with
     connect(url) as conn:``.
@@ -84,12 +83,12 @@ def connect(
     - ``reconnect``: ``True`` for the default :class:`ReconnectPolicy` (0.5 s to 20 s,
       full jitter), a policy of your own, or ``False`` to close for good when the
       connection drops.
-    - ``request_timeout``: the default timeout of :meth:`Connection.request` (seconds).
+    - ``request_timeout``: the default timeout of :meth:`ClientConnection.request` (seconds).
     - ``queue_size``: the default buffer of each subscription and stream.
     - ``on_reconnect(conn)``: awaited in the background after every successful
       reconnect (not the first connect), e.g. to join rooms again; its exceptions are
       logged.
-    - ``on_state_change(state)``: called on every :class:`ConnectionState` change.
+    - ``on_state_change(state)``: called on every :class:`ClientState` change.
     - ``ping_interval`` / ``ping_timeout``: keepalive pings (``None`` disables); a ping
       not answered in time counts as a dropped connection.
     - ``http_client``: an ``httpx.AsyncClient`` to use (e.g. with TLS settings); by
@@ -108,7 +107,7 @@ def connect(
         raise TypeError(
             f"connect(reconnect=...): expected True, False or a ReconnectPolicy, got {reconnect!r}"
         )
-    return Connection(
+    return ClientConnection(
         url,
         headers=dict(headers or {}),
         subprotocols=list(subprotocols) if subprotocols else None,
@@ -125,7 +124,7 @@ def connect(
     )
 
 
-class Connection:
+class ClientConnection:
     """A client connection to a wsgate endpoint; made by :func:`connect`.
 
     Requests, events and streams may be used from several tasks at once. While the
@@ -142,8 +141,8 @@ class Connection:
         policy: ReconnectPolicy | None,
         request_timeout: float,
         queue_size: int,
-        on_reconnect: Callable[[Connection], Awaitable[object]] | None,
-        on_state_change: Callable[[ConnectionState], object] | None,
+        on_reconnect: Callable[[ClientConnection], Awaitable[object]] | None,
+        on_state_change: Callable[[ClientState], object] | None,
         connect_timeout: float,
         ping_interval: float | None,
         ping_timeout: float | None,
@@ -178,7 +177,7 @@ class Connection:
         self._session: AsyncWebSocketSession | None = None
         self._pending: dict[int, _protocol.Pending] = {}
         self._next_id = 0
-        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._subscribers = Subscribers(self._closed_error)
         self._tg: TaskGroup | None = None
         self._supervisor_scope: anyio.CancelScope | None = None
         self._close_request: tuple[int, str] | None = None
@@ -192,23 +191,36 @@ class Connection:
         #: Why the connection is closed for good when a handshake failed (else None).
         self.last_error: ConnectError | None = None
         self._connects = 0
-        self._dropped = 0
         self._late = 0
         self._invalid = 0
 
     # -- state -----------------------------------------------------------------------
 
     @property
-    def state(self) -> ConnectionState:
-        """The current :class:`ConnectionState`."""
+    def connection_state(self) -> ClientState:
+        """Where the connection is in its lifecycle: a :class:`ClientState`
+        (``CONNECTING``, ``OPEN``, ``RECONNECTING``, ``CLOSED``). The name is the one the
+        server's :attr:`wsgate.WebSocket.connection_state` has: ``.state`` is, across
+        wsgate, the user's data bag (``app.state``, ``ws.state``)."""
         return self._machine.state
 
-    def _set_state(self, state: ConnectionState) -> None:
+    @property
+    def state(self) -> ClientState:
+        """Deprecated: use :attr:`connection_state` (``.state`` names the user's data bag
+        elsewhere in wsgate)."""
+        warnings.warn(
+            "ClientConnection.state is deprecated; use conn.connection_state",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._machine.state
+
+    def _set_state(self, state: ClientState) -> None:
         self._machine.move(state)
 
     async def wait_for_state(
-        self, *states: ConnectionState, timeout: float | None = None
-    ) -> ConnectionState:
+        self, *states: ClientState, timeout: float | None = None
+    ) -> ClientState:
         """Wait until the connection is in one of ``states`` and return that state.
 
         Raises :class:`TimeoutError` after ``timeout`` seconds, and
@@ -217,11 +229,11 @@ class Connection:
         scheduled may be missed: wait for states that last (``OPEN``, ``RECONNECTING``,
         ``CLOSED``)."""
         if not states:
-            raise ValueError("wait_for_state(): name at least one ConnectionState")
+            raise ValueError("wait_for_state(): name at least one ClientState")
         try:
             with anyio.fail_after(timeout):
                 while self._machine.state not in states:
-                    if self._machine.state is ConnectionState.CLOSED:
+                    if self._machine.state is ClientState.CLOSED:
                         raise self._closed_error()
                     await self._machine.changed()
         except TimeoutError:
@@ -233,13 +245,13 @@ class Connection:
 
     def statistics(self) -> ClientStats:
         """The connection's counters (a frozen snapshot)."""
-        return ClientStats(self._connects, self._dropped, self._late, self._invalid)
+        return ClientStats(self._connects, self._subscribers.dropped, self._late, self._invalid)
 
     # -- the block -------------------------------------------------------------------
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> ClientConnection:
         if self._tg is not None:
-            raise RuntimeError("a Connection can be entered only once; call connect() again")
+            raise RuntimeError("a ClientConnection can be entered only once; call connect() again")
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         failure: list[BaseException] = []
@@ -265,17 +277,17 @@ class Connection:
         # Shielded and bounded (the close handshake has close_timeout): the exception that
         # ended the block, if any, propagates as it is, not wrapped in a group.
         assert self._tg is not None
-        self._request_close(1000, "")
+        self._request_close(status.WS_1000_NORMAL_CLOSURE, "")
         self._tg.cancel_scope.shield = True
         await self._tg.__aexit__(None, None, None)
 
     def _request_close(self, code: int, reason: str) -> None:
-        if self._close_request is None and self._machine.state is not ConnectionState.CLOSED:
+        if self._close_request is None and self._machine.state is not ClientState.CLOSED:
             self._close_request = (code, reason)
         if self._supervisor_scope is not None:
             self._supervisor_scope.cancel()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection for good with ``code`` and ``reason`` (idempotent) and
         wait until it is ``CLOSED``. Requests still waiting raise
         :class:`ConnectionClosed`; subscriptions and streams end."""
@@ -321,7 +333,7 @@ class Connection:
                             if self.policy is None or not self.policy.reconnects_after_close(code):
                                 return
                         assert self.policy is not None
-                        self._set_state(ConnectionState.RECONNECTING)
+                        self._set_state(ClientState.RECONNECTING)
                         await anyio.sleep(self.policy.delay(failed_attempts))
         finally:
             self._supervisor_scope = None
@@ -355,7 +367,7 @@ class Connection:
         except httpx.HTTPError as exc:
             if self._connects != connects:
                 # The handshake had succeeded: the connection broke, it was not refused.
-                return ABNORMAL_CLOSURE, ""
+                return status.WS_1006_ABNORMAL_CLOSURE, ""
             raise ConnectError(
                 f"cannot connect to {self.url}: {exc or type(exc).__name__}"
             ) from exc
@@ -368,7 +380,7 @@ class Connection:
         self._connects += 1
         try:
             async with anyio.create_task_group() as tg:
-                self._set_state(ConnectionState.OPEN)
+                self._set_state(ClientState.OPEN)
                 if first:
                     task_status.started()
                 elif self._on_reconnect is not None:
@@ -377,7 +389,7 @@ class Connection:
                     result = await self._read(session)
                 except anyio.get_cancelled_exc_class():
                     # The program is closing: say goodbye with its code.
-                    code, reason = self._close_request or (1000, "")
+                    code, reason = self._close_request or (status.WS_1000_NORMAL_CLOSURE, "")
                     with anyio.move_on_after(self._close_timeout, shield=True):
                         await session.close(code, reason or None)
                     raise
@@ -400,7 +412,7 @@ class Connection:
             except WebSocketDisconnect as exc:
                 return exc.code, exc.reason
             except WebSocketNetworkError:
-                return ABNORMAL_CLOSURE, ""
+                return status.WS_1006_ABNORMAL_CLOSURE, ""
             if isinstance(event, wsproto.events.TextMessage):
                 self._on_text(event.data)
             else:
@@ -419,9 +431,7 @@ class Connection:
         if frame.id is not None and isinstance(frame.id, int) and frame.id <= self._next_id:
             self._late += 1  # the reply to a request that gave up waiting
             return
-        for sub in list(self._subscriptions.values()):
-            if sub.events is None or frame.event in sub.events:
-                sub._put(frame.event, frame.data)
+        self._subscribers.deliver(frame.event, frame.data)
 
     def _connection_ended(self, code: int | None, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
@@ -435,18 +445,16 @@ class Connection:
                     reason,
                 )
             )
-        for sub in list(self._subscriptions.values()):
-            sub._dropped_connection(code, reason)
+        self._subscribers.connection_dropped(code, reason)
 
     def _closed_for_good(self) -> None:
         if self._close_request is not None:
             self.close_code, self.close_reason = self._close_request
-        self._set_state(ConnectionState.CLOSED)
+        self._set_state(ClientState.CLOSED)
         pending, self._pending = self._pending, {}
         for p in pending.values():
             p.fail(self._closed_error())
-        for sub in list(self._subscriptions.values()):
-            sub._finish()
+        self._subscribers.close()
         self._stopped.set()
 
     def _closed_error(self) -> ConnectionClosed:
@@ -472,9 +480,9 @@ class Connection:
                 "the connection is not open: use it inside `async with connect(url) as conn:`"
             )
         while True:
-            if self._machine.state is ConnectionState.CLOSED:
+            if self._machine.state is ClientState.CLOSED:
                 raise self._closed_error()
-            if self._machine.state is ConnectionState.OPEN and self._session is not None:
+            if self._machine.state is ClientState.OPEN and self._session is not None:
                 return self._session
             await self._machine.changed()
 
@@ -557,23 +565,10 @@ class Connection:
             await session.send_text(text)
         except (WebSocketNetworkError, wsproto.utilities.LocalProtocolError) as exc:
             raise ConnectionLost(
-                f"the connection was lost while sending {event!r}", ABNORMAL_CLOSURE
+                f"the connection was lost while sending {event!r}", status.WS_1006_ABNORMAL_CLOSURE
             ) from exc
 
     # -- receiving -------------------------------------------------------------------
-
-    def _register(self, sub: Subscription[Any]) -> Callable[[Subscription[Any]], None] | None:
-        if self._machine.state is ConnectionState.CLOSED:
-            sub._finish()
-            return None
-        self._subscriptions[id(sub)] = sub
-        return self._unregister
-
-    def _unregister(self, sub: Subscription[Any]) -> None:
-        self._subscriptions.pop(id(sub), None)
-
-    def _count_dropped(self) -> None:
-        self._dropped += 1
 
     @overload
     def events(
@@ -602,7 +597,7 @@ class Connection:
         dropped and counted in ``dropped``. Replies to requests are never delivered
         here; error frames without an id are, as event ``"error"``.
         """
-        return Subscription(self, events, type, queue_size or self.queue_size)
+        return Subscription(self._subscribers, events, type, queue_size or self.queue_size)
 
     @overload
     def stream(
@@ -650,4 +645,6 @@ class Connection:
         (each ``data`` decoded into ``type`` when given). See :class:`Stream`: there is
         no end-of-stream frame, a lost connection raises :class:`ConnectionLost`, and two
         concurrent streams of one event cannot be told apart."""
-        return Stream(self, event, data, type, timeout, queue_size or self.queue_size)
+        return Stream(
+            self, self._subscribers, event, data, type, timeout, queue_size or self.queue_size
+        )

@@ -6,12 +6,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import status
+
 __all__ = ["ReconnectPolicy"]
 
 #: Close codes after which the client does not reconnect by default (besides
 #: 4000-4999, the application's own codes): 1000 (the server ended the conversation)
 #: and 1008 (policy violation: reconnecting would be refused again).
-FINAL_CLOSE_CODES = frozenset({1000, 1008})
+FINAL_CLOSE_CODES = frozenset({status.WS_1000_NORMAL_CLOSURE, status.WS_1008_POLICY_VIOLATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class ReconnectPolicy:
         frame) is worth reopening."""
         if code is None:
             return True
-        return not (4000 <= code <= 4999 or code in self.final_codes)
+        return not (code in status.WS_APPLICATION_CODES or code in self.final_codes)
 
     def reconnects_after_status(self, status: int | None) -> bool:
         """Whether a handshake refused with HTTP ``status`` (``None``: the server could

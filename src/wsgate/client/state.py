@@ -9,13 +9,15 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["ConnectionState"]
+__all__ = ["ClientState", "StateMachine"]
 
 logger = logging.getLogger("wsgate.client")
 
 
-class ConnectionState(enum.Enum):
-    """Where a :class:`Connection` is.
+class ClientState(enum.Enum):
+    """Where a :class:`~wsgate.client.ClientConnection` is (its lifecycle, read as
+    ``conn.connection_state``; named apart from the server's
+    :class:`wsgate.state.ClientState`).
 
     ``CONNECTING`` (the first handshake) -> ``OPEN`` -> ``RECONNECTING`` (the connection
     dropped; waiting the backoff or trying again) -> ``OPEN`` ... -> ``CLOSED`` (for
@@ -28,9 +30,9 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-_S = ConnectionState
+_S = ClientState
 #: The state changes a connection may make; anything else is a bug.
-_TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
+_TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
     _S.CONNECTING: frozenset({_S.OPEN, _S.CLOSED}),
     _S.OPEN: frozenset({_S.RECONNECTING, _S.CLOSED}),
     _S.RECONNECTING: frozenset({_S.OPEN, _S.CLOSED}),
@@ -39,14 +41,14 @@ _TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 
 
 class StateMachine:
-    """The current :class:`ConnectionState`, its legal changes, and the waiters."""
+    """The current :class:`ClientState`, its legal changes, and the waiters."""
 
-    def __init__(self, on_change: Callable[[ConnectionState], object] | None = None) -> None:
-        self.state = ConnectionState.CONNECTING
+    def __init__(self, on_change: Callable[[ClientState], object] | None = None) -> None:
+        self.state = ClientState.CONNECTING
         self._changed = anyio.Event()
         self._on_change = on_change
 
-    def move(self, state: ConnectionState) -> None:
+    def move(self, state: ClientState) -> None:
         """Change to ``state`` (nothing if already there); :class:`RuntimeError` for a
         change the table does not allow."""
         if state is self.state:

@@ -1,5 +1,7 @@
 """Pushes as async iterators: :class:`Subscription` (``conn.events(...)``) and
-:class:`Stream` (``conn.stream(...)``)."""
+:class:`Stream` (``conn.stream(...)``), and :class:`Subscribers`, the registry of a
+connection's subscriptions that its reader feeds (the only way the connection and its
+subscriptions reach each other)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ import anyio
 import msgspec
 
 from ._protocol import decode_data
-from .errors import ConnectionLost
+from .errors import ConnectionClosed, ConnectionLost
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .connection import ClientConnection
 
-__all__ = ["Push", "Stream", "Subscription"]
+__all__ = ["Push", "Stream", "Subscribers", "Subscription"]
 
 T = TypeVar("T")
 
@@ -37,7 +39,7 @@ class Subscription(Generic[T]):
     """The pushes of some events (every event when none is named), as an async iterator
     of :class:`Push`.
 
-    It is registered as soon as :meth:`Connection.events` returns, so nothing sent after
+    It is registered as soon as :meth:`ClientConnection.events` returns, so nothing sent after
     that is missed, and stays registered across reconnects until it is closed (leaving
     its ``async with`` block, :meth:`close`, or being garbage collected). Iteration ends
     when the connection is closed for good, after the buffered pushes.
@@ -52,14 +54,14 @@ class Subscription(Generic[T]):
 
     def __init__(
         self,
-        conn: Connection,
+        subscribers: Subscribers,
         events: Collection[str] | None,
         type: Any,
         queue_size: int,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
-        self._conn = conn
+        self._subscribers = subscribers
         #: The event names this subscription receives (None: all).
         self.events: frozenset[str] | None = frozenset(events) if events else None
         self.type = type
@@ -72,16 +74,20 @@ class Subscription(Generic[T]):
         self._lost: ConnectionLost | None = None
         #: Set by a stream once its request was answered: a lost connection then ends it.
         self._lost_on_drop = False
-        self._unregister: Callable[[Subscription[Any]], None] | None = conn._register(self)
+        self._unregister: Callable[[Subscription[Any]], None] | None = (
+            subscribers.remove if subscribers.add(self) else None
+        )
 
-    # -- fed by the connection's reader (never blocks) -------------------------------
+    # -- fed by Subscribers (never blocks) ---------------------------------------------
 
-    def _put(self, event: str, data: msgspec.Raw) -> None:
-        if len(self._buffer) == self._buffer.maxlen:
+    def _put(self, event: str, data: msgspec.Raw) -> bool:
+        """Buffer a push; True if the oldest one was dropped to make room."""
+        full = len(self._buffer) == self._buffer.maxlen
+        if full:
             self.dropped += 1
-            self._conn._count_dropped()
         self._buffer.append((event, data))
         self._wakeup.set()
+        return full
 
     def _dropped_connection(self, code: int | None, reason: str) -> None:
         if self._lost_on_drop and self._lost is None:
@@ -122,7 +128,7 @@ class Subscription(Generic[T]):
         except StopAsyncIteration:
             if self._closed_by_user:
                 raise RuntimeError("receive(): this subscription was closed") from None
-            raise self._conn._closed_error() from None
+            raise self._subscribers.closed_error() from None
 
     def close(self) -> None:
         """Stop receiving pushes (idempotent); buffered ones can still be iterated."""
@@ -149,6 +155,59 @@ class Subscription(Generic[T]):
             unregister(self)
 
 
+class Subscribers:
+    """The subscriptions of one client connection (internal: made by the connection,
+    given to each :class:`Subscription` it makes). The connection's reader delivers
+    pushes through it and tells it when the connection drops or closes for good.
+
+    :param closed_error: Makes the :class:`ConnectionClosed` that says why the
+        connection is closed for good.
+    """
+
+    def __init__(self, closed_error: Callable[[], ConnectionClosed]) -> None:
+        self._subscriptions: dict[int, Subscription[Any]] = {}
+        self._closed = False
+        self._closed_error = closed_error
+        #: Pushes dropped because a subscription's buffer was full.
+        self.dropped = 0
+
+    def add(self, sub: Subscription[Any]) -> bool:
+        """Register ``sub``; False (and ``sub`` finished at once) if the connection is
+        closed for good."""
+        if self._closed:
+            sub._finish()  # noqa: SLF001 - this module's own class
+            return False
+        self._subscriptions[id(sub)] = sub
+        return True
+
+    def remove(self, sub: Subscription[Any]) -> None:
+        """Unregister ``sub`` (nothing if it is not registered)."""
+        self._subscriptions.pop(id(sub), None)
+
+    def deliver(self, event: str, data: msgspec.Raw) -> None:
+        """Buffer a push in every subscription of ``event`` (never blocks)."""
+        for sub in list(self._subscriptions.values()):
+            if (sub.events is None or event in sub.events) and sub._put(event, data):  # noqa: SLF001
+                self.dropped += 1
+
+    def connection_dropped(self, code: int | None, reason: str) -> None:
+        """The connection dropped (it may reconnect): running streams end with
+        :class:`ConnectionLost`."""
+        for sub in list(self._subscriptions.values()):
+            sub._dropped_connection(code, reason)  # noqa: SLF001 - this module's own class
+
+    def close(self) -> None:
+        """The connection is closed for good: every subscription ends after its buffered
+        pushes, and later ones end at once."""
+        self._closed = True
+        for sub in list(self._subscriptions.values()):
+            sub._finish()  # noqa: SLF001 - this module's own class
+
+    def closed_error(self) -> ConnectionClosed:
+        """The error that says why the connection is closed for good."""
+        return self._closed_error()
+
+
 class Stream(Generic[T]):
     """The items of an async-generator handler, as an async iterator of their ``data``.
 
@@ -163,7 +222,8 @@ class Stream(Generic[T]):
 
     def __init__(
         self,
-        conn: Connection,
+        conn: ClientConnection,
+        subscribers: Subscribers,
         event: str,
         data: Any,
         type: Any,
@@ -174,7 +234,7 @@ class Stream(Generic[T]):
         self.event = event
         self._data = data
         self._timeout = timeout
-        self._sub: Subscription[T] = Subscription(conn, (event,), type, queue_size)
+        self._sub: Subscription[T] = Subscription(subscribers, (event,), type, queue_size)
         self._started = False
 
     @property
@@ -193,7 +253,7 @@ class Stream(Generic[T]):
             except BaseException:
                 self._sub.close()
                 raise
-            self._sub._lost_on_drop = True
+            self._sub._lost_on_drop = True  # noqa: SLF001 - this module's own class
         push = await self._sub.__anext__()
         return push.data
 

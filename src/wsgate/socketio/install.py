@@ -1,6 +1,9 @@
 """Turning ``@socketio_controller`` / ``@engineio_controller`` classes into what the App
 serves: one Engine.IO endpoint per path, reached by a generated WebSocket gateway and an
-HTTP mount, and the providers (``SocketIOServer``, the runtime entered at lifespan)."""
+HTTP mount, and the providers (``SocketIOServer``, the runtime entered at lifespan).
+
+A plug-in (:mod:`wsgate.plugins`), registered when this module is imported: it takes the
+controllers out of ``App(gateways=[...])``, so the App itself knows nothing of Socket.IO."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from anyio.abc import TaskGroup
 from ..broadcast import BroadcastGroup
 from ..errors import ConfigurationError
 from ..gateway import on_connect, ws_controller
+from ..plugins import AppSetup, register
 from ..websocket import WebSocket
 from .controllers import EngineIOMeta, EngineOptions, SocketIOMeta, controller_meta
 from .engine import EngineIOEndpoint
@@ -204,7 +208,7 @@ class SocketIOSetup:
                     )
                 app = SocketIOEndpoint(path, namespaces, first.connect_timeout_ms / 1000)
                 assert self.server is not None
-                self.server._add(app)
+                self.server.add_endpoint(app)
             endpoint = EngineIOEndpoint(path, options, app)
             self.endpoints.append(endpoint)
             self.runtime.endpoints.append(endpoint)
@@ -213,3 +217,34 @@ class SocketIOSetup:
         """Serve the endpoints' polling transport through the App's HTTP mounts."""
         for ep in self.endpoints:
             app.mount_http(ep.path, ep)
+
+    def own_origin_paths(self) -> list[str]:
+        """The paths whose endpoints check ``Origin`` themselves (``cors_allowed_origins``
+        given)."""
+        return [
+            path
+            for path, entries in self.by_path.items()
+            if entries[0][1].engine.cors_allowed_origins is not None
+        ]
+
+    def build(self, container: Container) -> list[type]:
+        """:meth:`install` with ``container``, then the generated gateways."""
+        self.install(container)
+        return self.gateways()
+
+
+def plugin(setup: AppSetup) -> None:
+    """The Socket.IO / Engine.IO plug-in: takes the controllers out of the App's gateways
+    and adds their providers, generated gateways and polling mounts."""
+    controllers = setup.take_gateways(lambda g: controller_meta(g) is not None)
+    if not controllers:
+        return
+    sio = SocketIOSetup(controllers)
+    setup.provide(*sio.providers)
+    for path in sio.own_origin_paths():
+        setup.checks_own_origin(path)
+    setup.add_gateways(sio.build)
+    setup.on_built(sio.mount)
+
+
+register("socketio", plugin)

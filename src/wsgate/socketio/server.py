@@ -300,8 +300,8 @@ class SocketIOConnection:
         the Engine.IO close, as the reference server's ``disconnect(true)`` does."""
         client = self._client
         for conn in list(client.sockets.values()):
-            if conn._connected and not conn._gone:
-                await conn._send(SocketIOPacket(T.DISCONNECT, conn.namespace))
+            if conn._connected and not conn._gone:  # noqa: SLF001
+                await conn._send(SocketIOPacket(T.DISCONNECT, conn.namespace))  # noqa: SLF001
             await client.drop(conn, "server namespace disconnect")
         client.session.close("forced server close")
 
@@ -325,22 +325,22 @@ class _Client:
     async def drop(self, conn: SocketIOConnection, reason: str) -> None:
         """End one namespace connection: rooms, pending calls, recovery, hook."""
         self.leaving.pop(conn, None)
-        if conn._gone:
+        if conn._gone:  # noqa: SLF001
             return
-        conn._gone = True
+        conn._gone = True  # noqa: SLF001
         if self.sockets.get(conn.namespace) is conn:
             del self.sockets[conn.namespace]
-        ns = conn._ns
-        was_connected = conn._connected
+        ns = conn._ns  # noqa: SLF001
+        was_connected = conn._connected  # noqa: SLF001
         await ns.rooms.unsubscribe_all(conn)
-        for done, _ in list(conn._acks.values()):
+        for done, _ in list(conn._acks.values()):  # noqa: SLF001
             done.set()
         if not was_connected:
             return
         if ns.recovery is not None and conn.pid is not None and reason in RECOVERABLE:
             now = time.monotonic()
             ns.prune(now)
-            ns.saved[conn.pid] = _Saved(conn.sid, tuple(conn._rooms), conn.state, now + ns.recovery)
+            ns.saved[conn.pid] = _Saved(conn.sid, tuple(conn._rooms), conn.state, now + ns.recovery)  # noqa: SLF001
         handler = ns.handlers.get("disconnect")
         if handler is not None:
             try:
@@ -406,7 +406,7 @@ class SocketIOEndpoint:
             session.close("forced close")
             return
         if kind is T.ACK:
-            conn._ack_received(packet.id, packet.data)
+            conn._ack_received(packet.id, packet.data)  # noqa: SLF001
         elif kind is T.EVENT:
             session.submit(lambda: self._event(conn, packet))
         elif kind is T.DISCONNECT:
@@ -418,7 +418,7 @@ class SocketIOEndpoint:
     # -- work ------------------------------------------------------------------------------
 
     async def _connect(self, client: _Client, conn: SocketIOConnection) -> Reply | None:
-        ns = conn._ns
+        ns = conn._ns  # noqa: SLF001
         auth = conn.auth if isinstance(conn.auth, dict) else {}
         missed: list[list[Any]] = []
         if ns.recovery is not None:
@@ -431,7 +431,7 @@ class SocketIOEndpoint:
             conn.instance = ns.cls(**ns.ctor_kwargs)
             await conn.join(conn.sid)
             await ns.rooms.subscribe(ns.group(None), conn)
-            for room in list(conn._rooms):
+            for room in list(conn._rooms):  # noqa: SLF001
                 await ns.rooms.subscribe(ns.group(room), conn)
             handler = ns.handlers.get("connect")
             if handler is not None:
@@ -442,19 +442,19 @@ class SocketIOEndpoint:
             else:
                 logger.exception("Socket.IO connect handler of %s failed", ns.cls.__qualname__)
                 data = {"message": "internal server error"}
-            conn._buffer = None
+            conn._buffer = None  # noqa: SLF001
             await client.drop(conn, "server namespace disconnect")
             await client.send(SocketIOPacket(T.CONNECT_ERROR, ns.name, data))
             return None
-        if conn._gone or not client.session.open:
+        if conn._gone or not client.session.open:  # noqa: SLF001
             return None
         payload: dict[str, Any] = {"sid": conn.sid}
         if conn.pid is not None:
             payload["pid"] = conn.pid
         frames = _frames(SocketIOPacket(T.CONNECT, ns.name, payload))
         client.session.set_timer(None)
-        conn._connected = True
-        buffered, conn._buffer = conn._buffer or [], None
+        conn._connected = True  # noqa: SLF001
+        buffered, conn._buffer = conn._buffer or [], None  # noqa: SLF001
         for missed_data in missed:
             frames += _frames(SocketIOPacket(T.EVENT, ns.name, missed_data))
         for message in buffered:
@@ -487,15 +487,15 @@ class SocketIOEndpoint:
         conn.pid = pid
         conn.state = saved.state
         conn.recovered = True
-        conn._rooms = rooms
+        conn._rooms = rooms  # noqa: SLF001
         return missed
 
     async def _event(self, conn: SocketIOConnection, packet: SocketIOPacket) -> Reply | None:
-        if conn._gone:
+        if conn._gone:  # noqa: SLF001
             return None
         data = packet.data
         event, args = data[0], data[1:]
-        ns = conn._ns
+        ns = conn._ns  # noqa: SLF001
         handler = ns.handlers.get(event) if isinstance(event, str) else None
         ack_id = packet.id
         if handler is None:
@@ -505,21 +505,21 @@ class SocketIOEndpoint:
             result = await handler.call(conn.instance, conn, args)
         except ArgumentError as exc:
             if ack_id is not None:
-                return conn._ack_reply(ack_id, _error("validation_error", exc.message, exc.detail))
+                return conn._ack_reply(ack_id, _error("validation_error", exc.message, exc.detail))  # noqa: SLF001
             logger.warning("Socket.IO event %r on %s: %s", event, ns.name, exc.message)
             return None
         except WebSocketError as exc:
             if ack_id is not None:
-                return conn._ack_reply(ack_id, _error(exc.code, exc.message, exc.detail))
+                return conn._ack_reply(ack_id, _error(exc.code, exc.message, exc.detail))  # noqa: SLF001
             return None
         except Exception:
             logger.exception("Socket.IO handler %s failed", handler.qualname)
             if ack_id is not None:
-                return conn._ack_reply(ack_id, _error("internal_error", "internal server error"))
+                return conn._ack_reply(ack_id, _error("internal_error", "internal server error"))  # noqa: SLF001
             return None
         if ack_id is not None:
             # Sent by the task that ran this (the reader itself when nothing suspended).
-            return conn._ack_reply(ack_id, result)
+            return conn._ack_reply(ack_id, result)  # noqa: SLF001
         return None
 
     # -- broadcasting ------------------------------------------------------------------------
@@ -561,7 +561,8 @@ class SocketIOServer:
     def __init__(self, endpoints: Iterable[SocketIOEndpoint] = ()) -> None:
         self._endpoints: list[SocketIOEndpoint] = list(endpoints)
 
-    def _add(self, endpoint: SocketIOEndpoint) -> None:
+    def add_endpoint(self, endpoint: SocketIOEndpoint) -> None:
+        """Serve ``endpoint``'s namespaces too (called once per path as the App is built)."""
         self._endpoints.append(endpoint)
 
     def _namespace(self, namespace: str, path: str | None) -> tuple[SocketIOEndpoint, Namespace]:

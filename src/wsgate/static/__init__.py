@@ -1,5 +1,8 @@
 """The browser client, ``wsgate.js`` and its types ``wsgate.d.ts``, shipped in this
-directory as package data and served by ``App(client_path="/wsgate.js")``."""
+directory as package data and served by ``App(client_path="/wsgate.js")``.
+
+A plug-in (:mod:`wsgate.plugins`), registered when this module is imported: it reads the
+App's ``client_path`` option and mounts the two files."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..asgi import Receive, Scope, Send
 from ..errors import ConfigurationError
+from ..plugins import AppSetup, register
 
 if TYPE_CHECKING:
     from ..app import App
@@ -98,3 +102,13 @@ async def _respond(
         ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def plugin(setup: AppSetup) -> None:
+    """The browser-client plug-in: ``App(client_path=...)`` serves ``wsgate.js`` there."""
+    client_path = setup.option("client_path")
+    if client_path is not None:
+        setup.on_built(lambda app: mount_client(app, client_path))
+
+
+register("static", plugin)
