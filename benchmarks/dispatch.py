@@ -75,7 +75,7 @@ from benchmarks._common import (
     rotated,
 )
 from wsgate import App, Json, on_message, ws_controller
-from wsgate.session import Session
+from wsgate.session import Session, SessionConfig
 from wsgate.testing import TestClient, TestWebSocket
 
 __all__ = ["main", "run"]
@@ -295,7 +295,12 @@ class _Conn:
         # A second Session on the same connection: same plan, same WebSocket, same
         # connection as the one the runtime built.
         self.conn = app._connections[ws]
-        self.session = Session(app.plans[0], app, self.conn, ws)
+        self.session = Session(
+            app.plans[0],
+            SessionConfig(app.config.max_json_depth, app.config.max_streams),
+            self.conn,
+            ws,
+        )
 
     async def handle_only(self, n: int) -> float:
         handle, message = self.session.handle, MESSAGE

@@ -38,7 +38,7 @@ from .plan import GatewayPlan, compile_gateway
 from .plugins import AppSetup, plugins
 from .queues import Overflow
 from .routing import Router
-from .session import Session
+from .session import Session, SessionConfig
 from .state import Event, Phase, Receiver, truncate_reason
 from .stats import Stats
 from .websocket import WebSocket, WebSocketState
@@ -229,6 +229,7 @@ class App:
         self.config = cfg = AppConfig(**options)
         frames, per = cfg.rate_limit or (0, 1.0)
         self._limits = Limits(cfg.max_frame_bytes, frames, per)
+        self._session_config = SessionConfig(cfg.max_json_depth, cfg.max_streams)
         #: App-wide state, also reachable as ``ws.app_state``: the user's data bag.
         #: (``.state`` is the user's bag on every public wsgate object; a lifecycle is
         #: ``connection_state``.)
@@ -489,7 +490,9 @@ class App:
         try:
             deps = ConnectionDependencies(plan) if plan.dependencies else None
             try:
-                session = Session(plan, self, conn, ws, None if deps is None else deps.values)
+                session = Session(
+                    plan, self._session_config, conn, ws, None if deps is None else deps.values
+                )
             except Exception as exc:
                 logger.exception("could not build gateway %s for %s", plan.name, ws.path)
                 await _refuse(conn, ws, exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +44,11 @@ from .plan import MISSING, GatewayPlan, HandlerPlan, Kind, Param
 from .state import Phase, truncate_reason
 
 if TYPE_CHECKING:
-    from .app import App
     from .asgi import Message
     from .connection import Connection
     from .websocket import WebSocket
 
-__all__ = ["Routed", "Session", "route"]
+__all__ = ["Routed", "Session", "SessionConfig", "route"]
 
 logger = logging.getLogger("wsgate")
 _NULL_DATA = b"null"
@@ -148,18 +148,30 @@ _NO_VALUES: dict[Any, Any] = {}
 _NO_ENTRIES: dict[str, Entry] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What a session needs of the App's configuration, and no more."""
+
+    #: Nesting depth at which a frame's JSON is refused (``AppConfig.max_json_depth``).
+    max_json_depth: int
+    #: Streams (async-generator handlers) one connection may run at once
+    #: (``AppConfig.max_streams``).
+    max_streams: int
+
+
 class Session:
     """One connection's gateway instance, bound methods and connection-constant arguments."""
 
     __slots__ = (
         "_entries",
-        "app",
         "concurrency",
+        "config",
         "conn",
         "instance",
         "max_depth",
         "plan",
         "sequential",
+        "stats",
         "streams",
         "values",
         "ws",
@@ -168,14 +180,16 @@ class Session:
     def __init__(
         self,
         plan: GatewayPlan,
-        app: App,
+        config: SessionConfig,
         conn: Connection,
         ws: WebSocket,
         values: dict[Any, Any] | None = None,
     ) -> None:
         self.plan = plan
-        self.app = app
+        self.config = config
         self.conn = conn
+        #: The App's counters (the connection's).
+        self.stats = conn.stats
         self.ws = ws
         #: The connection's per-connection dependency results, by type.
         self.values = _NO_VALUES if values is None else values
@@ -184,7 +198,7 @@ class Session:
         #: Handlers of one connection that may run at once (``@ws_controller(concurrency=)``).
         self.concurrency = plan.meta.concurrency
         self.sequential = self.concurrency == 1
-        self.max_depth = app.config.max_json_depth
+        self.max_depth = config.max_json_depth
         #: Streams (async-generator handlers) running on this connection.
         self.streams = 0
 
@@ -230,10 +244,10 @@ class Session:
                 if g.is_async or inspect.isawaitable(result):
                     result = await result
             except WebSocketError:
-                self.app.stats.forbidden_frames += 1
+                self.stats.forbidden_frames += 1
                 raise
             if result is False:
-                self.app.stats.forbidden_frames += 1
+                self.stats.forbidden_frames += 1
                 event = frame.event if frame is not None else BINARY
                 raise WebSocketForbiddenError(f"not allowed to send {event!r}")
 
@@ -260,7 +274,7 @@ class Session:
         if h is None:
             code, text, detail = extra  # type: ignore[misc]
             if code == "invalid_frame":
-                self.app.stats.invalid_frames += 1
+                self.stats.invalid_frames += 1
             return encode_error(frame_id, code, text, detail)
         frame: Frame | None = extra  # type: ignore[assignment]
         data: bytes | None = None if frame is not None else (message.get("bytes") or b"")
@@ -345,7 +359,7 @@ class Session:
     ) -> bytes | StartStream:
         """Run an async-generator handler's stream beside the dispatcher; the request is
         answered (with null) before the stream's first item."""
-        limit = self.app.config.max_streams
+        limit = self.config.max_streams
         if self.streams >= limit:
             await agen.aclose()
             return encode_error(
