@@ -299,3 +299,44 @@ def test_session_failed_upgrade() -> None:
 
 def test_session_parse_error() -> None:
     assert _session().protocol_error() == [SessionClosed("parse error")]
+
+
+def test_session_phases_follow_the_table_through_an_upgrade() -> None:
+    from wsgate.socketio.engineio_state import TRANSITIONS, SessionEvent, SessionPhase
+
+    s = _session()
+    assert (s.phase, s.transport, s.upgrading) == (SessionPhase.POLLING, "polling", False)
+    s.start_upgrade()
+    assert (s.phase, s.upgrading) == (SessionPhase.UPGRADING, True)
+    assert not s.can_upgrade()  # a second WebSocket cannot take it over
+    frames, events = s.upgrade_packet(EngineIOPacket(E.PING, "probe"))
+    assert (frames, events) == (["3probe"], [])
+    assert s.upgrade_packet(EngineIOPacket(E.UPGRADE)) == ([], [Upgraded()])
+    assert (s.phase, s.transport, s.upgrading) == (SessionPhase.WEBSOCKET, "websocket", False)
+    with pytest.raises(RuntimeError, match="cannot be upgraded"):
+        s.start_upgrade()
+    # Every open phase can close, and a closed session moves nowhere but an upgrade's end.
+    for phase in (SessionPhase.POLLING, SessionPhase.UPGRADING, SessionPhase.WEBSOCKET):
+        assert TRANSITIONS[phase, SessionEvent.PING_TIMEOUT].next is SessionPhase.CLOSED
+    assert {e for (p, e) in TRANSITIONS if p is SessionPhase.CLOSED} == {
+        SessionEvent.UPGRADE_FAILED
+    }
+
+
+def test_an_upgrade_fails_back_to_polling_and_a_session_closed_meanwhile_fails_it() -> None:
+    from wsgate.socketio.engineio_state import SessionPhase
+
+    s = _session()
+    s.start_upgrade()
+    assert s.upgrade_packet(EngineIOPacket(E.MESSAGE, "x")) == ([], [UpgradeFailed()])
+    assert (s.phase, s.transport) == (SessionPhase.POLLING, "polling")
+    s.start_upgrade()
+    s.abandon_upgrade()  # the probing WebSocket went away
+    assert s.phase is SessionPhase.POLLING and s.can_upgrade()
+    with pytest.raises(RuntimeError, match="not a legal event"):
+        s.abandon_upgrade()  # no upgrade in progress
+    s.start_upgrade()
+    assert s.transport_closed() == [SessionClosed("transport close")]
+    # The probing WebSocket's upgrade packet after the close fails the upgrade.
+    assert s.upgrade_packet(EngineIOPacket(E.UPGRADE)) == ([], [UpgradeFailed()])
+    assert (s.phase, s.state) == (SessionPhase.CLOSED, EngineIOSessionState.CLOSED)

@@ -18,16 +18,21 @@ always passed in, so it is tested without clocks or sockets.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import msgspec
 
 from .engineio_protocol import EngineIOPacket, EngineIOPacketType, encode_packet
 
 __all__ = [
+    "TRANSITIONS",
     "EngineIOSession",
     "EngineIOSessionState",
+    "SessionEvent",
+    "SessionPhase",
+    "Transition",
     "MessageReceived",
     "SessionClosed",
     "UpgradeFailed",
@@ -44,6 +49,72 @@ class EngineIOSessionState(enum.Enum):
     OPEN = "open"
     #: Closed by either side (a server close leaves its close packet in ``outgoing``).
     CLOSED = "closed"
+
+
+class SessionPhase(enum.Enum):
+    """The session's place in its life, transport included: the rows of
+    :data:`TRANSITIONS`."""
+
+    #: Open over HTTP long-polling.
+    POLLING = "polling"
+    #: Open over polling while a WebSocket probes to take it over.
+    UPGRADING = "upgrading"
+    #: Open over a WebSocket.
+    WEBSOCKET = "websocket"
+    #: Closed by either side.
+    CLOSED = "closed"
+
+
+class SessionEvent(enum.Enum):
+    """What moves a session between phases."""
+
+    #: A WebSocket arrived with this session's id.
+    UPGRADE_STARTED = "upgrade started"
+    #: The upgrade packet arrived on the probing WebSocket.
+    UPGRADE_COMPLETED = "upgrade completed"
+    #: The probing WebSocket sent something else, or went away.
+    UPGRADE_FAILED = "upgrade failed"
+    #: The client sent a close packet, or its transport closed.
+    TRANSPORT_CLOSED = "transport closed"
+    #: The client sent something that is not a packet, or a ping.
+    PROTOCOL_ERROR = "protocol error"
+    #: No pong within ``ping_timeout``.
+    PING_TIMEOUT = "ping timeout"
+    #: The server closes the session.
+    SERVER_CLOSE = "server close"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of :data:`TRANSITIONS`: the phase after the event. (What a move does
+    besides, queueing or dropping frames and reporting events, is the method's that
+    makes it: :meth:`EngineIOSession.close` and the others.)"""
+
+    next: SessionPhase
+    actions: tuple[enum.Enum, ...] = ()
+
+
+def _transitions() -> dict[tuple[SessionPhase, SessionEvent], Transition]:
+    P, E = SessionPhase, SessionEvent
+    closing = (E.TRANSPORT_CLOSED, E.PROTOCOL_ERROR, E.PING_TIMEOUT, E.SERVER_CLOSE)
+    table = {
+        (phase, event): Transition(P.CLOSED)
+        for phase in (P.POLLING, P.UPGRADING, P.WEBSOCKET)
+        for event in closing
+    }
+    table[P.POLLING, E.UPGRADE_STARTED] = Transition(P.UPGRADING)
+    table[P.UPGRADING, E.UPGRADE_COMPLETED] = Transition(P.WEBSOCKET)
+    table[P.UPGRADING, E.UPGRADE_FAILED] = Transition(P.POLLING)
+    # The probing WebSocket may fail or go away after the session closed.
+    table[P.CLOSED, E.UPGRADE_FAILED] = Transition(P.CLOSED)
+    return table
+
+
+#: Every legal move of a session's phase: ``(phase, event) -> Transition``. Anything
+#: else raises ``RuntimeError``; closing a closed session is simply ignored.
+TRANSITIONS: Mapping[tuple[SessionPhase, SessionEvent], Transition] = MappingProxyType(
+    _transitions()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +159,16 @@ class EngineIOSession:
         "_ping_deadline",
         "_ping_due",
         "_refreshed",
+        "_transport",
         "capacity",
         "close_reason",
         "max_payload",
         "on_output",
         "outgoing",
+        "phase",
         "ping_interval",
         "ping_timeout",
         "sid",
-        "state",
-        "transport",
-        "upgrading",
     )
 
     def __init__(
@@ -117,13 +187,13 @@ class EngineIOSession:
         if transport not in ("polling", "websocket"):
             raise ValueError(f"unknown transport {transport!r}")
         self.sid = sid
-        self.transport = transport
+        #: Where the session is (:class:`SessionPhase`); moved only by :meth:`_move`.
+        self.phase = SessionPhase.POLLING if transport == "polling" else SessionPhase.WEBSOCKET
+        self._transport = transport
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_payload = max_payload
         self.capacity = capacity
-        self.state = EngineIOSessionState.OPEN
-        self.upgrading = False
         self.close_reason: str | None = None
         self.outgoing: list[Frame] = []
         self.on_output = on_output
@@ -138,6 +208,37 @@ class EngineIOSession:
             "maxPayload": max_payload,
         }
         self._queue(EngineIOPacket(T.OPEN, msgspec.json.encode(handshake).decode()))
+
+    # -- the phase -----------------------------------------------------------------------
+
+    def _move(self, event: SessionEvent) -> Transition:
+        move = TRANSITIONS.get((self.phase, event))
+        if move is None:
+            raise RuntimeError(
+                f"{event.value!r} is not a legal event while the session is {self.phase.value}"
+            )
+        self.phase = move.next
+        if move.next is SessionPhase.WEBSOCKET:
+            self._transport = "websocket"
+        return move
+
+    @property
+    def state(self) -> EngineIOSessionState:
+        """OPEN or CLOSED."""
+        if self.phase is SessionPhase.CLOSED:
+            return EngineIOSessionState.CLOSED
+        return EngineIOSessionState.OPEN
+
+    @property
+    def transport(self) -> str:
+        """``"polling"`` or ``"websocket"``: what carries the session (the last one, once
+        closed)."""
+        return self._transport
+
+    @property
+    def upgrading(self) -> bool:
+        """True while a WebSocket probes to take the session over."""
+        return self.phase is SessionPhase.UPGRADING
 
     # -- output ------------------------------------------------------------------------
 
@@ -194,7 +295,7 @@ class EngineIOSession:
             self._ping_due = now + self.ping_interval
             return []
         if kind is T.PING:
-            return self._close("transport error")
+            return self._close("transport error", SessionEvent.PROTOCOL_ERROR)
         if kind is T.MESSAGE:
             return [MessageReceived(packet.data)]
         if kind is T.CLOSE:
@@ -203,7 +304,7 @@ class EngineIOSession:
 
     def protocol_error(self) -> list[Event]:
         """The transport received something that is not a packet."""
-        return self._close("parse error")
+        return self._close("parse error", SessionEvent.PROTOCOL_ERROR)
 
     def transport_closed(self, reason: str = "transport close") -> list[Event]:
         """The transport went away (the WebSocket closed, a poll was abandoned)."""
@@ -225,7 +326,7 @@ class EngineIOSession:
             return []
         if self._ping_deadline is not None:
             if now >= self._ping_deadline:
-                return self._close("ping timeout")
+                return self._close("ping timeout", SessionEvent.PING_TIMEOUT)
             return []
         if self._ping_due is not None and now >= self._ping_due:
             # The pong is due ping_timeout after the ping was due, not after this
@@ -242,18 +343,14 @@ class EngineIOSession:
 
     def can_upgrade(self) -> bool:
         """True if a WebSocket may take this session over now."""
-        return (
-            self.state is EngineIOSessionState.OPEN
-            and self.transport == "polling"
-            and not self.upgrading
-        )
+        return (self.phase, SessionEvent.UPGRADE_STARTED) in TRANSITIONS
 
     def start_upgrade(self) -> None:
         """A WebSocket arrived with this session's id. Raises ``RuntimeError`` if the
         session cannot be upgraded (see :meth:`can_upgrade`)."""
         if not self.can_upgrade():
             raise RuntimeError("this session cannot be upgraded")
-        self.upgrading = True
+        self._move(SessionEvent.UPGRADE_STARTED)
 
     def upgrade_packet(self, packet: EngineIOPacket) -> tuple[list[Frame], list[Event]]:
         """A packet on the upgrading WebSocket: frames to write to it, and events.
@@ -261,20 +358,21 @@ class EngineIOSession:
         ``2probe`` is answered ``3probe``; ``5`` completes the upgrade (the session's
         queued frames then belong to the WebSocket); anything else fails the upgrade.
         """
-        if not self.upgrading:
+        phase = self.phase
+        if phase is not SessionPhase.UPGRADING and phase is not SessionPhase.CLOSED:
             raise RuntimeError("no upgrade in progress")
-        if packet.type is T.PING and packet.data == "probe":
-            return [encode_packet(EngineIOPacket(T.PONG, "probe"))], []
-        if packet.type is T.UPGRADE and self.state is not EngineIOSessionState.CLOSED:
-            self.upgrading = False
-            self.transport = "websocket"
-            return [], [Upgraded()]
-        self.upgrading = False
+        if phase is SessionPhase.UPGRADING:
+            if packet.type is T.PING and packet.data == "probe":
+                return [encode_packet(EngineIOPacket(T.PONG, "probe"))], []
+            if packet.type is T.UPGRADE:
+                self._move(SessionEvent.UPGRADE_COMPLETED)
+                return [], [Upgraded()]
+        self._move(SessionEvent.UPGRADE_FAILED)
         return [], [UpgradeFailed()]
 
     def abandon_upgrade(self) -> None:
         """The upgrading WebSocket went away before the upgrade packet."""
-        self.upgrading = False
+        self._move(SessionEvent.UPGRADE_FAILED)
 
     # -- closing -----------------------------------------------------------------------
 
@@ -285,12 +383,17 @@ class EngineIOSession:
             return []
         if self.transport == "polling":
             self._queue(EngineIOPacket(T.CLOSE))
-        return self._close(reason, keep_output=True)
+        return self._close(reason, SessionEvent.SERVER_CLOSE, keep_output=True)
 
-    def _close(self, reason: str, keep_output: bool = False) -> list[Event]:
-        if self.state is EngineIOSessionState.CLOSED:
+    def _close(
+        self,
+        reason: str,
+        event: SessionEvent = SessionEvent.TRANSPORT_CLOSED,
+        keep_output: bool = False,
+    ) -> list[Event]:
+        if self.phase is SessionPhase.CLOSED:
             return []
-        self.state = EngineIOSessionState.CLOSED
+        self._move(event)
         self.close_reason = reason
         self._ping_due = self._ping_deadline = None
         if not keep_output:
