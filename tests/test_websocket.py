@@ -237,6 +237,23 @@ async def test_send_type_errors() -> None:
         assert (await ws.receive_text()).startswith("send_bytes() takes bytes, not str")
 
 
+async def test_a_raw_close_through_send_is_refused_with_the_way_to_close() -> None:
+    async def body(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            await ws.send({"type": "websocket.close", "code": 1000})
+        except ValueError as exc:
+            await ws.send_text(str(exc))
+        await ws.close(4002, "closed properly")
+
+    app = App(gateways=[owning("/", body)])
+    async with TestClient(app) as client, client.websocket_connect("/") as ws:
+        assert "close the connection with ws.close(code, reason)" in await ws.receive_text()
+        with pytest.raises(WebSocketClosed) as closed:
+            await ws.receive_text()
+        assert (closed.value.code, closed.value.reason) == (4002, "closed properly")
+
+
 async def test_close_is_idempotent_and_keeps_code_and_reason() -> None:
     seen: list[tuple[int | None, str]] = []
 

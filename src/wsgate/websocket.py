@@ -330,7 +330,13 @@ class WebSocket:
         """Send a raw ASGI ``websocket.send`` message after what is queued; waits while
         the outbox is full. Raises :class:`~wsgate.errors.WebSocketDisconnect` if the
         peer has left, :class:`~wsgate.errors.WebSocketStateError` if the connection is
-        not open."""
+        not open; :class:`ValueError` for any other message type (close with
+        :meth:`close`, so the lifecycle knows)."""
+        if message.get("type") != "websocket.send":
+            raise ValueError(
+                f"send() takes 'websocket.send' messages, not {message.get('type')!r}; "
+                "close the connection with ws.close(code, reason)"
+            )
         await self._conn.send(message)
 
     async def send_text(self, data: str) -> None:
