@@ -122,17 +122,26 @@ async def test_a_reply_that_does_not_match_the_type_raises_a_clear_error(server:
         assert err.value.data == b'{"x":1,"y":"two"}'
 
 
-async def test_a_timed_out_request_raises_and_its_late_reply_is_discarded(server: str) -> None:
-    async with connect(f"{server}/svc", request_timeout=0.2) as conn:
-        with pytest.raises(TimeoutError, match="no reply to 'slow' within 0.2 s"):
-            await conn.request("slow", 0.5)
-        # The late reply (at 0.5 s) comes before this one's (at 0.2 + 0.8 s) and is
-        # dropped, not taken for it.
-        assert await conn.request("slow", 0.8, timeout=WAIT) == "done"
-        assert conn.statistics().late_replies == 1
-        with pytest.raises(ValueError, match="timeout must be positive"):
-            await conn.request("echo", timeout=0)
-        assert await conn.request("echo", 2, timeout=math.inf) == 2
+@pytest.mark.virtual_time
+async def test_a_timed_out_request_raises_and_its_late_reply_is_discarded() -> None:
+    # In-process on the virtual clock: the default request_timeout (10 s) against a
+    # handler that answers after 15 s.
+    from apps.client_app import app
+
+    async with httpx.AsyncClient(transport=ASGIWebSocketTransport(app)) as http:
+        async with connect("ws://test/svc", http_client=http, reconnect=False) as conn:
+            sent = anyio.current_time()
+            with pytest.raises(TimeoutError, match="no reply to 'slow' within 10.0 s"):
+                await conn.request("slow", 15.0)
+            assert anyio.current_time() - sent == pytest.approx(10.0)
+            # The late reply (at 15 s) comes before this one's (at 10 + 20 s) and is
+            # dropped, not taken for it.
+            assert await conn.request("slow", 20.0, timeout=60) == "done"
+            assert anyio.current_time() - sent == pytest.approx(30.0)
+            assert conn.statistics().late_replies == 1
+            with pytest.raises(ValueError, match="timeout must be positive"):
+                await conn.request("echo", timeout=0)
+            assert await conn.request("echo", 2, timeout=math.inf) == 2
 
 
 async def test_events_yields_pushes_typed_and_untyped(server: str) -> None:
