@@ -17,7 +17,7 @@ import servers
 from httpx_ws.transport import ASGIWebSocketTransport
 from servers import SERVER_PARAMS, ServerPool, ServerProcess, ServerURL
 
-from wsgate import App, Json, WebSocket, on_message, ws_controller
+from wsgate import App
 from wsgate.client import (
     ConnectError,
     ConnectionClosed,
@@ -549,31 +549,22 @@ class _Restarting(httpx.AsyncBaseTransport):
         return await self.app.handle_async_request(request)
 
 
-@ws_controller("/svc")
-class _Restartable:
-    @on_message("echo")
-    async def echo(self, body: Json[Any]) -> Any:
-        return body
-
-    @on_message("restart")
-    async def restart(self, ws: WebSocket) -> None:
-        await ws.close(1012)
-
-
 @pytest.mark.virtual_time
 async def test_reconnect_backs_off_between_refused_handshakes() -> None:
     # In-process on the virtual clock: the server restarts (1012) and the next four
     # handshakes are refused with 503. The client waits 1, 2, 4, 8 and (the maximum) 8
     # seconds before its attempts; once open again, the count starts over.
+    from apps.client_app import app
+
     policy = _NoJitter(initial_delay=1.0, multiplier=2.0, max_delay=8.0)
     states: list[ConnectionState] = []
-    proxy = _Restarting(App(gateways=[_Restartable]))
+    proxy = _Restarting(app)
     async with httpx.AsyncClient(transport=proxy) as http:
         async with connect(
             "ws://test/svc", http_client=http, reconnect=policy, on_state_change=states.append
         ) as conn:
             proxy.refuse = 4
-            await conn.send_event("restart")
+            await conn.send_event("close", {"code": 1012})
             await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=WAIT)
             closed = anyio.current_time()
             await conn.wait_for_state(ConnectionState.OPEN, timeout=60)
@@ -583,7 +574,7 @@ async def test_reconnect_backs_off_between_refused_handshakes() -> None:
             assert gaps == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0])
             assert conn.statistics().connects == 2
             # Open again: after the next restart the first wait is the initial delay.
-            await conn.send_event("restart")
+            await conn.send_event("close", {"code": 1012})
             await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=WAIT)
             closed = anyio.current_time()
             await conn.wait_for_state(ConnectionState.OPEN, timeout=60)
