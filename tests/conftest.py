@@ -8,8 +8,13 @@ clock: whenever every task is waiting, the clock jumps to the next deadline. Tim
 heartbeats and backoffs of any length then take no real time, and a slow machine cannot
 make them fire early or late. On trio the clock is ``trio.testing.MockClock`` with
 ``autojump_threshold=0``; on asyncio it is a ``looptime`` event loop. Only tests that
-stay in-process (``wsgate.testing``, the sans-I/O cores) can run on it: a real server in
-another thread or process makes progress the virtual clock cannot see.
+stay in-process (``wsgate.testing``, an httpx ASGI transport) can run on it: a real
+server in another thread or process makes progress the virtual clock cannot see.
+
+On the virtual clock, wait on what the user sees (a frame, a close, a timeout of a
+receive) and read ``anyio.current_time()`` around it. ``anyio.wait_all_tasks_blocked()``
+polls with 0.1 s sleeps on asyncio, so there it moves the clock: do not use it between
+two readings of the time.
 """
 
 from __future__ import annotations
