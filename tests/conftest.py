@@ -14,7 +14,8 @@ server in another thread or process makes progress the virtual clock cannot see.
 On the virtual clock, wait on what the user sees (a frame, a close, a timeout of a
 receive) and read ``anyio.current_time()`` around it. ``anyio.wait_all_tasks_blocked()``
 polls with 0.1 s sleeps on asyncio, so there it moves the clock: do not use it between
-two readings of the time.
+two readings of the time. (There ``anyio_backend`` is a ``(name, options)`` pair: a test
+that needs the backend's name asks for ``anyio_backend_name``.)
 """
 
 from __future__ import annotations
