@@ -44,8 +44,10 @@ def _virtual_clock_options(backend: str) -> dict[str, Any]:
         from trio.testing import MockClock
 
         return {"clock": MockClock(autojump_threshold=0)}
-    import looptime
-
+    try:
+        import looptime
+    except ImportError:
+        pytest.fail("virtual_time tests on asyncio need looptime: pip install -e '.[test]'")
     return {"loop_factory": looptime.new_event_loop}
 
 
