@@ -3,17 +3,21 @@ asyncio, uvicorn) serving tests/apps/client_app.py, on trio and on asyncio."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import msgspec
 import pytest
 import servers
+from httpx_ws.transport import ASGIWebSocketTransport
 from servers import SERVER_PARAMS, ServerPool, ServerProcess, ServerURL
 
+from wsgate import App
 from wsgate.client import (
     ClientState,
     ConnectError,
@@ -118,17 +122,26 @@ async def test_a_reply_that_does_not_match_the_type_raises_a_clear_error(server:
         assert err.value.data == b'{"x":1,"y":"two"}'
 
 
-async def test_a_timed_out_request_raises_and_its_late_reply_is_discarded(server: str) -> None:
-    async with connect(f"{server}/svc", request_timeout=0.2) as conn:
-        with pytest.raises(TimeoutError, match="no reply to 'slow' within 0.2 s"):
-            await conn.request("slow", 0.5)
-        # The late reply (at 0.5 s) comes before this one's (at 0.2 + 0.8 s) and is
-        # dropped, not taken for it.
-        assert await conn.request("slow", 0.8, timeout=WAIT) == "done"
-        assert conn.statistics().late_replies == 1
-        with pytest.raises(ValueError, match="timeout must be positive"):
-            await conn.request("echo", timeout=0)
-        assert await conn.request("echo", 2, timeout=math.inf) == 2
+@pytest.mark.virtual_time
+async def test_a_timed_out_request_raises_and_its_late_reply_is_discarded() -> None:
+    # In-process on the virtual clock: the default request_timeout (10 s) against a
+    # handler that answers after 15 s.
+    from apps.client_app import app
+
+    async with httpx.AsyncClient(transport=ASGIWebSocketTransport(app)) as http:
+        async with connect("ws://test/svc", http_client=http, reconnect=False) as conn:
+            sent = anyio.current_time()
+            with pytest.raises(TimeoutError, match="no reply to 'slow' within 10.0 s"):
+                await conn.request("slow", 15.0)
+            assert anyio.current_time() - sent == pytest.approx(10.0)
+            # The late reply (at 15 s) comes before this one's (at 10 + 20 s) and is
+            # dropped, not taken for it.
+            assert await conn.request("slow", 20.0, timeout=60) == "done"
+            assert anyio.current_time() - sent == pytest.approx(30.0)
+            assert conn.statistics().late_replies == 1
+            with pytest.raises(ValueError, match="timeout must be positive"):
+                await conn.request("echo", timeout=0)
+            assert await conn.request("echo", 2, timeout=math.inf) == 2
 
 
 async def test_events_yields_pushes_typed_and_untyped(server: str) -> None:
@@ -420,9 +433,7 @@ async def test_the_client_gives_up_after_max_attempts(server_kind: str, tmp_path
 
 
 async def test_the_client_talks_to_an_app_in_process() -> None:
-    import httpx
     from apps.client_app import app
-    from httpx_ws.transport import ASGIWebSocketTransport
 
     async with httpx.AsyncClient(transport=ASGIWebSocketTransport(app)) as http:
         async with connect("ws://test/svc?user=ann", http_client=http, reconnect=False) as conn:
@@ -505,3 +516,70 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class _NoJitter(ReconnectPolicy):
+    """The policy's ceilings without their random part, so the waits are exact."""
+
+    def delay(self, attempt: int, rand: Any = None) -> float:
+        return ReconnectPolicy.delay(self, attempt, rand=lambda: 1.0)
+
+
+class _Restarting(httpx.AsyncBaseTransport):
+    """In front of an in-process app: answers the next ``refuse`` handshakes with 503, as
+    a proxy does while the app behind it restarts, and notes when each one came."""
+
+    def __init__(self, app: App) -> None:
+        self.app = ASGIWebSocketTransport(app)
+        self.refuse = 0
+        self.attempts: list[float] = []
+
+    async def __aenter__(self) -> _Restarting:
+        await self.app.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.app.__aexit__(*exc)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts.append(anyio.current_time())
+        if self.refuse > 0:
+            self.refuse -= 1
+            return httpx.Response(503, content=b"restarting")
+        return await self.app.handle_async_request(request)
+
+
+@pytest.mark.virtual_time
+async def test_reconnect_backs_off_between_refused_handshakes() -> None:
+    # In-process on the virtual clock: the server restarts (1012) and the next four
+    # handshakes are refused with 503. The client waits 1, 2, 4, 8 and (the maximum) 8
+    # seconds before its attempts; once open again, the count starts over.
+    from apps.client_app import app
+
+    policy = _NoJitter(initial_delay=1.0, multiplier=2.0, max_delay=8.0)
+    states: list[ConnectionState] = []
+    proxy = _Restarting(app)
+    async with httpx.AsyncClient(transport=proxy) as http:
+        async with connect(
+            "ws://test/svc", http_client=http, reconnect=policy, on_state_change=states.append
+        ) as conn:
+            proxy.refuse = 4
+            await conn.send_event("close", {"code": 1012})
+            await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=WAIT)
+            closed = anyio.current_time()
+            await conn.wait_for_state(ConnectionState.OPEN, timeout=60)
+            assert await conn.request("echo", "back") == "back"
+            times = [closed, *proxy.attempts[1:]]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            assert gaps == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0])
+            assert conn.statistics().connects == 2
+            # Open again: after the next restart the first wait is the initial delay.
+            await conn.send_event("close", {"code": 1012})
+            await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=WAIT)
+            closed = anyio.current_time()
+            await conn.wait_for_state(ConnectionState.OPEN, timeout=60)
+            assert proxy.attempts[-1] - closed == pytest.approx(1.0)
+    assert states == [ConnectionState.OPEN, ConnectionState.RECONNECTING] * 2 + [
+        ConnectionState.OPEN,
+        ConnectionState.CLOSED,
+    ]

@@ -74,6 +74,49 @@ async def test_frames_answered_after_the_peer_left_do_not_stop_the_others() -> N
     assert handled == [1, 2]  # both ran within the grace period; their answers had nowhere to go
 
 
+@pytest.mark.virtual_time
+async def test_handlers_run_for_the_grace_period_after_the_peer_left_then_are_cancelled() -> None:
+    # disconnect_grace is 1 s by default; here 5 s. Two frames are being handled when the
+    # client leaves: the one that needs 4.9 s more finishes, the one that would need a
+    # minute is cancelled when the grace ends, and then @on_disconnect runs.
+    seen: list[tuple[str, float]] = []
+    left = 0.0
+    both_started = anyio.Event()
+    started: list[float] = []
+
+    @ws_controller("/", concurrency=2)
+    class G:
+        @on_message("work")
+        async def work(self, body: Json[float]) -> float:
+            started.append(body)
+            if len(started) == 2:
+                both_started.set()
+            try:
+                await anyio.sleep(body)
+            except anyio.get_cancelled_exc_class():
+                seen.append((f"cancelled {body}", anyio.current_time() - left))
+                raise
+            seen.append((f"done {body}", anyio.current_time() - left))
+            return body
+
+        @on_disconnect
+        async def gone(self) -> None:
+            seen.append(("disconnect", anyio.current_time() - left))
+
+    async with TestClient(App(gateways=[G], disconnect_grace=5.0), timeout=60) as client:
+        async with client.websocket_connect("/") as ws:
+            await ws.send_event("work", 4.9, id=1)
+            await ws.send_event("work", 60.0, id=2)
+            await both_started.wait()
+            left = anyio.current_time()
+            await ws.close()
+    assert seen == [
+        ("done 4.9", pytest.approx(4.9)),
+        ("cancelled 60.0", pytest.approx(5.0)),
+        ("disconnect", pytest.approx(5.0)),
+    ]
+
+
 async def test_sync_wrapped_async_hooks_and_handlers_are_awaited() -> None:
     @ws_controller("/")
     class G:

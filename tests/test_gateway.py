@@ -610,6 +610,7 @@ async def test_on_connect_unexpected_error_refuses_with_1011(
     assert any("refusing with 1011" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.virtual_time
 async def test_on_disconnect_runs_exactly_once_for_every_ending() -> None:
     ends: list[tuple[str, int | None]] = []
     release = anyio.Event()
@@ -651,7 +652,7 @@ async def test_on_disconnect_runs_exactly_once_for_every_ending() -> None:
             assert (await ws.wait_closed())[0] == 1011
         async with client.websocket_connect("/blocked") as ws:
             await ws.send_event("block")
-            await ws.close(1001)  # the blocked handler is cancelled after the grace
+            await ws.close(1001)  # the blocked handler is cancelled after the grace (1 s)
         async with client.websocket_connect("/shutdown") as ws:
             # Lifespan shutdown while connected: closed with 1001.
             await client.app.shutdown()
@@ -676,6 +677,7 @@ async def test_frames_are_handled_in_order_by_default() -> None:
         assert [(await ws.receive_json())["id"] for _ in range(50)] == list(range(50))
 
 
+@pytest.mark.virtual_time
 async def test_concurrency_lets_a_fast_handler_pass_a_slow_one() -> None:
     release = anyio.Event()
 
@@ -712,7 +714,7 @@ async def test_concurrency_lets_a_fast_handler_pass_a_slow_one() -> None:
             await ws.send_event("slow", id=1)
             await ws.send_event("fast", id=2)
             with pytest.raises(TimeoutError):
-                await ws.receive_json(timeout=0.2)  # fast waits behind slow
+                await ws.receive_json(timeout=30)  # fast waits behind slow
             release.set()
             assert [(await ws.receive_json())["data"] for _ in range(2)] == ["slow", "fast"]
 

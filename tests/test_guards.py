@@ -522,25 +522,44 @@ async def test_max_connections_per_client() -> None:
     assert app.stats.refused_limit == 1
 
 
-async def test_slow_guard_hits_the_handshake_timeout() -> None:
-    release = anyio.Event()
+#: The default handshake_timeout; the sweep looks 4 times per period, at least once a second.
+HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_SWEEP = 1.0
 
+
+@pytest.mark.virtual_time
+@pytest.mark.parametrize("guard_takes", [HANDSHAKE_TIMEOUT - 0.1, None])  # None: forever
+async def test_a_slow_guard_is_refused_at_the_handshake_timeout_not_before(
+    guard_takes: float | None,
+) -> None:
     async def slow() -> None:
-        await release.wait()
+        if guard_takes is None:
+            await anyio.Event().wait()
+        await anyio.sleep(guard_takes or 0)  # a slow backend call
 
     @ws_controller("/slow", guards=[slow])
     class Slow:
         @on_message("e")
-        async def e(self) -> None: ...
+        async def e(self) -> str:
+            return "handled"
 
-    app = App(gateways=[Slow], handshake_timeout=0.2)
-    async with TestClient(app) as client:
+    app = App(gateways=[Slow], handshake_timeout=HANDSHAKE_TIMEOUT)
+    async with TestClient(app, timeout=60) as client:
+        if guard_takes is not None:
+            async with client.websocket_connect("/slow") as ws:
+                assert (await ws.request("e", id=1))["data"] == "handled"
+            assert app.stats.handshake_timeouts == 0
+            return
+        started = anyio.current_time()
         denied = await _denied(client, "/slow")
+        waited = anyio.current_time() - started
+    assert HANDSHAKE_TIMEOUT <= waited <= HANDSHAKE_TIMEOUT + HANDSHAKE_SWEEP
     assert denied.status == 503
     assert denied.json()["error"]["code"] == "handshake_timeout"
     assert app.stats.handshake_timeouts == 1
 
 
+@pytest.mark.virtual_time
 async def test_slow_on_connect_hits_the_handshake_timeout_without_extension() -> None:
     @ws_controller("/slow")
     class Slow:
@@ -551,33 +570,38 @@ async def test_slow_on_connect_hits_the_handshake_timeout_without_extension() ->
         @on_message("e")
         async def e(self) -> None: ...
 
-    app = App(gateways=[Slow], handshake_timeout=0.2)
-    async with TestClient(app, denial_extension=False) as client:
+    app = App(gateways=[Slow], handshake_timeout=HANDSHAKE_TIMEOUT)
+    async with TestClient(app, denial_extension=False, timeout=60) as client:
+        started = anyio.current_time()
         with pytest.raises(WebSocketClosed) as closed:
             async with client.websocket_connect("/slow") as ws:
-                await ws.receive(timeout=2)
+                await ws.receive()
+        waited = anyio.current_time() - started
+    assert HANDSHAKE_TIMEOUT <= waited <= HANDSHAKE_TIMEOUT + HANDSHAKE_SWEEP
     assert closed.value.code == 1013
     assert app.stats.handshake_timeouts == 1
 
 
+@pytest.mark.virtual_time
 async def test_an_owning_on_connect_that_accepted_outlives_the_handshake_timeout() -> None:
     @ws_controller("/own")
     class Own:
         @on_connect
         async def run(self, ws: WebSocket) -> None:
             await ws.accept()
-            await anyio.sleep(0.3)  # three times the handshake timeout, after accept
+            await anyio.sleep(3 * HANDSHAKE_TIMEOUT)  # long after the deadline, accepted
             async for text in ws.iter_text():
                 await ws.send_text("got " + text)
 
-    app = App(gateways=[Own], handshake_timeout=0.1)
-    async with TestClient(app) as client:
+    app = App(gateways=[Own], handshake_timeout=HANDSHAKE_TIMEOUT)
+    async with TestClient(app, timeout=60) as client:
         async with client.websocket_connect("/own") as ws:
             await ws.send_text("a")
-            assert await ws.receive_text(timeout=5) == "got a"
+            assert await ws.receive_text() == "got a"
     assert app.stats.handshake_timeouts == 0
 
 
+@pytest.mark.virtual_time
 async def test_a_dispatching_on_connect_that_accepted_is_not_cut() -> None:
     @ws_controller("/accepts")
     class Accepts:
@@ -585,17 +609,17 @@ async def test_a_dispatching_on_connect_that_accepted_is_not_cut() -> None:
         async def c(self, ws: WebSocket) -> None:
             await ws.accept()
             await ws.send_text("accepted")
-            await anyio.sleep(0.3)  # three times the handshake timeout, after accept
+            await anyio.sleep(3 * HANDSHAKE_TIMEOUT)  # long after the deadline, accepted
 
         @on_message("e")
         async def e(self) -> str:
             return "handled"
 
-    app = App(gateways=[Accepts], handshake_timeout=0.1)
-    async with TestClient(app) as client:
+    app = App(gateways=[Accepts], handshake_timeout=HANDSHAKE_TIMEOUT)
+    async with TestClient(app, timeout=60) as client:
         async with client.websocket_connect("/accepts") as ws:
             assert await ws.receive_text() == "accepted"
-            assert (await ws.request("e", id=1, timeout=5))["data"] == "handled"
+            assert (await ws.request("e", id=1))["data"] == "handled"
     assert app.stats.handshake_timeouts == 0
 
 

@@ -83,24 +83,58 @@ async def test_over_the_rate_limit_an_error_frame_then_a_close_if_it_goes_on() -
     assert app.stats.rate_limit_closes == 1
 
 
+@pytest.mark.virtual_time
 async def test_idle_timeout_closes_a_silent_connection_with_1001() -> None:
-    app, closes = echo_app(idle_timeout=0.3)
+    # Detected within a quarter more than the timeout (the App's sweep looks 4 times per
+    # period); on the virtual clock a minute passes at once.
+    app, closes = echo_app(idle_timeout=60.0)
     async with TestClient(app) as client, client.websocket_connect("/") as ws:
-        with anyio.fail_after(3):
-            assert await ws.wait_closed(timeout=3) == (1001, "idle")
+        opened = anyio.current_time()
+        with pytest.raises(TimeoutError):
+            await ws.receive(timeout=59.9)  # still open just before the deadline
+        assert await ws.wait_closed(timeout=20) == (1001, "idle")
+        assert 60.0 <= anyio.current_time() - opened <= 75.0
     assert closes == [1001]
     assert app.stats.idle_closes == 1
 
 
+@pytest.mark.virtual_time
 async def test_a_connection_that_keeps_sending_is_not_idle() -> None:
-    app, closes = echo_app(idle_timeout=0.4)
+    app, closes = echo_app(idle_timeout=60.0)
     async with TestClient(app) as client, client.websocket_connect("/") as ws:
-        # Frames every 0.1 s for a second, two and a half timeouts: never closed.
-        for i in range(10):
+        # A frame every 50 s for ten minutes, ten timeouts: never closed.
+        for i in range(12):
             assert (await ws.request("echo", i, id=i))["data"] == i
-            await anyio.sleep(0.1)  # the passing of time is what is tested
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=50.0)  # nothing comes: not closed either
         assert app.stats.idle_closes == 0
+        # Then silence: closed a timeout (and at most a sweep period) after the last frame.
+        quiet = anyio.current_time() - 50.0
+        assert await ws.wait_closed(timeout=60) == (1001, "idle")
+        assert 60.0 <= anyio.current_time() - quiet <= 75.0
+    assert closes == [1001]
+
+
+@pytest.mark.virtual_time
+async def test_the_rate_limit_bucket_refills_over_its_period() -> None:
+    # 5 frames per 10 s: one token comes back every 2 s.
+    app, closes = echo_app(rate_limit=(5, 10.0))
+    async with TestClient(app) as client, client.websocket_connect("/") as ws:
+        for i in range(5):
+            assert (await ws.request("echo", i, id=i))["data"] == i
+        await ws.send_event("echo", "over", id="over")
+        assert (await ws.receive_json())["data"]["code"] == "rate_limited"
+        with pytest.raises(TimeoutError):
+            await ws.receive(timeout=2.5)  # a token refills meanwhile
+        assert (await ws.request("echo", "refilled", id=6))["data"] == "refilled"
+        with pytest.raises(TimeoutError):
+            await ws.receive(timeout=10.0)  # a whole period: the bucket is full again
+        for i in range(5):
+            assert (await ws.request("echo", i, id=10 + i))["data"] == i
+        await ws.send_event("echo", "over", id="again")
+        assert (await ws.receive_json())["data"]["code"] == "rate_limited"
     assert closes == [1000]
+    assert app.stats.rate_limit_closes == 0
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,9 @@ from wsgate import (
 )
 from wsgate.testing import TestClient
 
+#: In-process only: every wait below is on the virtual clock.
+pytestmark = pytest.mark.virtual_time
+
 
 def gateway(overflow: Overflow | None) -> type:
     @ws_controller("/", outbound_queue=4, overflow=overflow)
@@ -46,7 +49,7 @@ async def burst(app: App) -> tuple[list[str], tuple[int, str] | None]:
         await ws.send_event("burst")
         while True:
             try:
-                received.append(await ws.receive_text(timeout=0.5))
+                received.append(await ws.receive_text(timeout=5))  # then nothing more
             except TimeoutError:
                 break
             except Exception:
@@ -114,27 +117,34 @@ async def test_send_waits_for_room_instead_of_dropping() -> None:
 
 async def test_on_disconnect_runs_for_a_bounded_time(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="wsgate")
+    cancelled_after: list[float] = []
 
     @ws_controller("/")
     class Stuck:
         @on_disconnect
         async def gone(self) -> None:
-            await anyio.sleep_forever()
+            started = anyio.current_time()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled_after.append(anyio.current_time() - started)
 
-    app = App(gateways=[Stuck], disconnect_timeout=0.2)
-    async with TestClient(app) as client:
+    app = App(gateways=[Stuck])  # disconnect_timeout: 5 s
+    async with TestClient(app, timeout=60) as client:
         async with client.websocket_connect("/"):
             pass
         # The app still serves new connections.
-        async with client.websocket_connect("/"):
-            pass
-    assert any("ran past 0.2s and was cancelled" in r.getMessage() for r in caplog.records)
+        async with client.websocket_connect("/") as ws:
+            await ws.send_event("nothing")
+    assert cancelled_after == [pytest.approx(5.0), pytest.approx(5.0)]
+    assert any("ran past 5.0s and was cancelled" in r.getMessage() for r in caplog.records)
 
 
-async def test_tasks_per_connection_inline_handlers_and_an_idle_writer() -> None:
-    """A handler that completes without suspending runs in the reader's own task and its
-    reply is written directly: no task is added. One that suspends hands reading to a new
-    task for as long as it runs. Broadcasts start a writer, which stops when idle."""
+async def test_suspending_handlers_and_quiet_periods_keep_frames_in_order() -> None:
+    """Handlers that complete at once and one that waits answer in the order their frames
+    came; broadcasts reach the connection before and after long quiet periods (the App
+    retires a connection's idle tasks every ``idle_tasks_after / 2`` seconds); once the
+    client leaves, the server is as idle as before it came."""
     release = anyio.Event()
 
     @ws_controller("/")
@@ -155,52 +165,28 @@ async def test_tasks_per_connection_inline_handlers_and_an_idle_writer() -> None
             await release.wait()
             return "released"
 
-    # The App calls retire_idle_tasks() every idle_tasks_after / 2 seconds; here the test
-    # makes the two calls itself.
-    app = App(gateways=[Echo], idle_tasks_after=None)
-    async with TestClient(app) as client, client.websocket_connect("/") as ws:
-        groups = app.container.get(BroadcastGroup)
+    app = App(gateways=[Echo], idle_tasks_after=30.0)
+    groups = app.container.get(BroadcastGroup)
+    async with TestClient(app, timeout=120) as client:
         await anyio.wait_all_tasks_blocked()
-        idle = len(anyio.get_running_tasks())
-        for i in range(3):
-            assert (await ws.request("echo", i, id=i))["data"] == i
-            await anyio.wait_all_tasks_blocked()
-            assert len(anyio.get_running_tasks()) == idle
-        # A suspending handler: a second reader reads meanwhile, and frames sent during
-        # the wait are handled after it, in order.
-        await ws.send_event("wait", id="w")
+        idle_tasks = len(anyio.get_running_tasks())
+        async with client.websocket_connect("/") as ws:
+            for i in range(3):
+                assert (await ws.request("echo", i, id=i))["data"] == i
+            # Frames sent while a handler waits are handled after it, in order.
+            await ws.send_event("wait", id="w")
+            await ws.send_event("echo", 5, id=5)
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=60)  # nothing overtakes the waiting handler
+            release.set()
+            assert await ws.receive_json() == {"event": "wait", "id": "w", "data": "released"}
+            assert (await ws.receive_json())["data"] == 5
+            for text in ("hello", "after a quiet minute", "and another"):
+                await groups.broadcast("g", text)
+                assert await ws.receive_text() == text
+                assert (await ws.request("echo", 6, id=6))["data"] == 6
+                with pytest.raises(TimeoutError):
+                    await ws.receive(timeout=60)  # two idle-task sweeps pass
         await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == idle + 1
-        await ws.send_event("echo", 5, id=5)
-        await anyio.wait_all_tasks_blocked()
-        release.set()
-        assert await ws.receive_json() == {"event": "wait", "id": "w", "data": "released"}
-        assert (await ws.receive_json())["data"] == 5
-        await anyio.wait_all_tasks_blocked()
-        # The connection's first task now waits for the reader that took over.
-        idle += 1
-        assert len(anyio.get_running_tasks()) == idle
-        assert (await ws.request("echo", 6, id=6))["data"] == 6
-        await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == idle
-        # A broadcast is written by the connection's writer task, which stays for more.
-        await groups.broadcast("g", "hello")
-        assert await ws.receive_text() == "hello"
-        await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == idle + 1
-        conn = app._connections[next(iter(app.connections))]
-        conn.retire_idle_tasks()  # first look: it is waiting; remember that
-        await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == idle + 1
-        conn.retire_idle_tasks()  # nothing arrived since: it stops
-        await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == idle
-        # The next broadcast starts it again; work in between keeps it.
-        await groups.broadcast("g", "again")
-        assert await ws.receive_text() == "again"
-        conn.retire_idle_tasks()
-        await groups.broadcast("g", "more")
-        assert await ws.receive_text() == "more"
-        conn.retire_idle_tasks()
-        await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) == idle + 1
+        assert app.stats.connections_open == 0
+        assert len(anyio.get_running_tasks()) == idle_tasks

@@ -144,35 +144,44 @@ async def test_app_limits_still_apply_to_the_socketio_websocket() -> None:
             assert "rate_limited" in await ws.receive_text()
 
 
-@socketio_controller("/beat", ping_interval_ms=100, ping_timeout_ms=300)
+#: Socket.IO's defaults. The App's sweep ticks heartbeats once a second for these.
+PING_INTERVAL, PING_TIMEOUT, SWEEP = 25.0, 20.0, 1.0
+
+
+@socketio_controller("/beat", ping_interval_ms=25_000, ping_timeout_ms=20_000)
 class Beat:
     @on_socketio_event("echo")
     async def echo(self, conn: SocketIOConnection, text: str) -> str:
         return text
 
 
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("lifespan", [True, False])
 async def test_websocket_heartbeats_with_and_without_a_lifespan(lifespan: bool) -> None:
     # Heartbeats are ticked by the endpoint's sweep (in the lifespan) or, without one,
-    # by a task of the connection: pings come, a missing pong closes the session.
+    # by a task of the connection: pings come every ping interval, and a missing pong
+    # closes the session ping_timeout after the ping.
     query = {"EIO": "4", "transport": "websocket"}
-    async with TestClient(App(gateways=[Beat]), timeout=5, lifespan=lifespan) as client:
+    async with TestClient(App(gateways=[Beat]), timeout=120, lifespan=lifespan) as client:
         async with client.websocket_connect("/beat/", query=query) as ws:
-            assert (await ws.receive_text()).startswith("0{")
+            opened = json.loads((await ws.receive_text()).removeprefix("0"))
+            assert (opened["pingInterval"], opened["pingTimeout"]) == (25_000, 20_000)
             await ws.send_text("40")
-            # A ping may come before the CONNECT reply on a slow machine.
-            while (frame := await ws.receive_text()) == "2":
-                await ws.send_text("3")
-            assert frame.startswith("40{")
+            assert (await ws.receive_text()).startswith("40{")
             for _ in range(2):
-                assert await ws.receive_text() == "2"
+                with pytest.raises(TimeoutError):
+                    await ws.receive(timeout=PING_INTERVAL - 0.1)  # no ping before it is due
+                assert await ws.receive_text(timeout=SWEEP + 0.2) == "2"
                 await ws.send_text("3")
             await ws.send_text('421["echo","still here"]')
-            while (frame := await ws.receive_text()) != '431["still here"]':
-                assert frame == "2"
-                await ws.send_text("3")
-            # Pings no longer answered: the ping timeout closes the connection.
-            assert (await ws.wait_closed(timeout=5))[0] == 1000
+            assert await ws.receive_text() == '431["still here"]'
+            # The next ping goes unanswered: the session closes ping_timeout after it.
+            assert await ws.receive_text(timeout=PING_INTERVAL + SWEEP + 0.2) == "2"
+            pinged = anyio.current_time()
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=PING_TIMEOUT - SWEEP - 0.1)  # still open
+            assert (await ws.wait_closed(timeout=2 * SWEEP + 0.2))[0] == 1000
+            assert anyio.current_time() - pinged <= PING_TIMEOUT + SWEEP
 
 
 @engineio_controller("/eio")
@@ -193,21 +202,6 @@ async def test_an_engineio_handler_may_return_a_value() -> None:
                 assert await ws.receive_text() == text
 
 
-def _running_tasks() -> int:
-    import sniffio
-
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        def count(task: trio.lowlevel.Task) -> int:
-            return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
-
-        return count(trio.lowlevel.current_root_task())
-    import asyncio
-
-    return len(asyncio.all_tasks())
-
-
 @socketio_controller("/slow")
 class Slow:
     @on_socketio_event("slow")
@@ -216,17 +210,21 @@ class Slow:
         return n
 
 
-async def test_handlers_that_suspend_leave_no_tasks_behind() -> None:
+async def test_handlers_that_suspend_leave_nothing_behind() -> None:
+    # 150 events whose handlers suspend, answered in order; once the client leaves, the
+    # server is as idle as before it came: no session, no open connection, no task.
     query = {"EIO": "4", "transport": "websocket"}
-    async with TestClient(App(gateways=[Slow]), timeout=5) as client:
+    app = App(gateways=[Slow])
+    async with TestClient(app, timeout=5) as client:
+        await anyio.wait_all_tasks_blocked()
+        idle_tasks = len(anyio.get_running_tasks())
         async with client.websocket_connect("/slow/", query=query) as ws:
             assert (await ws.receive_text()).startswith("0{")
             await ws.send_text("40")
             assert (await ws.receive_text()).startswith("40{")
-            counts = []
-            for _ in range(3):
-                for i in range(50):
-                    await ws.send_text(f'42{i}["slow",{i}]')
-                    assert await ws.receive_text() == f"43{i}[{i}]"
-                counts.append(_running_tasks())
-            assert counts[0] == counts[1] == counts[2], counts
+            for i in range(150):
+                await ws.send_text(f'42{i}["slow",{i}]')
+                assert await ws.receive_text() == f"43{i}[{i}]"
+        await anyio.wait_all_tasks_blocked()
+        assert app.stats.connections_open == 0
+        assert len(anyio.get_running_tasks()) == idle_tasks
