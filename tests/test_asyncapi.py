@@ -377,7 +377,7 @@ async def test_docs_are_served_by_real_servers(chat_server: ServerURL) -> None:
         'id="schema-Posted"',
         "ChatGateway.push.joined",
         "error: unknown_event",
-        "<code>validation_error</code>: `data`",
+        "<code>validation_error</code>: <code>data</code>",
         'href="/docs/asyncapi.json"',
     ):
         assert text in page, text
@@ -393,6 +393,54 @@ async def test_docs_are_served_by_real_servers(chat_server: ServerURL) -> None:
     # The app's own HTTP endpoint still serves everything else.
     status, ctype, body = await anyio.to_thread.run_sync(_get, base + "/")
     assert status == 200 and b"<title>wsgate chat</title>" in body
+
+
+class Note(msgspec.Struct):
+    """A note; *see* the [guide](https://example.org/notes?a=1&b=2)."""
+
+    text: str
+
+
+@ws_controller("/notes", summary="Notes, `plain` and **bold**")
+class NoteGateway:
+    """Keeps `notes`.
+
+    Second paragraph: <script>alert(1)</script> and a [trap](javascript:alert(1)).
+    """
+
+    @on_message("note.add")
+    async def add(self, body: Json[Note]) -> None:
+        """Adds a note; the reply is ``null``, see :class:`~wsgate.WebSocketError`."""
+
+
+async def _get_asgi(app: App, path: str) -> bytes:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    return b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_the_docs_page_renders_markdown_from_docstrings() -> None:
+    app = App(gateways=[NoteGateway], docs_path="/docs")
+    page = (await _get_asgi(app, "/docs")).decode()
+    for text in (
+        "<strong>Notes, <code>plain</code> and <strong>bold</strong></strong>",
+        "<p>Keeps <code>notes</code>.</p>",
+        "<p>Second paragraph: &lt;script&gt;alert(1)&lt;/script&gt; and a trap",
+        "the reply is <code>null</code>, see <code>WebSocketError</code>.",
+        '<em>see</em> the <a href="https://example.org/notes?a=1&amp;b=2">guide</a>',
+    ):
+        assert text in page, text
+    assert "`" not in page and "<script>" not in page and "javascript:" not in page
+    assert "**" not in page
 
 
 def test_tags_must_be_lists() -> None:
