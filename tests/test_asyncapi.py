@@ -20,6 +20,7 @@ import msgspec
 import pytest
 import servers
 from servers import ServerURL
+from test_app import call_http
 
 from wsgate import App, DecoratorUsageError, Json, on_message, ws_controller
 from wsgate.errors import ConfigurationError
@@ -413,24 +414,11 @@ class NoteGateway:
         """Adds a note; the reply is ``null``, see :class:`~wsgate.WebSocketError`."""
 
 
-async def _get_asgi(app: App, path: str) -> bytes:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
-    await app(scope, receive, send)
-    assert sent[0]["status"] == 200
-    return b"".join(m.get("body", b"") for m in sent[1:])
-
-
 async def test_the_docs_page_renders_markdown_from_docstrings() -> None:
     app = App(gateways=[NoteGateway], docs_path="/docs")
-    page = (await _get_asgi(app, "/docs")).decode()
+    status, body = await call_http(app, "/docs")
+    assert status == 200
+    page = body.decode()
     for text in (
         "<strong>Notes, <code>plain</code> and <strong>bold</strong></strong>",
         "<p>Keeps <code>notes</code>.</p>",
