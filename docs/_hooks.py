@@ -129,9 +129,12 @@ def render_transitions(table: Mapping[tuple[Any, Any], Any]) -> str:
             ) from exc
         rows.append((state, event, target, actions))
     states = _states(rows)
+    # The diagram leaves out the events a state ignores (it stays put and does nothing);
+    # the table lists them, one row per state.
     edges: dict[tuple[str, str], list[str]] = {}
-    for state, event, target, _ in rows:
-        edges.setdefault((_name(state), _name(target)), []).append(_name(event))
+    for state, event, target, actions in rows:
+        if target != state or actions:
+            edges.setdefault((_name(state), _name(target)), []).append(_name(event))
     lines = ["```mermaid", "stateDiagram-v2"]
     lines.append(f"    [*] --> {_name(states[0])}")
     for (source, target), events in edges.items():
@@ -140,10 +143,19 @@ def render_transitions(table: Mapping[tuple[Any, Any], Any]) -> str:
     leaving = {_name(s) for s, _, t, _ in rows if t != s}
     lines += [f"    {_name(s)} --> [*]" for s in states if _name(s) not in leaving]
     lines.append("```")
-    lines += ["", "| state | event | next state | actions |", "|---|---|---|---|"]
+    grouped: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
     for state, event, target, actions in rows:
-        done = ", ".join(f"`{_name(a)}`" for a in actions) or "none"
-        lines.append(f"| `{_name(state)}` | `{_name(event)}` | `{_name(target)}` | {done} |")
+        key = (_name(state), _name(target), tuple(_name(a) for a in actions))
+        grouped.setdefault(key, []).append(_name(event))
+    lines += ["", "| state | events | next state | actions |", "|---|---|---|---|"]
+    for (state, target, actions), events in grouped.items():
+        names = ", ".join(f"`{e}`" for e in events)
+        done = ", ".join(f"`{a}`" for a in actions) or "none"
+        if state == target and not actions:
+            target, done = "(unchanged)", "none: ignored"
+        else:
+            target = f"`{target}`"
+        lines.append(f"| `{state}` | {names} | {target} | {done} |")
     return "\n".join(lines) + "\n"
 
 
