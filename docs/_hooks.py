@@ -8,6 +8,7 @@ site shows what the code and the benchmark results say, not a copy that can drif
     ``transition`` has ``.next`` (a state) and ``.actions`` (a sequence of enum members),
     as a Mermaid ``stateDiagram-v2`` and as a table. A module without ``TRANSITIONS``
     fails the build; ``<!-- state-diagram: MODULE optional -->`` renders nothing instead.
+    ``start=A,B`` names the states the machine may start in (default: the first).
 
 ``<!-- cli-help: COMMAND -->``
     The ``--help`` text of ``wsgate COMMAND`` (``wsgate`` itself for ``-``), so the
@@ -41,7 +42,7 @@ from typing import Any
 from mkdocs.exceptions import PluginError
 
 ROOT = Path(__file__).resolve().parent.parent
-_STATE = re.compile(r"<!--\s*state-diagram:\s*([\w.]+)(\s+optional)?\s*-->")
+_STATE = re.compile(r"<!--\s*state-diagram:\s*([\w.]+)((?:\s+[\w=,]+)*)\s*-->")
 _BENCH = re.compile(r"<!--\s*benchmark:\s*(\S+)\s+(.+?)\s*-->")
 _MISSED = re.compile(r"<!--\s*benchmark-missed:\s*(\S+)\s+(.+?)\s*-->")
 _CLI = re.compile(r"<!--\s*cli-help:\s*(\S+)\s*-->")
@@ -59,7 +60,14 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """Replace the placeholders of one page."""
 
     def diagram(match: re.Match[str]) -> str:
-        return state_diagram(match.group(1), optional=bool(match.group(2)))
+        words = match.group(2).split()
+        start = [w[len("start=") :].split(",") for w in words if w.startswith("start=")]
+        unknown = [w for w in words if w != "optional" and not w.startswith("start=")]
+        if unknown:
+            raise PluginError(f"state-diagram: unknown words {unknown} in {match.group(0)}")
+        return state_diagram(
+            match.group(1), optional="optional" in words, start=start[0] if start else None
+        )
 
     def bench(match: re.Match[str]) -> str:
         return benchmark_section(match.group(1), match.group(2))
@@ -94,7 +102,9 @@ def _name(member: object) -> str:
     return member.name if isinstance(member, enum.Enum) else str(member)
 
 
-def state_diagram(module_name: str, *, optional: bool = False) -> str:
+def state_diagram(
+    module_name: str, *, optional: bool = False, start: list[str] | None = None
+) -> str:
     """Markdown for the transition table of ``module_name``: a Mermaid diagram, then the
     same transitions as a table (readable where Mermaid's script cannot be loaded)."""
     try:
@@ -112,11 +122,15 @@ def state_diagram(module_name: str, *, optional: bool = False) -> str:
         )
     if not isinstance(table, Mapping) or not table:
         raise PluginError(f"state-diagram: {module_name}.TRANSITIONS is not a non-empty mapping")
-    return render_transitions(table)
+    return render_transitions(table, start=start)
 
 
-def render_transitions(table: Mapping[tuple[Any, Any], Any]) -> str:
-    """A transition table as Mermaid ``stateDiagram-v2`` plus a Markdown table."""
+def render_transitions(
+    table: Mapping[tuple[Any, Any], Any], *, start: list[str] | None = None
+) -> str:
+    """A transition table as Mermaid ``stateDiagram-v2`` plus a Markdown table.
+
+    ``start`` names the states a machine may start in (the first state by default)."""
     rows: list[tuple[Any, Any, Any, tuple[Any, ...]]] = []
     for key, transition in table.items():
         try:
@@ -136,7 +150,11 @@ def render_transitions(table: Mapping[tuple[Any, Any], Any]) -> str:
         if target != state or actions:
             edges.setdefault((_name(state), _name(target)), []).append(_name(event))
     lines = ["```mermaid", "stateDiagram-v2"]
-    lines.append(f"    [*] --> {_name(states[0])}")
+    names = [_name(s) for s in states]
+    for first in start or names[:1]:
+        if first not in names:
+            raise PluginError(f"state-diagram: start={first} is not one of the states {names}")
+        lines.append(f"    [*] --> {first}")
     for (source, target), events in edges.items():
         lines.append(f"    {source} --> {target}: {', '.join(events)}")
     # A final state: nothing leads out of it but back into itself (an idempotent close).
