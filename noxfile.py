@@ -2,7 +2,7 @@
 
 ``nox`` runs the default sessions (tests on trio, tests on asyncio, lint); they install
 the node packages the tests use (``npm ci``) when ``node_modules`` is missing. CI also
-runs ``js`` and ``browser`` (see .ci/run).
+runs ``js``, ``browser`` and ``docs`` (see .ci/run).
 """
 
 from __future__ import annotations
@@ -99,6 +99,17 @@ def _npm_ci(session: nox.Session) -> None:
     """Install the node packages the tests use (package-lock.json) if they are missing."""
     if not Path("node_modules").exists():
         session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml, docs/) built with ``mkdocs build --strict``:
+    a broken link, a reference to a missing name or a state table that is gone fails it.
+    Installs the ``docs`` extra first when mkdocs is missing. The site goes to site/."""
+    probe = "import mkdocs, material, mkdocstrings_handlers.python"
+    if subprocess.run(["python", "-c", probe], capture_output=True).returncode != 0:
+        session.run("python", "-m", "pip", "install", "-q", "-e", ".[docs]")
+    session.run("python", "-m", "mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -20,6 +20,7 @@ import msgspec
 import pytest
 import servers
 from servers import ServerURL
+from test_app import call_http
 
 from wsgate import App, DecoratorUsageError, Json, on_message, ws_controller
 from wsgate.errors import ConfigurationError
@@ -377,7 +378,7 @@ async def test_docs_are_served_by_real_servers(chat_server: ServerURL) -> None:
         'id="schema-Posted"',
         "ChatGateway.push.joined",
         "error: unknown_event",
-        "<code>validation_error</code>: `data`",
+        "<code>validation_error</code>: <code>data</code>",
         'href="/docs/asyncapi.json"',
     ):
         assert text in page, text
@@ -393,6 +394,41 @@ async def test_docs_are_served_by_real_servers(chat_server: ServerURL) -> None:
     # The app's own HTTP endpoint still serves everything else.
     status, ctype, body = await anyio.to_thread.run_sync(_get, base + "/")
     assert status == 200 and b"<title>wsgate chat</title>" in body
+
+
+class Note(msgspec.Struct):
+    """A note; *see* the [guide](https://example.org/notes?a=1&b=2)."""
+
+    text: str
+
+
+@ws_controller("/notes", summary="Notes, `plain` and **bold**")
+class NoteGateway:
+    """Keeps `notes`.
+
+    Second paragraph: <script>alert(1)</script> and a [trap](javascript:alert(1)).
+    """
+
+    @on_message("note.add")
+    async def add(self, body: Json[Note]) -> None:
+        """Adds a note; the reply is ``null``, see :class:`~wsgate.WebSocketError`."""
+
+
+async def test_the_docs_page_renders_markdown_from_docstrings() -> None:
+    app = App(gateways=[NoteGateway], docs_path="/docs")
+    status, body = await call_http(app, "/docs")
+    assert status == 200
+    page = body.decode()
+    for text in (
+        "<strong>Notes, <code>plain</code> and <strong>bold</strong></strong>",
+        "<p>Keeps <code>notes</code>.</p>",
+        "<p>Second paragraph: &lt;script&gt;alert(1)&lt;/script&gt; and a trap",
+        "the reply is <code>null</code>, see <code>WebSocketError</code>.",
+        '<em>see</em> the <a href="https://example.org/notes?a=1&amp;b=2">guide</a>',
+    ):
+        assert text in page, text
+    assert "`" not in page and "<script>" not in page and "javascript:" not in page
+    assert "**" not in page
 
 
 def test_tags_must_be_lists() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from .asgi import ASGIApp, Receive, Scope, Send, strip_root_path
@@ -22,7 +23,7 @@ from .plugins import AppSetup, register
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["docs_endpoint", "render_html"]
+__all__ = ["docs_endpoint", "markdown_html", "render_html"]
 
 
 _CSS = """
@@ -112,6 +113,60 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+# A code span (`x`, ``x``, also reST's :role:`x`), then a link, bold, italics.
+_CODE = re.compile(r"(?::[\w.:-]+:)?(`+)(.+?)\1", re.S)
+_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", re.S)
+_ITALIC = re.compile(
+    r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])|(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)"
+)
+_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*):")
+
+
+def _inline(text: str) -> str:
+    """Escaped HTML of one paragraph of Markdown: inline code, links, bold and italics.
+
+    Everything else stays text, escaped. A link to anything but http(s), mailto or a
+    relative address (``javascript:``, ``data:``) keeps its words and loses its target.
+    reST roles (``:class:`~a.B```) show their target as code, the last part for ``~``.
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _CODE.finditer(text):
+        out.append(_emphasis(text[pos : match.start()]))
+        code = match.group(2).strip()
+        if match.group(0).startswith(":") and code.startswith("~"):
+            code = code.rsplit(".", 1)[-1]
+        out.append(f"<code>{_e(code)}</code>")
+        pos = match.end()
+    out.append(_emphasis(text[pos:]))
+    return "".join(out)
+
+
+def _emphasis(text: str) -> str:
+    def link(match: re.Match[str]) -> str:
+        words, url = match.group(1), match.group(2)
+        scheme = _SCHEME.match(url)
+        if scheme and scheme.group(1).lower() not in ("http", "https", "mailto"):
+            return words
+        return f'<a href="{url}">{words}</a>'
+
+    escaped = _LINK.sub(link, _e(text))
+    escaped = _BOLD.sub(lambda m: f"<strong>{m.group(1)}</strong>", escaped)
+    return _ITALIC.sub(lambda m: f"<em>{m.group(1) or m.group(2)}</em>", escaped)
+
+
+def markdown_html(text: str) -> str:
+    """A description written in Markdown (from a docstring, say) as safe HTML paragraphs.
+
+    Renders the subset descriptions use: paragraphs (blank lines), inline code, bold,
+    italics and links; everything else is escaped text, so nothing a docstring says can
+    inject markup or script into the page.
+    """
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", str(text)) if p.strip()]
+    return "".join(f"<p>{_inline(' '.join(p.split()))}</p>" for p in paragraphs)
+
+
 def _anchor(kind: str, name: str) -> str:
     return f"{kind}-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -157,7 +212,7 @@ def type_text(schema: Any) -> str:
         return f'<span class="type">{_e(kind)}{f" ({_e(fmt)})" if fmt else ""}</span>'
     if "description" in schema:
         return (
-            f'<span class="type">any</span> <span class="muted">{_e(schema["description"])}</span>'
+            f'<span class="type">any</span> <span class="muted">{_inline(schema["description"])}</span>'
         )
     return '<span class="type">any</span>'
 
@@ -172,7 +227,7 @@ def _properties(schema: dict[str, Any]) -> str:
             if "default" in sub:
                 notes.append(f"default <code>{_e(json.dumps(sub['default']))}</code>")
             if sub.get("description"):
-                notes.append(_e(sub["description"]))
+                notes.append(_inline(sub["description"]))
         rows.append(
             f"<tr><td><code>{_e(name)}</code></td><td>{type_text(sub)}</td>"
             f"<td>{'yes' if name in required else 'no'}</td><td>{'; '.join(notes)}</td></tr>"
@@ -193,9 +248,9 @@ def _tags(obj: dict[str, Any]) -> str:
 def _text(obj: dict[str, Any]) -> str:
     out = ""
     if obj.get("summary"):
-        out += f"<p><strong>{_e(obj['summary'])}</strong></p>"
+        out += f"<p><strong>{_inline(obj['summary'])}</strong></p>"
     if obj.get("description"):
-        out += f'<p class="muted">{_e(obj["description"])}</p>'
+        out += f'<div class="muted">{markdown_html(obj["description"])}</div>'
     return out
 
 
@@ -207,13 +262,13 @@ def _message(doc: dict[str, Any], ref: Any, *, compact_errors: bool = False) -> 
     title = _e(msg.get("title") or msg.get("name") or "")
     if msg.get("name") == "error" and compact_errors:
         code = (data.get("properties") or {}).get("code", {}).get("const", "")
-        summary = _e(msg.get("summary", ""))
+        summary = _inline(msg.get("summary", ""))
         return f'<p><span class="badge error">error</span><code>{_e(code)}</code>: {summary}</p>'
     frame = {k: v for k, v in props.items() if k != "data"}
     frame_text = ", ".join(f"<code>{_e(k)}</code>: {type_text(v)}" for k, v in frame.items())
     out = f"<h4>{title}</h4>"
     if msg.get("summary"):
-        out += f'<p class="muted">{_e(msg["summary"])}</p>'
+        out += f'<p class="muted">{_inline(msg["summary"])}</p>'
     if msg.get("contentType") == "application/octet-stream":
         return out + "<p>A binary frame; its bytes are the payload.</p>"
     out += f"<p>frame: {{{frame_text}, <code>data</code>}}<br>data: {type_text(data)}</p>"
@@ -237,7 +292,8 @@ def render_html(doc: dict[str, Any], *, json_url: str = "asyncapi.json") -> str:
         f"<body><main><h1>{_e(info.get('title', ''))}</h1>",
         f'<p class="muted">version {_e(info.get("version", ""))} · AsyncAPI '
         f'{_e(doc.get("asyncapi", ""))} · <a href="{_e(json_url)}">asyncapi.json</a></p>',
-        f"<p>{_e(info.get('description', ''))}</p><nav>",
+        markdown_html(info.get("description", "")),
+        "<nav>",
     ]
     parts += [
         f'<a href="#{_anchor("channel", cid)}">{_e(ch.get("address", cid))}</a>'
@@ -256,7 +312,7 @@ def render_html(doc: dict[str, Any], *, json_url: str = "asyncapi.json") -> str:
         if params:
             parts.append("<table><tr><th>path parameter</th><th>description</th></tr>")
             parts += [
-                f"<tr><td><code>{_e(n)}</code></td><td>{_e(p.get('description', ''))}</td></tr>"
+                f"<tr><td><code>{_e(n)}</code></td><td>{_inline(p.get('description', ''))}</td></tr>"
                 for n, p in params.items()
             ]
             parts.append("</table>")
@@ -293,7 +349,7 @@ def render_html(doc: dict[str, Any], *, json_url: str = "asyncapi.json") -> str:
             parts.append(
                 f'<div class="card" id="{_anchor("schema", name)}"><h4>{_e(name)}</h4>'
                 + (
-                    f'<p class="muted">{_e(schema["description"])}</p>'
+                    f'<div class="muted">{markdown_html(schema["description"])}</div>'
                     if schema.get("description")
                     else ""
                 )
