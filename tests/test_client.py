@@ -557,7 +557,7 @@ async def test_reconnect_backs_off_between_refused_handshakes() -> None:
     from apps.client_app import app
 
     policy = _NoJitter(initial_delay=1.0, multiplier=2.0, max_delay=8.0)
-    states: list[ConnectionState] = []
+    states: list[ClientState] = []
     proxy = _Restarting(app)
     async with httpx.AsyncClient(transport=proxy) as http:
         async with connect(
@@ -565,9 +565,9 @@ async def test_reconnect_backs_off_between_refused_handshakes() -> None:
         ) as conn:
             proxy.refuse = 4
             await conn.send_event("close", {"code": 1012})
-            await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=WAIT)
+            await conn.wait_for_state(ClientState.RECONNECTING, timeout=WAIT)
             closed = anyio.current_time()
-            await conn.wait_for_state(ConnectionState.OPEN, timeout=60)
+            await conn.wait_for_state(ClientState.OPEN, timeout=60)
             assert await conn.request("echo", "back") == "back"
             times = [closed, *proxy.attempts[1:]]
             gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -575,11 +575,11 @@ async def test_reconnect_backs_off_between_refused_handshakes() -> None:
             assert conn.statistics().connects == 2
             # Open again: after the next restart the first wait is the initial delay.
             await conn.send_event("close", {"code": 1012})
-            await conn.wait_for_state(ConnectionState.RECONNECTING, timeout=WAIT)
+            await conn.wait_for_state(ClientState.RECONNECTING, timeout=WAIT)
             closed = anyio.current_time()
-            await conn.wait_for_state(ConnectionState.OPEN, timeout=60)
+            await conn.wait_for_state(ClientState.OPEN, timeout=60)
             assert proxy.attempts[-1] - closed == pytest.approx(1.0)
-    assert states == [ConnectionState.OPEN, ConnectionState.RECONNECTING] * 2 + [
-        ConnectionState.OPEN,
-        ConnectionState.CLOSED,
+    assert states == [ClientState.OPEN, ClientState.RECONNECTING] * 2 + [
+        ClientState.OPEN,
+        ClientState.CLOSED,
     ]
