@@ -298,14 +298,10 @@ def run_broadcast(
                         got[(kind, t.label, stall)] = res
                         time.sleep(0.2)  # let the server finish closing the connections
                 _record_broadcast(col, got, size, window, pairs)
-                print(
-                    f"  broadcast {size} B, window {window}, round {r + 1}/{rounds}: "
-                    + ", ".join(
-                        f"{k[0][10:]} {k[1]}{' +stall' if k[2] else ''} "
-                        + (f"{v['rate']:,.0f}/s" if v else "failed")
-                        for k, v in got.items()
-                    ),
-                    flush=True,
+                _print_round(
+                    f"broadcast {size} B, window {window}, round {r + 1}/{rounds}",
+                    {(k, t, " +stall" if st else ""): v for (k, t, st), v in got.items()},
+                    lambda v: f"{v['rate']:,.0f}/s",
                 )
         _log_errors(servers, col)
     settings = {
@@ -326,6 +322,16 @@ def run_broadcast(
     }
     _write("broadcast", data, out)
     return data
+
+
+def _print_round(
+    title: str,
+    got: dict[tuple[str, str, str], dict[str, Any] | None],
+    fmt: Callable[[dict[str, Any]], str],
+) -> None:
+    """One progress line: each (server, target, suffix) and its figure, or "failed"."""
+    cells = (f"{k[10:]} {t}{x} " + (fmt(v) if v else "failed") for (k, t, x), v in got.items())
+    print(f"  {title}: " + ", ".join(cells), flush=True)
 
 
 def _broadcast_cases(
@@ -429,14 +435,10 @@ def run_fanout_start(
                     lost=res["lost"],
                     cpu_vs_naive=_ratio(res["server_cpu_us"], naive and naive["server_cpu_us"]),
                 )
-            print(
-                f"  fan-out start, round {r + 1}/{rounds}: "
-                + ", ".join(
-                    f"{k[0][10:]} {k[1]} {k[2]} "
-                    + (f"{v['server_cpu_us']:.1f} µs/frame" if v else "failed")
-                    for k, v in got.items()
-                ),
-                flush=True,
+            _print_round(
+                f"fan-out start, round {r + 1}/{rounds}",
+                {(k, t, f" {start}"): v for (k, t, start), v in got.items()},
+                lambda v: f"{v['server_cpu_us']:.1f} µs/frame",
             )
         _log_errors(servers, col)
     settings = {

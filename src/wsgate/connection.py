@@ -754,7 +754,8 @@ class Connection:
         """Enqueue without waiting (the fan-out path); on a full outbox apply the
         overflow policy. Before accept, frames are queued (and sent once accepted); a
         full outbox then drops the frame rather than closing a handshake nobody has
-        answered yet. With ``relay``, a waiting writer is left for the relay to wake."""
+        answered yet. With ``relay``, a writer that waits or is not running is queued in
+        the relay, which wakes or starts it in turn (see :class:`~wsgate.relay.WakeRelay`)."""
         phase = self.state.phase
         if phase > Phase.OPEN:
             return Offer.CLOSED
