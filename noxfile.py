@@ -2,7 +2,7 @@
 
 ``nox`` runs the default sessions (tests on trio, tests on asyncio, lint); they install
 the node packages the tests use (``npm ci``) when ``node_modules`` is missing. CI also
-runs ``js``, ``browser`` and ``docs`` (see .ci/run).
+runs ``js``, ``browser``, ``docs`` and ``tests-plain-waits`` (see .ci/run).
 """
 
 from __future__ import annotations
@@ -36,9 +36,19 @@ def tests_asyncio(session: nox.Session) -> None:
     _tests(session, "asyncio")
 
 
-def _tests(session: nox.Session, backend: str) -> None:
+@nox.session(python=False, name="tests-plain-waits")
+def tests_plain_waits(session: nox.Session) -> None:
+    """The whole suite on trio on the plain path (``WSGATE_PLAIN_WAITS=1``: tasks park on
+    ``anyio.Event``, broadcasts wake every writer at once), so the fast path in
+    ``wsgate/_wait.py`` and ``wsgate/relay.py`` always has a working twin to compare with."""
+    _tests(session, "trio", WSGATE_PLAIN_WAITS="1")
+
+
+def _tests(session: nox.Session, backend: str, **env: str) -> None:
     _npm_ci(session)  # the Socket.IO, AsyncAPI, TypeScript and node client tests use node
-    session.run("python", "-m", "pytest", *session.posargs, env={"WSGATE_BACKENDS": backend})
+    session.run(
+        "python", "-m", "pytest", *session.posargs, env={"WSGATE_BACKENDS": backend, **env}
+    )
 
 
 @nox.session(python=False)

@@ -457,6 +457,7 @@ class FanOut:
         self.measuring = False
         self.received = 0
         self.latencies: list[int] = []
+        self.limit = -1  # broadcasts to publish in all (-1: no limit)
 
     def publish(self) -> int:
         seq = self.seq
@@ -483,7 +484,7 @@ class FanOut:
         if got == self.members:
             self.completed += 1
             self.last_complete = seq
-            if self.running:
+            if self.running and self.seq != self.limit:
                 self.publish()
 
 
@@ -521,6 +522,8 @@ def run_fanout(args: argparse.Namespace) -> dict[str, Any]:
             c.on_message = fan.on_tick
         loop = Loop(conns)
         meter = Meter(args.server_pid)
+        if args.unprimed:
+            return _run_unprimed(args, fan, loop, meter, members)
         # Every member is in the room once one broadcast reached them all.
         for _ in range(5):
             seq = fan.publish()
@@ -561,6 +564,38 @@ def run_fanout(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": lat[len(lat) // 2] / 1e6 if lat else None,
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e6 if lat else None,
         "lost": lost,
+    }
+
+
+def _run_unprimed(
+    args: argparse.Namespace, fan: FanOut, loop: Loop, meter: Meter, members: list[Conn]
+) -> dict[str, Any]:
+    """From an unprimed start: no broadcast before the window, so the first ``window``
+    broadcasts go to members that never received a frame; ``--broadcasts`` in all, the
+    window refilled as each one reaches every member, and the whole of it measured
+    (the start is what this case is about). The members are in the room once the
+    handshakes are answered (both peers subscribe before or right after accepting); a
+    short settle lets the server finish that."""
+    loop.run(time.perf_counter() + args.settle)
+    total = args.broadcasts
+    fan.measuring = True
+    start = meter.read()
+    fan.running = True
+    for _ in range(min(fan.window, total)):
+        fan.publish()
+    fan.limit = total
+    loop.run(time.perf_counter() + 60, lambda: fan.completed >= total)
+    end = meter.read()
+    fan.running = fan.measuring = False
+    if fan.completed < total:
+        raise RuntimeError(f"only {fan.completed} of {total} broadcasts reached every member")
+    lat = sorted(fan.latencies)
+    return {
+        **_window(fan.received, start, end),
+        "broadcasts": fan.completed,
+        "p50_ms": lat[len(lat) // 2] / 1e6 if lat else None,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e6 if lat else None,
+        "lost": sum(c.lost for c in members),
     }
 
 
@@ -641,6 +676,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="broadcast this much (to each member) before the window...",
     )
     p.add_argument("--warmup", type=float, default=1.0, help="...or for this long")
+    p.add_argument(
+        "--unprimed",
+        action="store_true",
+        help="no broadcast before the window: --broadcasts from the first frame, all measured",
+    )
+    p.add_argument("--broadcasts", type=int, default=100, help="with --unprimed")
+    p.add_argument("--settle", type=float, default=0.3, help="with --unprimed: after connecting")
     p = sub.add_parser("idle", parents=[common])
     p.add_argument("--warm", type=int, default=100)
     p.add_argument("--conns", type=int, default=5000)

@@ -267,6 +267,41 @@ def fanout_section(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def start_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in _sorted(data["rows"], "kind", "start", "target"):
+        rows.append(
+            [
+                r["kind"],
+                r["start"],
+                r["target"],
+                _cell(r, "rate", ",.0f"),
+                _cell(r, "p99_ms", ".0f"),
+                _cell(r, "server_cpu_us", ".1f"),
+                _cell(r, "cpu_vs_naive", ".2f"),
+            ]
+        )
+    s = data["settings"]
+    return [
+        "## 2b. Fan-out from a primed and an unprimed start",
+        "",
+        _settings(data)
+        + f" {s['members']:,} members, {s['size']:,} B ticks, window {s['window']}; *unprimed*:"
+        + f" {s['unprimed broadcasts']} broadcasts from the first frame, to members that never"
+        + " received one, all measured; *primed*: as in section 2.",
+        "",
+        markdown_table(
+            [
+                *("server", "start", "target", "delivered/s", "p99 ms"),
+                *("server µs/frame", "CPU vs naive"),
+            ],
+            rows,
+            left=3,
+        ),
+        *_failures(data),
+    ]
+
+
 def slow_section(data: dict[str, Any]) -> list[str]:
     by_key = {(r["kind"], r["target"], r["size"], r["window"], r["stall"]): r for r in data["rows"]}
     rows = []
@@ -685,8 +720,13 @@ def write(folder: Path = RESULTS) -> str:
     parts += [*goals(echo, bc, mem), ""]
     if echo:
         parts += [*echo_section(echo), ""]
+    start = _load("fanout-start", folder)
     if bc:
-        parts += [*fanout_section(bc), "", *slow_section(bc), ""]
+        parts += [*fanout_section(bc), ""]
+    if start:
+        parts += [*start_section(start), ""]
+    if bc:
+        parts += [*slow_section(bc), ""]
     if mem:
         parts += [*memory_section(mem), ""]
     parts += [*dispatch_section(folder), "", "![the figures as bar charts](peers.png)", ""]

@@ -49,6 +49,13 @@ the stalled member. hypercorn's trio worker blocks a send once about 16 KiB are 
 within these short runs only the 2 KiB ticks on trio stall a naive loop (64-byte ticks
 would need minutes).
 
+**Fan-out start** (``fanout-start``): the fan-out above (1,000 members, 256-byte ticks,
+window 8), wsgate and Starlette's naive loop, from two starts alternated in each round:
+*primed* as above, and *unprimed*: no broadcast before the window, 100 broadcasts with 8
+in flight from the first frame to members that never received one, all of it measured.
+*CPU vs naive* as above, per start. The primed start alone once hid a 1.85x gap on
+hypercorn's trio worker (every member's writer started at once, then kept running).
+
 **Memory** (``memory``): a fresh server per measurement; 100 connections are opened
 (warm-up), RSS of the server's process tree is read, 5,000 more are opened and left
 idle (Socket.IO: namespace connected), and after a 1 s settle RSS is read again.
@@ -65,7 +72,7 @@ The servers run with Python's default garbage collector settings unless
 ``BENCH_SERVER_GC`` says otherwise (``benchmarks/_serve.py``); the fan-out results record
 it, and the CPU goal is judged only with the default.
 
-Run: ``python -m benchmarks.servers_bench {echo,broadcast,memory} [--quick]`` (or
+Run: ``python -m benchmarks.servers_bench {echo,broadcast,memory,fanout-start} [--quick]`` (or
 ``python -m benchmarks`` for everything); each writes ``results/peers-<name>.json`` and
 regenerates ``results/peers.md`` and ``results/peers.png`` (:mod:`benchmarks.report`);
 ``--out DIR`` writes all of these to DIR instead, ``--no-write`` nowhere.
@@ -86,7 +93,7 @@ from benchmarks import report
 from benchmarks._common import RESULTS, rotated
 from benchmarks.harness import ClientError, IdleClient, Server, ServerError, run_client, serving
 
-__all__ = ["BENCHMARKS", "main", "run_broadcast", "run_echo", "run_memory"]
+__all__ = ["BENCHMARKS", "main", "run_broadcast", "run_echo", "run_fanout_start", "run_memory"]
 
 TRIO, ASYNCIO, UVICORN = "hypercorn-trio", "hypercorn-asyncio", "uvicorn"
 
@@ -291,14 +298,10 @@ def run_broadcast(
                         got[(kind, t.label, stall)] = res
                         time.sleep(0.2)  # let the server finish closing the connections
                 _record_broadcast(col, got, size, window, pairs)
-                print(
-                    f"  broadcast {size} B, window {window}, round {r + 1}/{rounds}: "
-                    + ", ".join(
-                        f"{k[0][10:]} {k[1]}{' +stall' if k[2] else ''} "
-                        + (f"{v['rate']:,.0f}/s" if v else "failed")
-                        for k, v in got.items()
-                    ),
-                    flush=True,
+                _print_round(
+                    f"broadcast {size} B, window {window}, round {r + 1}/{rounds}",
+                    {(k, t, " +stall" if st else ""): v for (k, t, st), v in got.items()},
+                    lambda v: f"{v['rate']:,.0f}/s",
                 )
         _log_errors(servers, col)
     settings = {
@@ -319,6 +322,16 @@ def run_broadcast(
     }
     _write("broadcast", data, out)
     return data
+
+
+def _print_round(
+    title: str,
+    got: dict[tuple[str, str, str], dict[str, Any] | None],
+    fmt: Callable[[dict[str, Any]], str],
+) -> None:
+    """One progress line: each (server, target, suffix) and its figure, or "failed"."""
+    cells = (f"{k[10:]} {t}{x} " + (fmt(v) if v else "failed") for (k, t, x), v in got.items())
+    print(f"  {title}: " + ", ".join(cells), flush=True)
 
 
 def _broadcast_cases(
@@ -367,6 +380,83 @@ def _record_broadcast(
                 peak_rss_mb=res["peak_rss"] / mib,
                 peak_rss_delta_mb=(res["peak_rss"] - base["peak_rss"]) / mib if base else None,
             )
+
+
+# --------------------------------------------------------------------------- fan-out start
+
+START_TARGETS = (WSGATE, STARLETTE)
+
+
+def run_fanout_start(
+    rounds: int = 3,
+    members: int = 1000,
+    size: int = 256,
+    window: int = 8,
+    broadcasts: int = 100,
+    duration: float = 1.0,
+    warmup: float = 1.0,
+    kinds: Sequence[str] = (TRIO, ASYNCIO),
+    *,
+    out: Out = True,
+) -> dict[str, Any]:
+    """Fan-out measured from two starts, wsgate against Starlette's naive loop:
+    *primed* (as :func:`run_broadcast`: one broadcast reaches everyone, then a warm-up,
+    then the measured window) and *unprimed* (``broadcasts`` broadcasts with ``window``
+    in flight from the very first frame, to members that never received one, all of it
+    measured). A runtime whose cost depends on how the fan-out starts shows it here."""
+    started = time.perf_counter()
+    col = Collector()
+    timeout = duration + warmup + 120
+    pairs_spec = [(k, t) for k in kinds for t in START_TARGETS if t.runs_on(k)]
+    starts = ("primed", "unprimed")
+    with serving((k, t.app) for k, t in pairs_spec) as servers:
+        pairs = [(k, t, s) for (k, t), s in zip(pairs_spec, servers, strict=True)]
+        for r in range(rounds):
+            got: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+            for start in rotated(starts, r):
+                for kind, t, s in rotated(pairs, r):
+                    args: list[Any] = ["fanout", "--members", members, "--size", size]
+                    args += ["--window", window]
+                    if start == "unprimed":
+                        args += ["--unprimed", "--broadcasts", broadcasts]
+                    else:
+                        args += ["--duration", duration, "--warmup", warmup]
+                    got[(kind, t.label, start)] = _client(s, args, timeout, col)
+                    time.sleep(0.2)  # let the server finish closing the connections
+            for (kind, label, start), res in got.items():
+                if res is None:
+                    continue
+                naive = got.get((kind, STARLETTE.label, start))
+                col.add(
+                    (kind, label, start),
+                    rate=res["rate"],
+                    p99_ms=res["p99_ms"],
+                    server_cpu_us=res["server_cpu_us"],
+                    lost=res["lost"],
+                    cpu_vs_naive=_ratio(res["server_cpu_us"], naive and naive["server_cpu_us"]),
+                )
+            _print_round(
+                f"fan-out start, round {r + 1}/{rounds}",
+                {(k, t, f" {start}"): v for (k, t, start), v in got.items()},
+                lambda v: f"{v['server_cpu_us']:.1f} µs/frame",
+            )
+        _log_errors(servers, col)
+    settings = {
+        "rounds": rounds,
+        "members": members,
+        "size": size,
+        "window": window,
+        "unprimed broadcasts": broadcasts,
+        "primed duration": duration,
+        "primed warmup": warmup,
+        "server GC": os.environ.get("BENCH_SERVER_GC") or "default",
+    }
+    data = {
+        **_meta("fanout-start", settings, started, col),
+        "rows": col.as_list(["kind", "target", "start"]),
+    }
+    _write("fanout-start", data, out)
+    return data
 
 
 # --------------------------------------------------------------------------- memory
@@ -447,6 +537,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], dict[str, Any], dict[
     "echo": (run_echo, {}, {"rounds": 1, "duration": 0.5, "warmup": 0.2}),
     "broadcast": (run_broadcast, {}, {"rounds": 1, "duration": 0.7, "warmup": 0.5}),
     "memory": (run_memory, {}, {"rounds": 1, "conns": 1000}),
+    "fanout-start": (run_fanout_start, {}, {"rounds": 1, "duration": 0.7, "warmup": 0.5}),
 }
 
 

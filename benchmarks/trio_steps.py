@@ -73,11 +73,14 @@ def _serve(app_spec: str, out: str) -> None:
     trio.run(serve, app, cfg, instruments=[count])
 
 
-def measure(load: str, target: str, conns: int, duration: float) -> dict[str, float]:
+def measure(
+    load: str, target: str, conns: int, duration: float, unprimed: bool = False
+) -> dict[str, float]:
     """Steps and scheduler passes per round trip (echo) or delivered frame (fanout)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "counts.json")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
         cmd = [sys.executable, "-m", "benchmarks.trio_steps", "--serve", TARGETS[target], out]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT, env=env)
         try:
@@ -87,6 +90,9 @@ def measure(load: str, target: str, conns: int, duration: float) -> dict[str, fl
                 args: list[Any] = ["echo", "--conns", conns]
             else:
                 args = ["fanout", "--members", 1000, "--size", 64]
+                if unprimed:  # 100 broadcasts of 256 B, 8 in flight from the first frame
+                    args = ["fanout", "--members", 1000, "--size", 256, "--window", 8]
+                    args += ["--unprimed", "--broadcasts", 100]
             args += ["--warmup", 0.5, "--duration", duration, "--port", port]
             result = run_client([*args, "--server-pid", proc.pid], duration + 120)
             time.sleep(0.5)  # the counts file is rewritten every 0.2 s
@@ -112,11 +118,16 @@ def main() -> None:
     p.add_argument("--conns", type=int, default=256)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    p.add_argument(
+        "--unprimed",
+        action="store_true",
+        help="fanout from an unprimed start (see benchmarks/servers_bench.py, fan-out start)",
+    )
     args = p.parse_args()
     unit = "round trip" if args.load == "echo" else "delivered frame"
     targets = [t for t in args.targets if args.load == "echo" or t != "bare"]
     for target in targets:
-        m = measure(args.load, target, args.conns, args.duration)
+        m = measure(args.load, target, args.conns, args.duration, args.unprimed)
         print(
             f"{target:10} task steps per {unit}: {m['steps']:.2f}; scheduler passes: "
             f"{m['passes']:.3f} ({m['per second']:,.0f}/s)",

@@ -1,5 +1,13 @@
-"""Broadcast wake-ups passed from writer to writer (``WakeRelay``): every member still
-gets every frame, in order, and members whose client stopped reading hold up nobody."""
+"""Broadcast wake-ups passed from writer to writer (``WakeRelay``), seen from outside:
+every member gets every frame, in order, whether or not it received anything before;
+members whose client stopped reading hold up nobody; nothing runs on after the members
+leave. The same runs on the plain path (``WSGATE_PLAIN_WAITS=1``, ``nox -s
+tests-plain-waits``), where no relay is used.
+
+The members here are raw ASGI connections whose ``send`` passes a checkpoint, as a real
+server's does, or blocks for good, as hypercorn's trio worker does for a client that
+stopped reading (tests/test_isolation.py does the same with real servers and clients).
+"""
 
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -8,46 +16,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-import sniffio
 
 from wsgate import App, BroadcastGroup, Json, WebSocket, on_connect, on_message, ws_controller
-from wsgate.relay import WakeRelay
 from wsgate.testing import TestClient
-
-
-class _Member:
-    """Stands for a connection in the relay: ``waiting`` says whether its writer waits."""
-
-    def __init__(self, waiting: bool) -> None:
-        self.waiting = waiting
-        self.woken = 0
-
-    def relay_wake(self, relay: WakeRelay) -> bool:
-        if not self.waiting:
-            return False
-        self.waiting = False
-        self.woken += 1
-        return True
-
-
-def test_at_most_lanes_writers_are_awake_and_each_pass_wakes_the_next_waiting_one() -> None:
-    members = [_Member(w) for w in (False, True, False, True, True, True)]
-    relay = WakeRelay(lanes=2)
-    for m in members:
-        relay.add(m)  # type: ignore[arg-type]
-    relay.start()  # two writers awake: members 1 and 3 (0 and 2 are busy)
-    assert [m.woken for m in members] == [0, 1, 0, 1, 0, 0]
-    relay.start()  # a second broadcast: still two awake
-    assert [m.woken for m in members] == [0, 1, 0, 1, 0, 0]
-    assert relay.pass_on()  # a woken writer passes on: member 4
-    assert [m.woken for m in members] == [0, 1, 0, 1, 1, 0]
-    assert relay.pass_on()  # member 5
-    assert not relay.pass_on()  # nobody left: one lane ends
-    assert len(relay) == 0
-    later = _Member(True)
-    relay.add(later)  # type: ignore[arg-type]
-    relay.start()  # one writer is still awake: room for one more
-    assert later.woken == 1
 
 
 @ws_controller("/room")
@@ -63,34 +34,6 @@ class Room:
     async def go(self, body: Json[int]) -> None:
         for i in range(body):
             await self.groups.broadcast("room", f"tick {i}")
-
-
-async def raw_member(
-    app: App, client: TestClient, tg: Any, on_frame: Callable[[str], Awaitable[None]]
-) -> None:
-    """Connect a member through raw ASGI whose ``send`` of each data frame is
-    ``on_frame(text)`` (which may block, as a real send to a full socket does); returns
-    once it is accepted."""
-    accepted = anyio.Event()
-    connected = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal connected
-        if not connected:
-            connected = True
-            return {"type": "websocket.connect"}
-        await anyio.sleep_forever()
-        raise AssertionError
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.accept":
-            accepted.set()
-        else:
-            await on_frame(message["text"])
-
-    tg.start_soon(app, client.websocket_scope("/room"), receive, send)
-    with anyio.fail_after(5):
-        await accepted.wait()
 
 
 async def test_every_member_gets_every_frame_in_order_as_members_come_and_go() -> None:
@@ -115,98 +58,194 @@ async def test_every_member_gets_every_frame_in_order_as_members_come_and_go() -
             ]
 
 
-@pytest.mark.parametrize("stalled", [1, 2 * max(WakeRelay.LANES.values())])
-async def test_members_whose_client_stopped_reading_hold_up_nobody(stalled: int) -> None:
-    """The stalled members subscribe first, so the first writers woken for a broadcast
-    are theirs: each must pass the wake-up on before its send blocks (with more of
-    them than the relay has lanes, no chain would reach the others otherwise)."""
+class RawMember:
+    """A member connected through raw ASGI: ``on_frame(text)`` is its ``send`` of each
+    data frame (it may block, as a real send to a full socket does); :meth:`leave` makes
+    its ``receive`` report the client gone; ``ended`` is set once the App's call for it
+    returned (its task group, and every task in it, is done)."""
+
+    def __init__(self, on_frame: Callable[[str], Awaitable[None]]) -> None:
+        self.on_frame = on_frame
+        self.accepted = anyio.Event()
+        self.left = anyio.Event()
+        self.ended = anyio.Event()
+
+    async def run(self, app: App, client: TestClient) -> None:
+        connected = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal connected
+            if not connected:
+                connected = True
+                return {"type": "websocket.connect"}
+            await self.left.wait()
+            return {"type": "websocket.disconnect", "code": 1001}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.accept":
+                self.accepted.set()
+            elif message["type"] == "websocket.send":
+                await self.on_frame(message["text"])
+
+        try:
+            await app(client.websocket_scope("/room"), receive, send)
+        finally:
+            self.ended.set()
+
+    def leave(self) -> None:
+        self.left.set()
+
+
+async def join(app: App, client: TestClient, tg: Any, member: RawMember) -> RawMember:
+    tg.start_soon(member.run, app, client)
+    with anyio.fail_after(5):
+        await member.accepted.wait()
+    return member
+
+
+def reader(frames: list[str], expected: int, done: anyio.Event) -> RawMember:
+    """A member whose client reads everything (one checkpoint per send)."""
+
+    async def on_frame(text: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        frames.append(text)
+        if len(frames) == expected:
+            done.set()
+
+    return RawMember(on_frame)
+
+
+def stalled(tried: anyio.Event, after: int) -> RawMember:
+    """A member whose client stopped reading: its send blocks for good once ``after``
+    frames got through (``tried`` is set when it blocks)."""
+    sent = 0
+
+    async def on_frame(text: str) -> None:
+        nonlocal sent
+        if sent >= after:
+            tried.set()
+            await anyio.sleep_forever()
+        sent += 1
+
+    return RawMember(on_frame)
+
+
+def ticks(*bursts: int) -> list[str]:
+    return [f"tick {i}" for n in bursts for i in range(n)]
+
+
+@pytest.mark.parametrize("primed", [False, True], ids=["unprimed", "primed"])
+@pytest.mark.parametrize("n_stalled", [1, 9])
+async def test_members_whose_client_stopped_reading_hold_up_nobody(
+    primed: bool, n_stalled: int
+) -> None:
+    """The stalled members join first, so the first writers a broadcast reaches are
+    theirs. Unprimed: nobody received a frame before the burst (no writer is running
+    yet, and the stalled members block on their very first frame); primed: one frame
+    reached everyone first, so every writer is running and waits for the burst."""
     app = App(gateways=[Room])
+    bursts = (20, 15, 25)
+    expected = ticks(*(((1,) if primed else ()) + bursts))
     async with TestClient(app) as client, AsyncExitStack() as stack:
         tg = await stack.enter_async_context(anyio.create_task_group())
-        blocked: list[anyio.Event] = []
-
-        async def stalled_member() -> None:
-            sending = anyio.Event()
-            blocked.append(sending)
-            frames = 0
-
-            async def on_frame(text: str) -> None:
-                nonlocal frames
-                frames += 1
-                if frames > 1:  # the client's buffer is now full: blocks for good
-                    sending.set()
-                    await anyio.sleep_forever()
-
-            await raw_member(app, client, tg, on_frame)
-
-        for _ in range(stalled):
-            await stalled_member()
-        members = [
-            await stack.enter_async_context(client.websocket_connect("/room")) for _ in range(20)
-        ]
-        # A first frame gets through to everyone, so every writer is running and then
-        # waits for the next broadcast: that one is relayed.
-        await members[0].send_event("go", 1)
-        for ws in members:
-            assert await ws.receive_text(timeout=5) == "tick 0"
-        # One broadcast, so that no later one wakes the writers this one's relay would.
-        await members[0].send_event("go", 1)
-        for ws in members:
-            assert await ws.receive_text(timeout=5) == "tick 0"
-        with anyio.fail_after(5):
-            for sending in blocked:
-                await sending.wait()  # their writers did try to send
-        tg.cancel_scope.cancel()
-
-
-async def test_on_trio_a_broadcast_keeps_only_a_few_sends_in_flight() -> None:
-    """Every member's send passes a checkpoint (as a real server's does); on trio the
-    relay keeps a few of them in flight at a time, on asyncio all forty are."""
-    app = App(gateways=[Room])
-    in_flight = 0
-    most = 0
-    delivered = 0
-    expected = 0
-    done = anyio.Event()
-    got: list[list[str]] = []
-
-    async with TestClient(app) as client, AsyncExitStack() as stack:
-        tg = await stack.enter_async_context(anyio.create_task_group())
-
-        async def member() -> None:
-            frames: list[str] = []
-            got.append(frames)
-
-            async def on_frame(text: str) -> None:
-                nonlocal in_flight, most, delivered
-                in_flight += 1
-                most = max(most, in_flight)
-                await anyio.lowlevel.checkpoint()
-                in_flight -= 1
-                frames.append(text)
-                delivered += 1
-                if delivered == expected:
-                    done.set()
-
-            await raw_member(app, client, tg, on_frame)
-
-        for _ in range(40):
-            await member()
+        tried = [anyio.Event() for _ in range(n_stalled)]
+        for t in tried:
+            await join(app, client, tg, stalled(t, after=1 if primed else 0))
+        got: list[list[str]] = []
+        done: list[anyio.Event] = []
+        members: list[RawMember] = []
+        for _ in range(30):
+            got.append([])
+            done.append(anyio.Event())
+            members.append(await join(app, client, tg, reader(got[-1], len(expected), done[-1])))
         publisher = await stack.enter_async_context(client.websocket_connect("/room"))
-        # The first broadcast starts the writers; they wait for the second.
-        for n in (1, 2):
-            most = 0
-            expected += 40 * n
-            done = anyio.Event()
+        if primed:
+            await publisher.send_event("go", 1)
+            assert await publisher.receive_text(timeout=5) == "tick 0"
+        # Bursts back to back: later ones arrive while the writers send earlier ones.
+        for n in bursts:
             await publisher.send_event("go", n)
-            with anyio.fail_after(5):
-                await done.wait()
-                await anyio.wait_all_tasks_blocked()  # every writer waits again
-        assert all(frames == ["tick 0", "tick 0", "tick 1"] for frames in got)
-        if sniffio.current_async_library() == "trio":
-            # Each lane's writer wakes the next before its own two sends (a checkpoint
-            # each): a few writers per lane overlap, never the forty.
-            assert most <= 3 * WakeRelay.LANES["trio"] < 40
-        else:
-            assert most == 40  # everyone at once
+        assert [await publisher.receive_text(timeout=5) for _ in range(sum(bursts))] == ticks(
+            *bursts
+        )
+        with anyio.fail_after(10):
+            for ev in done + tried:
+                await ev.wait()  # every reader got everything; every stalled one tried
+        assert all(frames == expected for frames in got)
         tg.cancel_scope.cancel()
+
+
+async def test_members_that_retired_their_writer_still_get_every_frame() -> None:
+    """Writers of connections that went quiet are retired, and come back for the next
+    broadcast: a burst after a quiet spell reaches everyone, in order, past a stalled
+    member."""
+    app = App(gateways=[Room], idle_tasks_after=None)
+    expected = ticks(1, 30)
+    async with TestClient(app) as client, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        tried = anyio.Event()
+        await join(app, client, tg, stalled(tried, after=1))
+        got: list[list[str]] = []
+        done: list[anyio.Event] = []
+        first: list[anyio.Event] = []
+        for _ in range(20):
+            got.append([])
+            done.append(anyio.Event())
+            first.append(anyio.Event())
+            m = reader(got[-1], len(expected), done[-1])
+            on_frame = m.on_frame
+
+            async def first_then_rest(
+                text: str, on_frame: Any = on_frame, ev: anyio.Event = first[-1]
+            ) -> None:
+                await on_frame(text)
+                ev.set()
+
+            m.on_frame = first_then_rest
+            await join(app, client, tg, m)
+        publisher = await stack.enter_async_context(client.websocket_connect("/room"))
+        await publisher.send_event("go", 1)
+        with anyio.fail_after(5):
+            for ev in first:
+                await ev.wait()
+        # Quiet: two of the App's idle sweeps (run here by hand rather than on its
+        # clock) retire every writer that waited through both.
+        await anyio.wait_all_tasks_blocked()
+        app._retire_idle_tasks_once()
+        app._retire_idle_tasks_once()
+        await anyio.wait_all_tasks_blocked()
+        await publisher.send_event("go", 30)
+        with anyio.fail_after(10):
+            for ev in done:
+                await ev.wait()
+            await tried.wait()
+        assert all(frames == expected for frames in got)
+        tg.cancel_scope.cancel()
+
+
+async def test_no_task_is_left_once_every_member_left() -> None:
+    """A burst to members that never received a frame, one of them stalled; then every
+    member leaves: the App's call for each of them returns (its task group ended), the
+    stalled one's too once its grace period is over."""
+    app = App(gateways=[Room], disconnect_grace=0.05)
+    async with TestClient(app) as client, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        tried = anyio.Event()
+        members = [await join(app, client, tg, stalled(tried, after=0))]
+        got: list[list[str]] = []
+        done: list[anyio.Event] = []
+        for _ in range(20):
+            got.append([])
+            done.append(anyio.Event())
+            members.append(await join(app, client, tg, reader(got[-1], 40, done[-1])))
+        async with client.websocket_connect("/room") as publisher:
+            await publisher.send_event("go", 40)
+            with anyio.fail_after(10):
+                for ev in [*done, tried]:
+                    await ev.wait()
+        for m in members:
+            m.leave()
+        with anyio.fail_after(10):
+            for m in members:
+                await m.ended.wait()
+        assert all(frames == ticks(40) for frames in got)

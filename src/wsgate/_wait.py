@@ -5,22 +5,41 @@ paid a thousand times per message. An ``anyio.Event`` allocates several objects 
 (the Event, the backend's event, its waiter set or deque, a future or closure), and those
 allocations are what makes CPython's collector run during a large fan-out. The signals
 here reuse one list per signal and allocate only what the backend's scheduler itself
-needs to park a task (a future on asyncio, the abort callback on trio).
+needs to park a task: on trio, the coroutine of ``trio.lowlevel.wait_task_rescheduled``
+and the outcome ``trio.lowlevel.reschedule`` resumes it with; on asyncio, a future.
+Only public APIs are used (``trio.lowlevel``, ``asyncio`` futures), so a trio upgrade
+cannot break them silently.
 
 This is the one place where wsgate speaks to a backend directly, the way hypercorn's
 backend layers do: a small adapter per backend, chosen once by name, behind the same
 three methods. Unknown backends get the portable ``anyio.Event`` version.
+
+The plain path: with the environment variable ``WSGATE_PLAIN_WAITS=1`` every backend
+gets the portable ``anyio.Event`` version and broadcasts wake every writer at once (no
+:class:`~wsgate.relay.WakeRelay`). It is there to compare the fast path against (in
+benchmarks) and to run the suite on the plain path (``nox -s tests-plain-waits``). The
+variable is read when a connection or a broadcast group first needs it, so set it before
+the server starts.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import anyio
 import sniffio
 
-__all__ = ["Signal", "signal_class"]
+__all__ = ["PLAIN_WAITS_ENV", "Signal", "plain_waits", "signal_class"]
+
+#: The environment variable that selects the plain path (``1`` turns it on).
+PLAIN_WAITS_ENV = "WSGATE_PLAIN_WAITS"
+
+
+def plain_waits() -> bool:
+    """True when ``WSGATE_PLAIN_WAITS=1``: plain ``anyio.Event`` waits, no wake relay."""
+    return os.environ.get(PLAIN_WAITS_ENV) == "1"
 
 
 class Signal(Protocol):
@@ -68,77 +87,20 @@ def _trio_signal() -> type:
     reschedule = trio.lowlevel.reschedule
     succeeded = trio.lowlevel.Abort.SUCCEEDED
 
-    class _Resumed:
-        """What a woken task is resumed with. Trio sends the parked coroutine an
-        outcome and calls its ``unwrap()``; this shared one stands for
-        ``outcome.Value(None)``, which ``reschedule`` would otherwise allocate per
-        wake-up (a fan-out wakes a thousand writers at once, and those objects outlive
-        the collections that run meanwhile)."""
-
-        __slots__ = ()
-
-        def unwrap(self) -> None:
-            return None
-
-    resumed: Any = _Resumed()
-
-    try:
-        # Private to trio: the trap that ``wait_task_rescheduled`` yields. Yielded
-        # directly, a parked task holds no objects of its own (the public path holds two
-        # coroutines, a generator and the trap for as long as it waits, and a fan-out
-        # parks a thousand writers at a time: everything a parked task holds is
-        # promoted by the collector and rescanned by its full collections).
-        from trio._core._traps import WaitTaskRescheduled
-
-        trap_class: Any = WaitTaskRescheduled
-    except ImportError:  # pragma: no cover - a trio without it takes the public path
-        trap_class = None
-
-    class _Park:
-        """What a lone waiter awaits, built once per signal, and stateless (two tasks
-        may be inside it at once: one woken and not yet resumed, one parking): started
-        with ``None``, it gives trio the trap (built once too); resumed with an outcome
-        (trio never resumes with ``None``), it unwraps it, and a cancellation raises."""
-
-        __slots__ = ("_trap",)
-
-        def __init__(self, abort: Any) -> None:
-            self._trap = trap_class(abort)
-
-        def __await__(self) -> Any:
-            return self
-
-        def __iter__(self) -> Any:
-            return self
-
-        def __next__(self) -> Any:
-            return self._trap
-
-        def send(self, value: Any) -> Any:
-            if value is None:
-                return self._trap
-            raise StopIteration(value.unwrap())
-
-        def throw(self, exc: Any, *args: Any) -> Any:
-            raise exc
-
-        def close(self) -> None:
-            pass
-
     class _TrioSignal:
-        __slots__ = ("_alone", "_tasks")
+        __slots__ = ("_abort_first", "_tasks")
 
         def __init__(self) -> None:
             self._tasks: list[Any] | None = None  # built with the first wait
-            self._alone: Any = None  # what a lone waiter awaits
+            self._abort_first: Any = None  # the abort callback of a lone waiter
 
         @property
         def waiting(self) -> bool:
             return bool(self._tasks)
 
         def wait(self) -> Awaitable[None]:
-            # Not a coroutine function: a lone waiter (a writer, a dispatcher: the
-            # usual case) awaits the signal's own reusable awaitable.
+            # Not a coroutine function: the caller awaits trio's own coroutine directly
+            # (one coroutine fewer per wait, and one level fewer to resume through).
             task = current_task()
             tasks = self._tasks
             if tasks is None:
@@ -149,11 +111,11 @@ def _trio_signal() -> type:
                     del tasks[0]
                     return succeeded
 
-                self._alone = _Park(abort_first) if trap_class is not None else abort_first
+                self._abort_first = abort_first
             tasks.append(task)
             if len(tasks) == 1:
-                alone = self._alone
-                return alone if trap_class is not None else park(alone)
+                # The usual case (a writer, a dispatcher): a callback built once.
+                return park(self._abort_first)
 
             def abort(_: Any) -> Any:
                 tasks.remove(task)
@@ -165,7 +127,7 @@ def _trio_signal() -> type:
             tasks = self._tasks
             if tasks:
                 for task in tasks:
-                    reschedule(task, resumed)
+                    reschedule(task)
                 tasks.clear()
 
     return _TrioSignal
@@ -217,8 +179,9 @@ _CLASSES: dict[str, type] = {}
 
 
 def signal_class() -> type[Signal]:
-    """The Signal class for the running backend (built once per backend)."""
-    name = sniffio.current_async_library()
+    """The Signal class for the running backend (built once per backend), or the
+    portable one on the plain path (``WSGATE_PLAIN_WAITS=1``)."""
+    name = "plain" if plain_waits() else sniffio.current_async_library()
     cls = _CLASSES.get(name)
     if cls is None:
         factory = _FACTORIES.get(name)

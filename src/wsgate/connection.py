@@ -79,6 +79,7 @@ class Connection:
         "_limits",
         "_receive",
         "_relay",
+        "_relay_queued",
         "_send",
         "_sending",
         "_session",
@@ -130,6 +131,7 @@ class Connection:
         self._writer_wake = signal()
         self._writer_idle = 0  # wake-ups with nothing to do since the last sweep
         self._relay: WakeRelay | None = None  # to pass on when the writer wakes
+        self._relay_queued = False  # the writer waits in a relay's queue for its turn
         self._sending = False
         self._dispatcher_active = False
         self._consumers = 0
@@ -523,16 +525,18 @@ class Connection:
         outbox = self.outbox
         state = self.state
         send = self._send
+        last_relay: WakeRelay | None = None  # the relay that gave this writer its turn
         try:
             while True:
+                relay = self._relay
+                if relay is not None:  # a relay's turn: pass it on before sending
+                    self._relay = None
+                    relay.pass_on()
+                    last_relay = relay
                 if not outbox or self._sending:
                     if state.phase is Phase.CLOSED or self._writer_idle < 0:
                         return
                     await self._writer_wake.wait()
-                    relay = self._relay
-                    if relay is not None:
-                        self._relay = None
-                        relay.pass_on()
                     continue
                 self._writer_idle = 0
                 batch = outbox.take()
@@ -557,27 +561,43 @@ class Connection:
                         self.handle_nowait(Event.CLOSE_SENT)
                         return
                 outbox.done(batch)
+                if outbox and last_relay is not None and not self._relay_queued:
+                    # Refilled while sending: behind the writers already queued, if any.
+                    self._relay_queued = True
+                    if last_relay.requeue(self):
+                        if self._relay_queued:  # else the turn came and went already
+                            await self._writer_wake.wait()
+                    else:
+                        self._relay_queued = False
         finally:
             self._writer_active = False
             self._writer_idle = 0
             relay = self._relay
-            if relay is not None:  # woken by a relay, then cancelled before passing it on
+            if relay is not None:  # given a turn, then cancelled before passing it on
                 self._relay = None
                 relay.pass_on()
 
     def relay_wake(self, relay: WakeRelay) -> bool:
-        """Wake this connection's writer for ``relay``; False if it was not waiting (it
-        is running and will find its frame, or one was started, or it is closed) or has
-        nothing to send (an earlier broadcast's wake-up took this one's frame too)."""
-        if self._writer_active:
-            if self._writer_wake.waiting and self._relay is None and self.outbox:
-                self._relay = relay
-                self._writer_wake.set()
-                return True
+        """``relay`` gives this connection's writer its turn: wake it, or start it if it
+        is not running (it passes the turn on at its first step). False if it has
+        nothing to do: it is running and will find its frames, an earlier turn took
+        them, or the connection is closed."""
+        self._relay_queued = False
+        if not self.outbox or self._relay is not None:
             return False
-        if self.state.phase is Phase.OPEN:
-            self._kick_writer()
-        return False
+        if self._writer_active:
+            if not self._writer_wake.waiting:
+                return False
+            self._relay = relay
+            self._writer_wake.set()
+            return True
+        tg = self._tg
+        if self._sending or tg is None or self.state.phase is not Phase.OPEN:
+            return False  # a direct send kicks the writer when it is done
+        self._relay = relay
+        self._writer_active = True
+        tg.start_soon(self._writer)
+        return True
 
     def close_if_idle(self, now: float, timeout: float) -> bool:
         """Called periodically with the time: close with 1001 ("idle") if no frame
@@ -595,7 +615,7 @@ class Connection:
         """Stop the writer if it has waited, with nothing arriving, since the previous
         call; it starts again with the next frame. Called periodically by the App, so a
         connection that goes quiet costs one task again."""
-        if not self._writer_active or not self._writer_wake.waiting:
+        if not self._writer_active or not self._writer_wake.waiting or self._relay_queued:
             self._writer_idle = 0
             return
         if self._writer_idle > 0:
@@ -678,18 +698,23 @@ class Connection:
         """Enqueue without waiting (the fan-out path); on a full outbox apply the
         overflow policy. Before accept, frames are queued (and sent once accepted); a
         full outbox then drops the frame rather than closing a handshake nobody has
-        answered yet. With ``relay``, a waiting writer is left for the relay to wake."""
+        answered yet. With ``relay``, a writer that waits or is not running is queued in
+        the relay, which wakes or starts it in turn (see :class:`~wsgate.relay.WakeRelay`)."""
         phase = self.state.phase
         if phase > Phase.OPEN:
             return Offer.CLOSED
         result = self.outbox.offer(message, self.policy)
         if result is Offer.QUEUED:
             if phase is Phase.OPEN:
-                if relay is not None and self._writer_active and self._relay is None:
-                    if self._writer_wake.waiting:
-                        relay.add(self)
-                else:
+                if relay is None:
                     self._kick_writer()
+                elif not (self._relay_queued or self._relay is not None) and (
+                    self._writer_wake.waiting if self._writer_active else not self._sending
+                ):
+                    # The writer waits, or is not running: it runs when the relay gives
+                    # it its turn (a running writer finds the frame by itself).
+                    self._relay_queued = True
+                    relay.add(self)
             return result
         self.stats.dropped_frames += 1
         if result is not Offer.SLOW:
