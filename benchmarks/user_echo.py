@@ -4,28 +4,33 @@ Each server is started as a fresh process from its own command line with its def
 (``uvicorn MODULE:APP --ws-per-message-deflate false``; ``hypercorn -k trio MODULE:APP``
 and ``-k asyncio``: the ``*-cli`` kinds of :mod:`benchmarks._serve`), and driven by the
 ``websockets`` asyncio client (what users test with) in a separate process, on
-127.0.0.1 only. The client opens N connections (``compression=None``: hypercorn
-accepts permessage-deflate whenever it is offered), then runs rounds of a fixed number
-of round trips: each connection sends
-``{"event":"echo","data":{"room":"lobby","text":"hello world","n":42},"id":n}`` and the
-next one as soon as the reply came (one frame in flight per connection; every reply's
-``id`` and ``data`` are checked). Every wait is bounded (``--timeout`` per round).
+127.0.0.1 only. The targets, all from ``benchmarks/peers/``: the bare ASGI echo (the
+floor), Starlette's JSON ``WebSocketEndpoint`` and wsgate's typed echo gateway.
 
-Targets, all from ``benchmarks/peers/``: the bare ASGI echo (the floor), Starlette's
-JSON ``WebSocketEndpoint`` and wsgate's typed echo gateway. Per server the targets are
-alternated run by run (A B C, then B C A, ...), each run on a fresh server process.
+A run starts one fresh server per target; the client opens N connections
+(``compression=None``: hypercorn accepts permessage-deflate whenever it is offered) to
+each, then runs ``--cycles`` cycles in which every target in turn (the order rotates)
+gets a burst of ``--burst`` round trips: each connection sends
+``{"event":"echo","data":{"room":"lobby","text":"hello world","n":42},"id":n}`` and
+the next one as soon as the reply came (one frame in flight per connection; every
+reply's ``id`` and ``data`` are checked). Alternating bursts a fraction of a second
+long means a neighbour's load on this shared machine slows every target alike; one
+target after the other (``--sequential``, the way the gap of issue 15 was first
+measured) lets it land on one of them. Every wait is bounded (``--timeout`` per burst).
 
-Reported per target: *round trips/s* and *server µs/rt* (the server process tree's
-utime + stime from ``/proc/PID/stat`` per round trip), for the *cold* round (the first
-after the server started) and *warm* (the median of the other rounds of that run), as
-medians over the runs, and *ratio to floor* (round trips/s over the bare echo's of the
-same run index). ``--client raw`` drives the same servers with the project's raw load
-client (:mod:`benchmarks.loadgen`) instead, ``--launch inprocess`` starts them with
-``benchmarks._serve``'s in-process servers instead of their command lines: the two
-differences between this benchmark and :mod:`benchmarks.servers_bench`.
+Reported per target: *round trips/s*, *server µs/rt* (the server process tree's utime +
+stime from ``/proc/PID/stat`` per round trip) and *client µs/rt* (the client's own CPU),
+for the *cold* burst (the first after the server started) and *warm* (all the others),
+as medians over the runs, and *ratio to floor* (round trips/s over the bare echo's in
+the same run). ``--client raw`` drives the same servers with the project's raw load
+client (:mod:`benchmarks.loadgen`, a window of ``--raw-seconds`` per burst) instead,
+``--launch inprocess`` starts them with ``benchmarks._serve``'s in-process servers
+instead of their command lines: the two differences between this benchmark and the
+``echo`` of :mod:`benchmarks.servers_bench`.
 
 Run: ``python -m benchmarks.user_echo [--servers uvicorn-cli ...] [--runs 3]
-[--rounds 4] [--trips 20000] [--out results/user-echo.json]``.
+[--cycles 12] [--burst 1600]``; writes ``results/user-echo-latest.md`` and
+``results/user-echo.json`` (``--out DIR``, ``--no-write``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import RESULTS, environment, publish, write_result
 from benchmarks._proc import cpu_seconds
 from benchmarks.harness import ROOT, Server, _env, run_client, serving
 
@@ -161,11 +167,9 @@ def _raw_client(servers: dict[str, Server], a: argparse.Namespace) -> Any:
         k = c % len(names)
         for name in names[k:] + names[:k]:
             srv = servers[name]
-            r = run_client(
-                ["echo", "--port", srv.port, "--server-pid", srv.pid, "--conns", a.conns]
-                + ["--warmup", 0, "--duration", a.raw_seconds],
-                timeout=a.raw_seconds + 60,
-            )
+            args = ["echo", "--port", srv.port, "--server-pid", srv.pid, "--conns", a.conns]
+            args += ["--warmup", 0, "--duration", a.raw_seconds]
+            r = run_client(args, timeout=a.raw_seconds + 60)
             cpu = r["server_cpu_us"] * r["count"] / 1e6
             client = r["client_cpu"] * r["seconds"]
             out[name].append(
@@ -191,10 +195,16 @@ def measure(a: argparse.Namespace) -> dict[str, list[Any]]:
     for server in a.servers:
         kind = server if a.launch == "cli" else INPROCESS[server]
         results[kind] = []
+        drive = _raw_client if a.client == "raw" else _websockets_client
         for i in range(a.runs):
-            with serving([(kind, TARGETS[t]) for t in a.targets]) as started:
-                servers = dict(zip(a.targets, started, strict=True))
-                run = (_raw_client if a.client == "raw" else _websockets_client)(servers, a)
+            if a.sequential:
+                run = {}
+                for t in a.targets:
+                    with serving([(kind, TARGETS[t])]) as (srv,):
+                        run.update(drive({t: srv}, a))
+            else:
+                with serving([(kind, TARGETS[t]) for t in a.targets]) as started:
+                    run = drive(dict(zip(a.targets, started, strict=True)), a)
             results[kind].append(run)
             line = "  ".join(
                 f"{t} {_phase(run[t][1:])['rate']:6.0f}/s {_phase(run[t][1:])['server_cpu_us']:5.1f}µs"
@@ -247,6 +257,61 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run(
+    servers: Sequence[str] = CLI_SERVERS,
+    targets: Sequence[str] = tuple(TARGETS),
+    client: str = "websockets",
+    launch: str = "cli",
+    conns: int = 16,
+    runs: int = 3,
+    cycles: int = 12,
+    burst: int = 1600,
+    raw_seconds: float = 0.5,
+    timeout: float = 60.0,
+    sequential: bool = False,
+    out: bool | Path = True,
+) -> dict[str, Any]:
+    """Measure, print the table and (``out``) write ``user-echo.json`` and
+    ``user-echo-latest.md`` to ``benchmarks/results/`` (or to the directory ``out``)."""
+    a = argparse.Namespace(
+        servers=list(servers),
+        targets=list(targets),
+        client=client,
+        launch=launch,
+        conns=conns,
+        runs=runs,
+        cycles=cycles,
+        burst=burst,
+        raw_seconds=raw_seconds,
+        timeout=timeout,
+        sequential=sequential,
+    )
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results = measure(a)
+    rows = summarize(results)
+    settings = vars(a)
+    data = {"date": started, "settings": settings, "summary": rows, "runs": results}
+    command = "python -m benchmarks.user_echo " + " ".join(
+        f"--{k.replace('_', '-')}"
+        + ("" if isinstance(v, bool) else " " + (" ".join(v) if isinstance(v, list) else str(v)))
+        for k, v in settings.items()
+        if v is not False
+    )
+    report = "\n\n".join(
+        [
+            "# Echo as users run it (generated)",
+            f"{started}; `{command}`; {environment()}.",
+            "Medians over the runs; *ratio* = round trips/s over the bare echo's in the "
+            "same run (targets alternated burst by burst); µs/rt = CPU per round trip.",
+            table(rows),
+        ]
+    )
+    publish("user-echo-latest.md", report, out)
+    if out is not False:
+        write_result("user-echo.json", json.dumps(data, indent=1), RESULTS if out is True else out)
+    return data
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["client"]:
@@ -262,24 +327,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--launch", choices=("cli", "inprocess"), default="cli")
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--runs", type=int, default=3, help="runs, each on fresh servers")
-    p.add_argument("--cycles", type=int, default=20, help="bursts per target (first: cold)")
+    p.add_argument("--cycles", type=int, default=12, help="bursts per target (first: cold)")
     p.add_argument("--burst", type=int, default=1600, help="round trips per burst")
     p.add_argument("--raw-seconds", type=float, default=0.5, help="window per raw burst")
     p.add_argument("--timeout", type=float, default=60.0, help="limit per burst (s)")
-    p.add_argument("--out", type=Path, help="write the raw rounds and the summary as JSON")
-    a = p.parse_args(argv)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results = measure(a)
-    rows = summarize(results)
-    print(table(rows))
-    if a.out:
-        settings = {k: v for k, v in vars(a).items() if k != "out"}
-        a.out.write_text(
-            json.dumps(
-                {"date": started, "settings": settings, "summary": rows, "runs": results},
-                indent=1,
-            )
-        )
+    p.add_argument(
+        "--sequential", action="store_true", help="one target after the other, not alternated"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--no-write", action="store_true", help="print only")
+    where.add_argument("--out", type=Path, metavar="DIR", help="write to DIR, not results/")
+    a = vars(p.parse_args(argv))
+    no_write = a.pop("no_write")
+    out = a.pop("out")
+    run(**a, out=False if no_write else (out or True))
 
 
 if __name__ == "__main__":
