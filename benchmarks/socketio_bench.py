@@ -150,6 +150,7 @@ def render(echo: Collector, fan: Collector, mem: Collector, settings: dict[str, 
         "## Acked round trips",
         "",
     ]
+
     def rate_rows(table: Any) -> list[list[str]]:
         return [
             [

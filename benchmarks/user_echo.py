@@ -47,7 +47,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import RESULTS, environment, publish, write_result
+from benchmarks import report
+from benchmarks._common import RESULTS, publish, write_result
 from benchmarks._proc import cpu_seconds
 from benchmarks.harness import ROOT, Server, _env, run_client, serving
 
@@ -287,26 +288,35 @@ def run(
         sequential=sequential,
     )
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = report.machine()
     results = measure(a)
     rows = summarize(results)
     settings = vars(a)
-    data = {"date": started, "settings": settings, "summary": rows, "runs": results}
+    data = {
+        "date": started,
+        "machine": machine,
+        "settings": settings,
+        "summary": rows,
+        "runs": results,
+    }
     command = "python -m benchmarks.user_echo " + " ".join(
         f"--{k.replace('_', '-')}"
         + ("" if isinstance(v, bool) else " " + (" ".join(v) if isinstance(v, list) else str(v)))
         for k, v in settings.items()
         if v is not False
     )
-    report = "\n\n".join(
+    text = "\n\n".join(
         [
             "# Echo as users run it (generated)",
-            f"{started}; `{command}`; {environment()}.",
+            f"{started}; `{command}`; {report.machine_line(machine)}.",
             "Medians over the runs; *ratio* = round trips/s over the bare echo's in the "
-            "same run (targets alternated burst by burst); µs/rt = CPU per round trip.",
+            "same run ("
+            + ("one target after the other" if sequential else "targets alternated burst by burst")
+            + "); µs/rt = CPU per round trip (server: its process tree; client: its own).",
             table(rows),
         ]
     )
-    publish("user-echo-latest.md", report, out)
+    publish("user-echo-latest.md", text, out)
     if out is not False:
         write_result("user-echo.json", json.dumps(data, indent=1), RESULTS if out is True else out)
     return data
