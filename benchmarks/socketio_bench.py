@@ -150,7 +150,6 @@ def render(echo: Collector, fan: Collector, mem: Collector, settings: dict[str, 
         "## Acked round trips",
         "",
     ]
-
     def rate_rows(table: Any) -> list[list[str]]:
         return [
             [
