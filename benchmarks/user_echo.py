@@ -29,7 +29,7 @@ instead of their command lines: the two differences between this benchmark and t
 ``echo`` of :mod:`benchmarks.servers_bench`.
 
 Run: ``python -m benchmarks.user_echo [--servers uvicorn-cli ...] [--runs 3]
-[--cycles 12] [--burst 1600]``; writes ``results/user-echo-latest.md`` and
+[--cycles 30] [--burst 800]``; writes ``results/user-echo-latest.md`` and
 ``results/user-echo.json`` (``--out DIR``, ``--no-write``).
 """
 
@@ -265,8 +265,8 @@ def run(
     launch: str = "cli",
     conns: int = 16,
     runs: int = 3,
-    cycles: int = 12,
-    burst: int = 1600,
+    cycles: int = 30,
+    burst: int = 800,
     raw_seconds: float = 0.5,
     timeout: float = 60.0,
     sequential: bool = False,
@@ -337,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--launch", choices=("cli", "inprocess"), default="cli")
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--runs", type=int, default=3, help="runs, each on fresh servers")
-    p.add_argument("--cycles", type=int, default=12, help="bursts per target (first: cold)")
-    p.add_argument("--burst", type=int, default=1600, help="round trips per burst")
+    p.add_argument("--cycles", type=int, default=30, help="bursts per target (first: cold)")
+    p.add_argument("--burst", type=int, default=800, help="round trips per burst")
     p.add_argument("--raw-seconds", type=float, default=0.5, help="window per raw burst")
     p.add_argument("--timeout", type=float, default=60.0, help="limit per burst (s)")
     p.add_argument(
