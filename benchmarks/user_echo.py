@@ -59,6 +59,9 @@ TARGETS = {
     "starlette": "benchmarks.peers.starlette_app:app",
     "wsgate": "benchmarks.peers.wsgate_app:app",
 }
+#: Bursts per target and run, round trips per burst: bursts of a fraction of a second,
+#: so that a neighbour's load on a shared machine falls on every target alike.
+CYCLES, BURST = 30, 800
 CLI_SERVERS = ("uvicorn-cli", "hypercorn-cli-trio", "hypercorn-cli-asyncio")
 #: The in-process twin of each command-line server (``--launch inprocess``).
 INPROCESS = {
@@ -131,8 +134,8 @@ def client_main(argv: Sequence[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.user_echo client")
     p.add_argument("targets", nargs="+", help="NAME=PORT:PID")
     p.add_argument("--conns", type=int, default=16)
-    p.add_argument("--cycles", type=int, default=20)
-    p.add_argument("--burst", type=int, default=1600)
+    p.add_argument("--cycles", type=int, default=CYCLES)
+    p.add_argument("--burst", type=int, default=BURST)
     p.add_argument("--timeout", type=float, default=60.0)
     a = p.parse_args(argv)
     targets = {}
@@ -265,8 +268,8 @@ def run(
     launch: str = "cli",
     conns: int = 16,
     runs: int = 3,
-    cycles: int = 30,
-    burst: int = 800,
+    cycles: int = CYCLES,
+    burst: int = BURST,
     raw_seconds: float = 0.5,
     timeout: float = 60.0,
     sequential: bool = False,
@@ -337,8 +340,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--launch", choices=("cli", "inprocess"), default="cli")
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--runs", type=int, default=3, help="runs, each on fresh servers")
-    p.add_argument("--cycles", type=int, default=30, help="bursts per target (first: cold)")
-    p.add_argument("--burst", type=int, default=800, help="round trips per burst")
+    p.add_argument("--cycles", type=int, default=CYCLES, help="bursts per target (first: cold)")
+    p.add_argument("--burst", type=int, default=BURST, help="round trips per burst")
     p.add_argument("--raw-seconds", type=float, default=0.5, help="window per raw burst")
     p.add_argument("--timeout", type=float, default=60.0, help="limit per burst (s)")
     p.add_argument(
