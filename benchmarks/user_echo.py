@@ -218,6 +218,18 @@ def measure(a: argparse.Namespace) -> dict[str, list[Any]]:
     return results
 
 
+def per_run(results: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The figures of every run (cold burst, warm bursts) per server and target: what the
+    JSON keeps, instead of every burst."""
+    return {
+        kind: [
+            {t: {"cold": _phase(b[:1]), "warm": _phase(b[1:])} for t, b in run.items()}
+            for run in runs
+        ]
+        for kind, runs in results.items()
+    }
+
+
 def summarize(results: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Per server and target: medians over the runs of the cold (first) burst and of the
     warm ones, with the ratio to the floor (the bare echo of the same run)."""
@@ -300,7 +312,7 @@ def run(
         "machine": machine,
         "settings": settings,
         "summary": rows,
-        "runs": results,
+        "runs": per_run(results),
     }
     command = "python -m benchmarks.user_echo " + " ".join(
         f"--{k.replace('_', '-')}"
