@@ -1,14 +1,16 @@
 """Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
 
-With no name, runs the five that compare wsgate with the bare servers and its peers
-(about nine minutes on a quiet 2-core machine, five of them fan-out; ``--quick``: a few):
+With no name, runs the six that compare wsgate with the bare servers and its peers
+(about twelve minutes on a quiet 2-core machine, five of them fan-out; ``--quick``: a few):
 
 ``dispatch``   the dispatch hot path in process, vs msgspec and Pydantic (results/dispatch.md)
 ``echo``       echo round trips under hypercorn trio/asyncio and uvicorn, vs the bare floor
 ``broadcast``  fan-out to 1,000 members and the slow-consumer runs
 ``memory``     server RSS per idle connection
+``user-echo``  echo as users run it: each server from its own command line, driven by
+               the ``websockets`` client (results/user-echo-latest.md)
 
-The last three run real servers and a load client in subprocesses on 127.0.0.1 (see
+The last four run real servers and a load client in subprocesses on 127.0.0.1 (see
 ``benchmarks/servers_bench.py`` for how to read them); they need the peers installed
 (``nox -s bench`` installs them in its own virtualenv). Everything ends up in
 ``benchmarks/results/peers.md`` and ``peers.png`` (plus ``dispatch.md`` and the raw
@@ -44,6 +46,12 @@ def _dispatch(**kw: Any) -> Any:
     return dispatch.run(**kw)
 
 
+def _user_echo(**kw: Any) -> Any:
+    from benchmarks import user_echo  # needs the websockets client and the servers' CLIs
+
+    return user_echo.run(**kw)
+
+
 def _fanout(**kw: Any) -> Any:
     from benchmarks import fanout
 
@@ -54,6 +62,7 @@ def _fanout(**kw: Any) -> Any:
 BENCHMARKS: dict[str, tuple[BenchFn, dict[str, Any], dict[str, Any], bool]] = {
     "dispatch": (_dispatch, {"rounds": 7}, {"rounds": 3}, True),
     **{name: (*spec, True) for name, spec in servers_bench.BENCHMARKS.items()},
+    "user-echo": (_user_echo, {}, {"runs": 1, "cycles": 3, "burst": 800}, True),
     "fanout": (_fanout, {}, {"rounds": 2}, False),
 }
 
@@ -91,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"== {name}", flush=True)
         fn(**(quick if args.quick else options), out=args.out or not args.no_write)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    if not args.no_write and set(names) - {"fanout"}:
+    if not args.no_write and set(names) - {"fanout", "user-echo"}:
         print(report.write(args.out or RESULTS))
     print(f"\nall done in {time.perf_counter() - started:.0f} s")
 

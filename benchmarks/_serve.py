@@ -11,7 +11,14 @@ this one process (no supervisor, so ``/proc/PID`` is the server) with:
     ``uvicorn.Server.serve`` with ``--loop asyncio --http h11 --ws websockets-sansio``
     (named explicitly so the result does not depend on whether uvloop is installed)
 
-Defaults otherwise (access log off). The open-file limit is raised to the hard limit
+``uvicorn-cli``, ``hypercorn-cli-trio``, ``hypercorn-cli-asyncio``
+    the servers' own command lines as users type them, with their defaults:
+    ``uvicorn MODULE:APP --ws-per-message-deflate false`` and
+    ``hypercorn -k trio|asyncio MODULE:APP`` (this process picks the free port, prints it
+    and becomes the server with ``exec``, so ``/proc/PID`` is still the server;
+    hypercorn's CLI runs its one worker in a child process, counted in its tree)
+
+Defaults otherwise (access log off, except for the CLI kinds). The open-file limit is raised to the hard limit
 first. Stopped by the harness with SIGTERM (SIGKILL after a second).
 
 For experiments, ``BENCH_SERVER_GC=off`` disables the garbage collector in the server and
@@ -34,7 +41,26 @@ from typing import Any
 
 from benchmarks._proc import raise_nofile
 
-KINDS = ("hypercorn-trio", "hypercorn-asyncio", "uvicorn")
+KINDS = (
+    "hypercorn-trio",
+    "hypercorn-asyncio",
+    "uvicorn",
+    "uvicorn-cli",
+    "hypercorn-cli-trio",
+    "hypercorn-cli-asyncio",
+)
+
+
+def cli_command(kind: str, app: str, port: int) -> list[str]:
+    """The command line a user types for ``kind`` (one of the ``*-cli`` kinds), run with
+    this interpreter: the server's defaults, except permessage-deflate off on uvicorn
+    (the ``websockets`` client offers it; hypercorn's CLI has no switch for it, so the
+    client must not offer it)."""
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
+    if kind == "uvicorn-cli":
+        return [sys.executable, "-m", "uvicorn", app, *bind, "--ws-per-message-deflate", "false"]
+    worker = kind.rsplit("-", 1)[1]
+    return [sys.executable, "-m", "hypercorn", "-k", worker, "-b", f"127.0.0.1:{port}", app]
 
 
 def load(spec: str) -> Any:
@@ -77,6 +103,14 @@ def main() -> None:
     parser.add_argument("app", help="module:attribute")
     args = parser.parse_args()
     raise_nofile()
+    if args.kind.endswith("-cli") or "-cli-" in args.kind:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        print(f"PORT {port}", flush=True)
+        os.dup2(2, 1)
+        cmd = cli_command(args.kind, args.app, port)
+        os.execv(cmd[0], cmd)
     app = load(args.app)
     gc_mode = os.environ.get("BENCH_SERVER_GC", "")
     if gc_mode == "off":

@@ -115,7 +115,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _machine_line(m: dict[str, Any]) -> str:
+def machine_line(m: dict[str, Any]) -> str:
+    """:func:`machine` as one line for a results page."""
     v = ", ".join(f"{k} {val}" for k, val in m["versions"].items() if val)
     return (
         f"{m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']}; {v}; "
@@ -716,7 +717,7 @@ def write(folder: Path = RESULTS) -> str:
         "",
     ]
     if latest is not None:
-        parts += [f"Machine: {_machine_line(latest['machine'])}.", ""]
+        parts += [f"Machine: {machine_line(latest['machine'])}.", ""]
     parts += [*goals(echo, bc, mem), ""]
     if echo:
         parts += [*echo_section(echo), ""]
