@@ -209,7 +209,7 @@ async def authorize(
     dependencies it takes, then resolve the gateway's other dependencies. Raises what a
     guard or dependency raised (:class:`~wsgate.errors.WebSocketForbiddenError` for a
     guard returning ``False``); False if a guard answered the handshake itself."""
-    state = session.conn.state
+    state = session.conn.lifecycle
     for guard in plan.guards:
         if deps is not None:
             await deps.ensure(guard, session)

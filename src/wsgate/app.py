@@ -393,7 +393,7 @@ class App:
         now = anyio.current_time()
         pending = self._handshakes
         for conn, deadline in list(pending.items()):
-            if conn.state.phase is not Phase.CONNECTING:
+            if conn.lifecycle.phase is not Phase.CONNECTING:
                 del pending[conn]  # accepted (an owning @on_connect goes on) or refused
             elif now >= deadline:
                 del pending[conn]
@@ -521,11 +521,11 @@ class App:
             finally:
                 if self._expired:
                     self._expired.discard(conn)
-                conn.state.handle(Event.ENDED)
+                conn.lifecycle.handle(Event.ENDED)
                 with anyio.CancelScope(shield=True):
                     for group in self.broadcasters:
                         await group.unsubscribe_all(ws)
-                    if conn.state.accepted and plan.on_disconnect is not None:
+                    if conn.lifecycle.accepted and plan.on_disconnect is not None:
                         await self._on_disconnect(plan, session)
                     if deps is not None:
                         with anyio.move_on_after(self.config.disconnect_timeout):
@@ -579,7 +579,7 @@ class App:
         return serve
 
     async def _handshake_timed_out(self, conn: Connection, ws: WebSocket) -> None:
-        if conn.state.phase is not Phase.CONNECTING:
+        if conn.lifecycle.phase is not Phase.CONNECTING:
             return
         logger.warning(
             "handshake on %s took more than handshake_timeout=%.1fs; refused",
@@ -621,7 +621,7 @@ class App:
                 return False
         if plan.on_connect is not None:
             try:
-                if conn.state.owner:
+                if conn.lifecycle.owner:
                     # An owning @on_connect is the connection's consumer: when the peer
                     # leaves, it gets the grace period to finish the frames already read.
                     async with conn.consuming():
@@ -629,7 +629,7 @@ class App:
                 else:
                     await session.call_hook(plan.on_connect)
             except WebSocketDisconnect as exc:
-                if conn.state.peer_left:
+                if conn.lifecycle.peer_left:
                     return False  # the peer left: the normal end of an owning handler
                 if ws.connection_state is WebSocketState.CONNECTING:
                     await _refuse(conn, ws, exc)
@@ -645,7 +645,7 @@ class App:
         st = ws.connection_state
         if st is WebSocketState.DISCONNECTED:
             return False
-        if st is WebSocketState.CONNECTED and conn.state.receiver is Receiver.OWNER:
+        if st is WebSocketState.CONNECTED and conn.lifecycle.receiver is Receiver.OWNER:
             # @on_connect accepted and owned the connection; it returned: we're done.
             conn.handle_nowait(Event.OWNER_RETURNED)
             return False
@@ -654,7 +654,7 @@ class App:
                 # Shutdown began while @on_connect ran: don't accept a new connection.
                 await ws.close(*self._closing_with)
                 return False
-            conn.state.dispatch_after_handshake()  # @on_connect did not take it
+            conn.lifecycle.dispatch_after_handshake()  # @on_connect did not take it
             await ws.accept()
         return True
 
@@ -670,7 +670,7 @@ class App:
             "wsgate runtime error on %s; closing the connection with 1011", ws.path, exc_info=exc
         )
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.disconnect_timeout):
-            if conn.state.phase is Phase.CONNECTING and has_denial_extension(ws.scope):
+            if conn.lifecycle.phase is Phase.CONNECTING and has_denial_extension(ws.scope):
                 with contextlib.suppress(Exception):  # the transport may be gone as well
                     await conn.send_refusal(
                         refusal_messages(ws.scope, _internal_error()),

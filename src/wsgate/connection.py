@@ -93,7 +93,7 @@ class Connection:
         "path",
         "policy",
         "received",
-        "state",
+        "lifecycle",
         "stats",
     )
 
@@ -113,7 +113,7 @@ class Connection:
     ) -> None:
         self._receive = receive
         self._send = send
-        self.state = ConnectionState(owner=owner)
+        self.lifecycle = ConnectionState(owner=owner)
         signal = signal_class()
         self.outbox = Outbox(outbound_size, signal)
         self.inbox = Inbox(inbound_size, signal)
@@ -187,10 +187,10 @@ class Connection:
 
     async def accept(self, message: Message) -> None:
         """Send the accept message; from now on frames flow both ways."""
-        if self.state.phase is not Phase.CONNECTING:
-            self.state.handle(Event.HANDSHAKE_ACCEPTED)  # raises, naming the state
+        if self.lifecycle.phase is not Phase.CONNECTING:
+            self.lifecycle.handle(Event.HANDSHAKE_ACCEPTED)  # raises, naming the state
         await self._send(message)
-        self._carry_out(Event.HANDSHAKE_ACCEPTED, self.state.handle(Event.HANDSHAKE_ACCEPTED))
+        self._carry_out(Event.HANDSHAKE_ACCEPTED, self.lifecycle.handle(Event.HANDSHAKE_ACCEPTED))
 
     async def send_refusal(
         self, messages: list[Message], code: int, reason: str, *, expired: bool = False
@@ -198,7 +198,7 @@ class Connection:
         """Refuse the handshake with ``messages`` (a close, or an HTTP denial); with
         ``expired``, because it overran ``handshake_timeout``."""
         event = Event.HANDSHAKE_EXPIRED if expired else Event.HANDSHAKE_REFUSED
-        self._carry_out(event, self.state.handle(event, code, reason))
+        self._carry_out(event, self.lifecycle.handle(event, code, reason))
         for message in messages:
             await self._send(message)
 
@@ -208,7 +208,7 @@ class Connection:
         """The next frame for a handler that reads (``@on_connect``, or an owning
         gateway's handler); None once the peer has left and everything it sent was
         taken. Raises WebSocketStateError where reading is the runtime's job."""
-        state = self.state
+        state = self.lifecycle
         state.check_receive()
         if state.receiver is Receiver.HANDSHAKE:
             # Inside @on_connect: read straight from ASGI.
@@ -244,7 +244,7 @@ class Connection:
     def serve(self, session: Session) -> Coroutine[Any, Any, None]:
         """Read and dispatch frames through ``session`` until the connection ends (await
         the result; the read loop's own coroutine, so no frame stands between)."""
-        self.state.hand_receive_to(Receiver.RUNTIME)
+        self.lifecycle.hand_receive_to(Receiver.RUNTIME)
         self._session = session
         return self._read_loop()
 
@@ -291,7 +291,7 @@ class Connection:
         except anyio.get_cancelled_exc_class():
             # The connection is being torn down (by us or by the server): it is over,
             # so nothing may queue frames or start tasks in its closing task group.
-            self.state.handle(Event.ENDED)
+            self.lifecycle.handle(Event.ENDED)
             raise
         self.cancel()
 
@@ -300,7 +300,7 @@ class Connection:
         transport), before accept: no reader task is started, the caller reads ASGI
         ``receive`` itself (returned) and passes every message to :meth:`admit`. Raises
         WebSocketStateError once the receive side was handed over."""
-        self.state.hand_receive_to(Receiver.OWNER)
+        self.lifecycle.hand_receive_to(Receiver.OWNER)
         return self._receive
 
     def admit(self, message: Message) -> bool:
@@ -325,7 +325,7 @@ class Connection:
         limit = self._limits.max_frame_bytes
         if not over_size(message, limit):
             return False
-        if self.state.phase is Phase.OPEN:
+        if self.lifecycle.phase is Phase.OPEN:
             logger.info("frame over %d bytes on %s; closing with 1009", limit, self.path)
         self.handle_nowait(Event.FRAME_TOO_LARGE)
         return True
@@ -427,7 +427,7 @@ class Connection:
         while True:
             message = inbox.get_nowait()
             if message is None:
-                if self.state.peer_left:
+                if self.lifecycle.peer_left:
                     break
                 await inbox.arrived.wait()
                 continue
@@ -454,7 +454,7 @@ class Connection:
         task switch; the caller accepts waiting on the transport). Raises
         WebSocketDisconnect / WebSocketStateError if the connection is not open (or stops
         being open while waiting, or the transport fails)."""
-        state = self.state
+        state = self.lifecycle
         if state.phase is not Phase.OPEN:
             raise state.error("send")
         outbox = self.outbox
@@ -483,13 +483,13 @@ class Connection:
         """Send an encoded reply or error frame as a text frame, directly when nothing is
         queued (``send(..., direct=True)``). Dropped quietly if the connection is no
         longer open (the client left mid-request, a handler closed it, shutdown)."""
-        if self.state.phase is not Phase.OPEN:
+        if self.lifecycle.phase is not Phase.OPEN:
             return
         text = payload if isinstance(payload, str) else payload.decode()
         try:
             await self.send({"type": "websocket.send", "text": text}, direct=True)
         except (WebSocketDisconnect, WebSocketStateError):
-            if self.state.phase is Phase.OPEN:
+            if self.lifecycle.phase is Phase.OPEN:
                 raise
 
     async def answer(self, outcome: Outcome) -> None:
@@ -517,13 +517,13 @@ class Connection:
         """Something was queued: wake the writer, or start one (once accepted)."""
         if self._writer_active:
             self._writer_wake.set()
-        elif not self._sending and self.state.accepted and self._tg is not None:
+        elif not self._sending and self.lifecycle.accepted and self._tg is not None:
             self._writer_active = True
             self._tg.start_soon(self._writer)
 
     async def _writer(self) -> None:
         outbox = self.outbox
-        state = self.state
+        state = self.lifecycle
         send = self._send
         last_relay: WakeRelay | None = None  # the relay that gave this writer its turn
         try:
@@ -592,7 +592,7 @@ class Connection:
             self._writer_wake.set()
             return True
         tg = self._tg
-        if self._sending or tg is None or self.state.phase is not Phase.OPEN:
+        if self._sending or tg is None or self.lifecycle.phase is not Phase.OPEN:
             return False  # a direct send kicks the writer when it is done
         self._relay = relay
         self._writer_active = True
@@ -606,7 +606,7 @@ class Connection:
         watch = self._idle
         if watch is None:
             watch = self._idle = IdleWatch()
-        if not watch.idle(self.received, now, timeout) or self.state.phase is not Phase.OPEN:
+        if not watch.idle(self.received, now, timeout) or self.lifecycle.phase is not Phase.OPEN:
             return False
         self.handle_nowait(Event.IDLE)
         return True
@@ -635,7 +635,7 @@ class Connection:
         """Close an accepted connection without waiting: the close frame is queued
         behind what is queued; the writer sends it, then cancels the connection's
         tasks. Does nothing before the accept or once closing."""
-        if self.state.phase is Phase.OPEN:
+        if self.lifecycle.phase is Phase.OPEN:
             self.handle_nowait(Event.SERVER_CLOSE, code, reason)
 
     # -- carrying out the state machine's decisions ---------------------------------
@@ -644,10 +644,10 @@ class Connection:
         """Feed ``event`` to the lifecycle machine and carry out its actions. Only for
         events whose actions need no I/O of the calling task (all but the handshake's
         and :meth:`abort`'s)."""
-        self._carry_out(event, self.state.handle(event, code, reason))
+        self._carry_out(event, self.lifecycle.handle(event, code, reason))
 
     async def _carry_out_async(self, event: Event, code: int, reason: str) -> None:
-        actions = self.state.handle(event, code, reason)
+        actions = self.lifecycle.handle(event, code, reason)
         if Action.SEND_CLOSE in actions:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         self._carry_out(event, actions)
@@ -657,7 +657,7 @@ class Connection:
             if action is Action.QUEUE_CLOSE:
                 outbox = self.outbox
                 outbox.room.set()  # senders waiting for room see the connection closing
-                state = self.state
+                state = self.lifecycle
                 outbox.append(
                     {
                         "type": "websocket.close",
@@ -689,7 +689,7 @@ class Connection:
         """Close after the connection's tasks failed: answer a pending handshake, or send
         the close frame directly (no writer is left to send it). Errors are ignored: the
         transport may be gone too."""
-        actions = self.state.handle(Event.ABORT, code, reason)
+        actions = self.lifecycle.handle(Event.ABORT, code, reason)
         if Action.SEND_CLOSE in actions and not self._sending:
             with contextlib.suppress(Exception):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
@@ -700,7 +700,7 @@ class Connection:
         full outbox then drops the frame rather than closing a handshake nobody has
         answered yet. With ``relay``, a writer that waits or is not running is queued in
         the relay, which wakes or starts it in turn (see :class:`~wsgate.relay.WakeRelay`)."""
-        phase = self.state.phase
+        phase = self.lifecycle.phase
         if phase > Phase.OPEN:
             return Offer.CLOSED
         result = self.outbox.offer(message, self.policy)

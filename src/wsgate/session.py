@@ -317,7 +317,7 @@ class Session:
         except WebSocketValidationError as exc:
             return encode_error(frame_id, "validation_error", exc.message, exc.errors)
         except (WebSocketDisconnect, WebSocketStateError) as exc:
-            if self.conn.state.phase > Phase.OPEN:
+            if self.conn.lifecycle.phase > Phase.OPEN:
                 return None  # the connection ended under the handler: nobody to tell
             return await self._failed(h, event, frame_id, exc)
         except WebSocketError as exc:
@@ -375,11 +375,11 @@ class Session:
         conn = self.conn
         try:
             async for item in agen:
-                if conn.state.phase is not Phase.OPEN:
+                if conn.lifecycle.phase is not Phase.OPEN:
                     break
                 await conn.send_reply(encode_push(event, item))
         except Exception as exc:
-            if conn.state.phase is Phase.OPEN:
+            if conn.lifecycle.phase is Phase.OPEN:
                 await conn.answer(await self._failed(h, event, None, exc))
         finally:
             self.streams -= 1

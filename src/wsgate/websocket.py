@@ -108,17 +108,17 @@ class WebSocket:
     @property
     def connection_state(self) -> WebSocketState:
         """CONNECTING, CONNECTED or DISCONNECTED."""
-        return self._conn.state.public
+        return self._conn.lifecycle.public
 
     @property
     def close_code(self) -> int | None:
         """The close code once the connection is closed (by either side), else None."""
-        return self._conn.state.close_code
+        return self._conn.lifecycle.close_code
 
     @property
     def close_reason(self) -> str:
         """The close reason once closed ("" if none was given)."""
-        return self._conn.state.close_reason
+        return self._conn.lifecycle.close_reason
 
     @property
     def path(self) -> str:
@@ -201,7 +201,7 @@ class WebSocket:
         :class:`~wsgate.errors.WebSocketStateError` if the connection is not CONNECTING,
         and ``ValueError`` if ``subprotocol`` is not one the client offered.
         """
-        if self._conn.state.phase is not Phase.CONNECTING:
+        if self._conn.lifecycle.phase is not Phase.CONNECTING:
             raise WebSocketStateError(
                 f"cannot accept: the connection is {self.connection_state.name}, not CONNECTING"
             )
@@ -227,7 +227,7 @@ class WebSocket:
         Uses the ASGI ``websocket.http.response`` extension where the server offers it;
         elsewhere falls back to a close before accept, which servers turn into HTTP 403.
         """
-        if self._conn.state.phase is not Phase.CONNECTING:
+        if self._conn.lifecycle.phase is not Phase.CONNECTING:
             raise WebSocketStateError(
                 f"cannot deny: the connection is {self.connection_state.name}; deny() only "
                 "works before accept()"
@@ -247,7 +247,7 @@ class WebSocket:
         Raises :class:`~wsgate.errors.WebSocketDisconnect` when the peer has closed.
         """
         conn = self._conn
-        state = conn.state
+        state = conn.lifecycle
         if state.phase is not Phase.OPEN and not (
             # Frames that arrived before the peer left are still delivered.
             state.peer_left and state.receiver is Receiver.OWNER and len(conn.inbox)
@@ -376,7 +376,7 @@ class WebSocket:
         close this slow consumer. Returns True if the frame was queued.
         """
         conn = self._conn
-        if conn.state.phase is not Phase.OPEN:
+        if conn.lifecycle.phase is not Phase.OPEN:
             return False
         return conn.offer(message) in (Offer.QUEUED, Offer.REPLACED)
 

@@ -505,7 +505,7 @@ class EngineIOEndpoint:
         current_time = anyio.current_time
         conn = ws.runtime
         admit = conn.admit
-        state = conn.state
+        state = conn.lifecycle
         open_ = Phase.OPEN
         with anyio.CancelScope() as scope:
             session.reading(scope)
@@ -663,7 +663,7 @@ async def _receive_frame(ws: WebSocket, receive: Receive) -> Message:
     while True:
         message = await receive()
         admitted = conn.admit(message)
-        state = conn.state
+        state = conn.lifecycle
         if state.phase is not Phase.OPEN:
             raise WebSocketDisconnect(state.close_code or 1005, state.close_reason)
         if admitted:

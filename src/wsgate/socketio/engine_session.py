@@ -337,7 +337,7 @@ class EngineSession:
             return Offer.CLOSED
         ws = self._ws_active()
         if ws is not None:
-            if ws.runtime.state.phase is not Phase.OPEN:
+            if ws.runtime.lifecycle.phase is not Phase.OPEN:
                 return Offer.DROPPED
             result = ws.runtime.offer(message, relay)
             return result if result is not Offer.CLOSED else Offer.DROPPED
