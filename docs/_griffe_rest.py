@@ -5,6 +5,10 @@ reST: roles (``:class:`~wsgate.errors.WebSocketError```), double-backtick litera
 ``::`` before an indented example. mkdocstrings renders docstrings as Markdown, where a
 role would show as ``:class:`` followed by the code; this extension rewrites roles as
 inline code (the last dotted part for ``~``) and a trailing ``::`` as ``:``.
+
+Attributes (enum members, ``AppConfig`` fields) are documented Sphinx's way, with
+``#:`` comments above them, which griffe does not read: the extension makes those
+comments the attributes' docstrings.
 """
 
 from __future__ import annotations
@@ -31,9 +35,28 @@ def rest_to_markdown(text: str) -> str:
     return _LITERAL_INTRO.sub(lambda m: f"{m.group(1)}:" if m.group(1) else "", text)
 
 
+def comment_docstring(lines: list[str], lineno: int) -> str | None:
+    """The ``#:`` comment lines just above line ``lineno`` (1-based), joined."""
+    found: list[str] = []
+    i = lineno - 2
+    while i >= 0 and lines[i].strip().startswith("#:"):
+        found.insert(0, lines[i].strip()[2:].strip())
+        i -= 1
+    return "\n".join(found) or None
+
+
 class RestRoles(griffe.Extension):
-    """Apply :func:`rest_to_markdown` to every docstring griffe loads."""
+    """Apply :func:`rest_to_markdown` to every docstring griffe loads, and give
+    attributes documented by ``#:`` comments those comments as docstrings."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is None and obj.is_attribute and obj.lineno and obj.filepath:
+            try:
+                lines = obj.lines_collection[obj.filepath]
+            except (KeyError, TypeError):
+                lines = []
+            text = comment_docstring(lines, obj.lineno)
+            if text:
+                obj.docstring = griffe.Docstring(text, lineno=obj.lineno, parent=obj)
         if obj.docstring is not None:
             obj.docstring.value = rest_to_markdown(obj.docstring.value)
