@@ -1,6 +1,7 @@
 """Liveness: a client that stops answering is closed by the server's protocol pings, and
-its ``@on_disconnect`` runs, within ``ping interval + ping timeout`` (the bound the
-README states), under hypercorn (trio, asyncio), uvicorn and ``wsgate run``.
+its ``@on_disconnect`` runs, within ``ping interval + ping timeout`` (the bound that
+docs/how-to/deploy.md states), under hypercorn (trio, asyncio), uvicorn and
+``wsgate run``.
 
 ASGI gives the app no ping of its own, so this is server configuration:
 

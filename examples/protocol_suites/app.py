@@ -33,7 +33,7 @@ Running the suites against it (outside this repository; they are not vendored he
 
 or, with both clones in one folder, ``WSGATE_PROTOCOL_SUITES=/that/folder nox -s
 protocol_suites`` (all three servers in turn). The results, and what does not pass and
-why, are in the README's Socket.IO section.
+why, are in docs/how-to/socketio.md.
 
 The suites connect to ``localhost``: bind the server where ``localhost`` resolves first
 (127.0.0.1 above; Node 18+ may try ``::1`` first, then use ``--bind [::1]:3000`` or set
