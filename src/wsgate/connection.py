@@ -47,6 +47,7 @@ from .inline import Resume
 from .limits import IdleWatch, Limits, RateVerdict, over_size
 from .outcome import CloseAfter
 from .queues import Inbox, Offer, Outbox, Overflow
+from .scheduling import TaskFlags
 from .state import Action, ConnectionState, Event, Phase, Receiver
 from .stats import Stats
 
@@ -71,21 +72,14 @@ class Connection:
     """
 
     __slots__ = (
-        "_consumers",
-        "_consumers_done",
-        "_dispatcher_active",
         "_bucket",
         "_idle",
         "_limits",
         "_receive",
-        "_relay",
-        "_relay_queued",
         "_send",
-        "_sending",
+        "_tasks",
         "_session",
         "_tg",
-        "_writer_active",
-        "_writer_idle",
         "_writer_wake",
         "grace",
         "inbox",
@@ -124,18 +118,9 @@ class Connection:
         self.path = path
         self._tg: TaskGroup | None = None
         self._session: Session | None = None
-        # Who runs: at most one writer, at most one sequential dispatcher; consumers
-        # (dispatchers, an owning handler) are waited for, up to ``grace``, when the
-        # peer leaves.
-        self._writer_active = False
+        # Who runs: at most one writer, at most one sequential dispatcher, one sender.
+        self._tasks = TaskFlags()
         self._writer_wake = signal()
-        self._writer_idle = 0  # wake-ups with nothing to do since the last sweep
-        self._relay: WakeRelay | None = None  # to pass on when the writer wakes
-        self._relay_queued = False  # the writer waits in a relay's queue for its turn
-        self._sending = False
-        self._dispatcher_active = False
-        self._consumers = 0
-        self._consumers_done: anyio.Event | None = None
         #: Frames received so far (the App's idle sweep compares it between two looks).
         self.received = 0
         self._limits = limits = limits or _DEFAULT_LIMITS
@@ -230,16 +215,12 @@ class Connection:
     async def consuming(self) -> AsyncIterator[None]:
         """Mark a consumer of this connection's frames as running: when the peer leaves,
         the reader waits for it (up to ``grace``) before cancelling the connection."""
-        self._consumers += 1
+        tasks = self._tasks
+        tasks.consumer_started()
         try:
             yield
         finally:
-            self._consumer_done()
-
-    def _consumer_done(self) -> None:
-        self._consumers -= 1
-        if not self._consumers and self._consumers_done is not None:
-            self._consumers_done.set()
+            tasks.consumer_done()
 
     def serve(self, session: Session) -> Coroutine[Any, Any, None]:
         """Read and dispatch frames through ``session`` until the connection ends (await
@@ -255,6 +236,7 @@ class Connection:
         the connection's task group is cancelled, so no handler keeps running for a
         client that is gone.
         """
+        tasks = self._tasks
         receive = self._receive
         inbox = self.inbox
         session = self._session
@@ -273,19 +255,19 @@ class Connection:
                         continue
                     if rate_limited and not self._take_token():
                         continue
-                    if inline and not self._dispatcher_active:
+                    if inline and not tasks.dispatcher_active:
                         assert session is not None
                         if not await self._handle_inline(session, message):
                             return  # this task became the dispatcher; another one reads
                         continue
                     await inbox.put(message)
-                    if session is not None and not self._dispatcher_active:
+                    if session is not None and not tasks.dispatcher_active:
                         self._start_dispatcher()
                 elif kind == "websocket.disconnect":
                     self._peer_left(message)
                     break
-            if self._consumers and self.grace > 0:
-                done = self._consumers_done = anyio.Event()
+            if tasks.consumers and self.grace > 0:
+                done = tasks.consumers_done = anyio.Event()
                 with anyio.move_on_after(self.grace):
                     await done.wait()
         except anyio.get_cancelled_exc_class():
@@ -369,8 +351,7 @@ class Connection:
                 await self.answer(outcome)
             return True
         # The handler waits for something: reading must go on without this task.
-        self._dispatcher_active = True
-        self._consumers += 1
+        self._tasks.dispatcher_started()
         self.spawn(self._read_loop)
         try:
             outcome = await Resume(coro, first)
@@ -378,13 +359,11 @@ class Connection:
                 await self.answer(outcome)
             await self._dispatch(session)
         finally:
-            self._dispatcher_active = False
-            self._consumer_done()
+            self._tasks.dispatcher_done()
         return False
 
     def _start_dispatcher(self) -> None:
-        self._dispatcher_active = True
-        self._consumers += 1
+        self._tasks.dispatcher_started()
         session = self._session
         assert session is not None
         self.spawn(self._run_dispatcher, session)
@@ -396,8 +375,7 @@ class Connection:
             else:
                 await self._dispatch_concurrently(session, session.concurrency)
         finally:
-            self._dispatcher_active = False
-            self._consumer_done()
+            self._tasks.dispatcher_done()
 
     async def _dispatch(self, session: Session) -> None:
         """Handle queued frames in arrival order until the inbox is empty; the reader
@@ -458,17 +436,17 @@ class Connection:
         if state.phase is not Phase.OPEN:
             raise state.error("send")
         outbox = self.outbox
-        if direct and not (self._sending or outbox or outbox.inflight):
+        if direct and not (self._tasks.sending or outbox or outbox.inflight):
             # Written here, not in a helper: every level of coroutine is resumed
             # through at each of the send's checkpoints.
-            self._sending = True
+            self._tasks.sending = True
             try:
                 await self._send(message)
             except Exception as exc:
                 self._transport_failed(exc)
                 raise state.error("send") from None
             finally:
-                self._sending = False
+                self._tasks.sending = False
             if outbox:
                 self._kick_writer()
             return
@@ -515,30 +493,31 @@ class Connection:
 
     def _kick_writer(self) -> None:
         """Something was queued: wake the writer, or start one (once accepted)."""
-        if self._writer_active:
+        if self._tasks.writer_active:
             self._writer_wake.set()
-        elif not self._sending and self.lifecycle.accepted and self._tg is not None:
-            self._writer_active = True
+        elif not self._tasks.sending and self.lifecycle.accepted and self._tg is not None:
+            self._tasks.writer_active = True
             self._tg.start_soon(self._writer)
 
     async def _writer(self) -> None:
+        tasks = self._tasks
         outbox = self.outbox
         state = self.lifecycle
         send = self._send
         last_relay: WakeRelay | None = None  # the relay that gave this writer its turn
         try:
             while True:
-                relay = self._relay
+                relay = tasks.relay
                 if relay is not None:  # a relay's turn: pass it on before sending
-                    self._relay = None
+                    tasks.relay = None
                     relay.pass_on()
                     last_relay = relay
-                if not outbox or self._sending:
-                    if state.phase is Phase.CLOSED or self._writer_idle < 0:
+                if not outbox or tasks.sending:
+                    if state.phase is Phase.CLOSED or tasks.writer_idle < 0:
                         return
                     await self._writer_wake.wait()
                     continue
-                self._writer_idle = 0
+                tasks.writer_idle = 0
                 batch = outbox.take()
                 i = 0
                 # By index: an iterator would be one more object alive across each
@@ -548,33 +527,33 @@ class Connection:
                     i += 1
                     if outbox.inflight <= 0:
                         break  # discarded while sending
-                    self._sending = True
+                    tasks.sending = True
                     try:
                         await send(message)
                     except Exception as exc:
                         self._transport_failed(exc)
                         return
                     finally:
-                        self._sending = False
+                        tasks.sending = False
                     outbox.sent_one()
                     if message["type"] == "websocket.close":
                         self.handle_nowait(Event.CLOSE_SENT)
                         return
                 outbox.done(batch)
-                if outbox and last_relay is not None and not self._relay_queued:
+                if outbox and last_relay is not None and not tasks.relay_queued:
                     # Refilled while sending: behind the writers already queued, if any.
-                    self._relay_queued = True
+                    tasks.relay_queued = True
                     if last_relay.requeue(self):
-                        if self._relay_queued:  # else the turn came and went already
+                        if tasks.relay_queued:  # else the turn came and went already
                             await self._writer_wake.wait()
                     else:
-                        self._relay_queued = False
+                        tasks.relay_queued = False
         finally:
-            self._writer_active = False
-            self._writer_idle = 0
-            relay = self._relay
+            tasks.writer_active = False
+            tasks.writer_idle = 0
+            relay = tasks.relay
             if relay is not None:  # given a turn, then cancelled before passing it on
-                self._relay = None
+                tasks.relay = None
                 relay.pass_on()
 
     def relay_wake(self, relay: WakeRelay) -> bool:
@@ -582,20 +561,20 @@ class Connection:
         is not running (it passes the turn on at its first step). False if it has
         nothing to do: it is running and will find its frames, an earlier turn took
         them, or the connection is closed."""
-        self._relay_queued = False
-        if not self.outbox or self._relay is not None:
+        self._tasks.relay_queued = False
+        if not self.outbox or self._tasks.relay is not None:
             return False
-        if self._writer_active:
+        if self._tasks.writer_active:
             if not self._writer_wake.waiting:
                 return False
-            self._relay = relay
+            self._tasks.relay = relay
             self._writer_wake.set()
             return True
         tg = self._tg
-        if self._sending or tg is None or self.lifecycle.phase is not Phase.OPEN:
+        if self._tasks.sending or tg is None or self.lifecycle.phase is not Phase.OPEN:
             return False  # a direct send kicks the writer when it is done
-        self._relay = relay
-        self._writer_active = True
+        self._tasks.relay = relay
+        self._tasks.writer_active = True
         tg.start_soon(self._writer)
         return True
 
@@ -615,14 +594,18 @@ class Connection:
         """Stop the writer if it has waited, with nothing arriving, since the previous
         call; it starts again with the next frame. Called periodically by the App, so a
         connection that goes quiet costs one task again."""
-        if not self._writer_active or not self._writer_wake.waiting or self._relay_queued:
-            self._writer_idle = 0
+        if (
+            not self._tasks.writer_active
+            or not self._writer_wake.waiting
+            or self._tasks.relay_queued
+        ):
+            self._tasks.writer_idle = 0
             return
-        if self._writer_idle > 0:
-            self._writer_idle = -1
+        if self._tasks.writer_idle > 0:
+            self._tasks.writer_idle = -1
             self._writer_wake.set()
         else:
-            self._writer_idle = 1
+            self._tasks.writer_idle = 1
 
     # -- closing and fan-out -----------------------------------------------------------------
 
@@ -690,7 +673,7 @@ class Connection:
         the close frame directly (no writer is left to send it). Errors are ignored: the
         transport may be gone too."""
         actions = self.lifecycle.handle(Event.ABORT, code, reason)
-        if Action.SEND_CLOSE in actions and not self._sending:
+        if Action.SEND_CLOSE in actions and not self._tasks.sending:
             with contextlib.suppress(Exception):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -708,12 +691,14 @@ class Connection:
             if phase is Phase.OPEN:
                 if relay is None:
                     self._kick_writer()
-                elif not (self._relay_queued or self._relay is not None) and (
-                    self._writer_wake.waiting if self._writer_active else not self._sending
+                elif not (self._tasks.relay_queued or self._tasks.relay is not None) and (
+                    self._writer_wake.waiting
+                    if self._tasks.writer_active
+                    else not self._tasks.sending
                 ):
                     # The writer waits, or is not running: it runs when the relay gives
                     # it its turn (a running writer finds the frame by itself).
-                    self._relay_queued = True
+                    self._tasks.relay_queued = True
                     relay.add(self)
             return result
         self.stats.dropped_frames += 1
