@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import status
+
 __all__ = [
     "ConfigurationError",
     "DecoratorUsageError",
@@ -38,7 +40,7 @@ class WebSocketError(Exception):
     http_status: int = 403
     #: The close code of a refused handshake where it does not, unless ``close_code``
     #: is given.
-    default_close_code: int = 1008
+    default_close_code: int = status.WS_1008_POLICY_VIOLATION
 
     def __init__(
         self,
@@ -61,7 +63,7 @@ class WebSocketDisconnect(WebSocketError):
 
     code = "disconnected"
 
-    def __init__(self, code: int = 1000, reason: str = "") -> None:
+    def __init__(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
         #: The close code the connection ended with.
         self.close_code: int = code
@@ -101,7 +103,7 @@ class WebSocketValidationError(WebSocketError):
 
     def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
         self.errors: list[dict[str, str]] = errors or []
-        super().__init__(message, close_code=1008, detail=self.errors)
+        super().__init__(message, close_code=status.WS_1008_POLICY_VIOLATION, detail=self.errors)
 
 
 class WebSocketRouteNotFoundError(WebSocketError, LookupError):

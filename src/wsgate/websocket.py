@@ -255,7 +255,9 @@ class WebSocket:
             raise state.error("receive")
         message = await conn.receive()
         if message is None:
-            raise WebSocketDisconnect(state.close_code or 1005, state.close_reason)
+            raise WebSocketDisconnect(
+                state.close_code or status.WS_1005_NO_STATUS_RECEIVED, state.close_reason
+            )
         return message
 
     async def receive_text(self) -> str:

@@ -26,6 +26,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
+from .. import status
 from ..asgi import Message, Receive, Scope, Send
 from ..datastructures import Headers, QueryParams
 from ..errors import WebSocketDisconnect, WebSocketStateError
@@ -360,7 +361,7 @@ class EngineIOEndpoint:
                 with anyio.move_on_after(UPGRADE_TIMEOUT):
                     await done.wait()
             await ws.accept()
-            await ws.close(1000)
+            await ws.close(status.WS_1000_NORMAL_CLOSURE)
             return
         # This loop reads ASGI itself: no reader task and inbox between (the connection
         # still applies its frame size and rate limits, and learns that the peer left).
@@ -463,7 +464,7 @@ class EngineIOEndpoint:
                 with anyio.move_on_after(ws.runtime.grace) as waited:
                     await busy.wait()
                 late = waited.cancelled_caught
-            await ws.close(1000)
+            await ws.close(status.WS_1000_NORMAL_CLOSURE)
             if late:
                 ws.runtime.cancel()
         finally:
@@ -524,7 +525,7 @@ class EngineIOEndpoint:
                 if len(frame) > limit:
                     # The reference server's WebSocket closes with 1009 (message too big).
                     with anyio.CancelScope(shield=True):
-                        await ws.close(1009, "Max payload size exceeded")
+                        await ws.close(status.WS_1009_MESSAGE_TOO_BIG, "Max payload size exceeded")
                     session.handle(machine.transport_closed("transport error"))
                     return False
                 try:
@@ -592,7 +593,7 @@ class EngineIOEndpoint:
                         packet = decode_packet(text if text is not None else message["bytes"])
                     except (EngineIOProtocolError, KeyError):
                         machine.abandon_upgrade()
-                        await ws.close(1000)
+                        await ws.close(status.WS_1000_NORMAL_CLOSURE)
                         return False
                     frames, events = machine.upgrade_packet(packet)
                     for frame in frames:
@@ -607,7 +608,7 @@ class EngineIOEndpoint:
                         session.release_poll()
                         session.flush()
                     if any(isinstance(e, UpgradeFailed) for e in events):
-                        await ws.close(1000)
+                        await ws.close(status.WS_1000_NORMAL_CLOSURE)
                         return False
                     if any(isinstance(e, Upgraded) for e in events):
                         break
@@ -665,7 +666,9 @@ async def _receive_frame(ws: WebSocket, receive: Receive) -> Message:
         admitted = conn.admit(message)
         state = conn.lifecycle
         if state.phase is not Phase.OPEN:
-            raise WebSocketDisconnect(state.close_code or 1005, state.close_reason)
+            raise WebSocketDisconnect(
+                state.close_code or status.WS_1005_NO_STATUS_RECEIVED, state.close_reason
+            )
         if admitted:
             return message
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .. import status
 from ..broadcast import BroadcastGroup
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
@@ -237,7 +238,9 @@ class SocketIOConnection:
         :class:`~wsgate.WebSocketDisconnect` if the connection ends first.
         """
         if self._gone:
-            raise WebSocketDisconnect(1000, "the Socket.IO connection has ended")
+            raise WebSocketDisconnect(
+                status.WS_1000_NORMAL_CLOSURE, "the Socket.IO connection has ended"
+            )
         ack_id = self._next_ack
         self._next_ack += 1
         done = anyio.Event()
@@ -251,7 +254,9 @@ class SocketIOConnection:
         finally:
             self._acks.pop(ack_id, None)
         if not slot:
-            raise WebSocketDisconnect(1000, "the Socket.IO connection ended before the ack")
+            raise WebSocketDisconnect(
+                status.WS_1000_NORMAL_CLOSURE, "the Socket.IO connection ended before the ack"
+            )
         values = slot[0]
         if not values:
             return None
