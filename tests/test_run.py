@@ -246,3 +246,70 @@ async def test_app_shutdown_takes_the_close_code_and_refuses_late_handshakes() -
         with pytest.raises(WebSocketDenied):
             async with client.websocket_connect("/"):
                 pass
+
+
+def test_the_restart_policy_backs_off_and_calls_five_deaths_a_minute_a_crash_loop() -> None:
+    from wsgate.run import RestartPolicy
+
+    policy = RestartPolicy()
+    assert [policy.died(t) for t in (0.0, 1.0, 2.0, 3.0)] == [0.5, 1.0, 2.0, 4.0]
+    assert policy.died(4.0) is None  # the fifth death within a minute
+    # Deaths spread out further than the window never add up to a crash loop.
+    spread = RestartPolicy()
+    assert all(spread.died(t * 61.0) == 0.5 for t in range(10))
+    capped = RestartPolicy(max_deaths=100, max_delay=8.0)
+    assert [capped.died(float(t)) for t in range(6)][-2:] == [8.0, 8.0]
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+async def test_a_killed_worker_is_restarted_and_the_others_keep_serving(
+    redis_server: RedisServer, tmp_path: Path, backend: str
+) -> None:
+    prefix = f"run{uuid.uuid4().hex[:8]}"
+    server = WsgateRun(tmp_path, backend, redis_server.url, prefix)
+    base = f"ws://127.0.0.1:{server.port}"
+    try:
+        await anyio.to_thread.run_sync(server.wait_ready)
+        # One client on each worker (the kernel spreads connections between them).
+        by_pid: dict[int, AsyncRawClient] = {}
+        extra: list[AsyncRawClient] = []
+        with anyio.fail_after(START_TIMEOUT):
+            while len(by_pid) < 2:
+                c = await AsyncRawClient.connect(f"{base}/room/r")
+                pid = await c.request("hello")
+                if pid in by_pid:
+                    extra.append(c)
+                else:
+                    by_pid[pid] = c
+        victim, survivor = sorted(by_pid)
+        os.kill(victim, signal.SIGKILL)
+        # The victim's client sees its connection end (no close frame: the process is
+        # gone); the other worker's client goes on as if nothing happened.
+        assert await by_pid[victim].wait_close(timeout=10) is None
+        assert await by_pid[survivor].request("hello") == survivor
+
+        def restarted() -> str:
+            deadline = time.monotonic() + START_TIMEOUT
+            marker = f"worker {victim} exited"
+            while marker not in server.log() or " ready" not in server.log().split(marker)[1]:
+                if server.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"no restart:\n{server.log()[-3000:]}")
+                time.sleep(0.05)
+            return server.log()
+
+        log = await anyio.to_thread.run_sync(restarted)
+        assert f"worker {victim} exited with -9: restarting it in 0.5 s" in log
+        # New connections reach two live workers again, one of them the new one.
+        seen: set[int] = set()
+        with anyio.fail_after(START_TIMEOUT):
+            while len(seen) < 2:
+                c = await AsyncRawClient.connect(f"{base}/room/r")
+                seen.add(await c.request("hello"))
+                extra.append(c)
+        assert survivor in seen and victim not in seen
+        # A drain after a recovered crash is a clean stop.
+        server.proc.send_signal(signal.SIGTERM)
+        status = await anyio.to_thread.run_sync(server.proc.wait, SHUTDOWN_TIMEOUT + 2)
+        assert status == 0, server.log()[-3000:]
+    finally:
+        server.kill()

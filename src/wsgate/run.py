@@ -18,9 +18,15 @@ whether it reaches the supervisor only or the whole process group (systemd's def
 
 and exits. The supervisor forwards the signal to the workers, waits up to
 ``--shutdown-timeout`` seconds, kills a worker that is still running then, and exits
-with status 0 if every worker stopped by itself (1 otherwise). A worker that dies while
-serving makes the supervisor stop the others and exit with status 1, for the process
-manager to restart the service.
+with status 0 if every worker stopped by itself (1 otherwise).
+
+A worker that dies while serving (a crash, the OOM killer, ``kill -9``) is restarted
+after a backoff (:class:`RestartPolicy`: 0.5 s, doubling to 8 s) while the other
+workers go on serving; only its own clients lose their connection, and they reconnect.
+Five deaths within a minute is a crash loop: the supervisor then stops every worker and
+exits with status 1, for the process manager to act. A worker that dies before its
+lifespan startup completed is not restarted (the app cannot start: the supervisor stops
+and exits with 1, showing the worker's error once).
 
 ``--ping-interval S`` (default 20) has hypercorn ping every client every S seconds; a
 client from which nothing arrived, not even a pong, for ``S + --ping-timeout`` seconds
@@ -63,9 +69,7 @@ _AFTER_DRAIN = 0.5
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``wsgate run``."""
     parser.add_argument("app", metavar="MODULE:APP", help="the ASGI app, e.g. chat.app:app")
-    parser.add_argument(
-        "--workers", "-w", type=int, default=1, help="worker processes (default 1)"
-    )
+    parser.add_argument("--workers", "-w", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--backend",
         choices=("trio", "asyncio"),
@@ -80,8 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="S",
-        help="seconds a signal-initiated shutdown may take before workers are killed "
-        "(default 10)",
+        help="seconds a signal-initiated shutdown may take before workers are killed (default 10)",
     )
     parser.add_argument(
         "--ping-interval",
@@ -98,9 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close a client from which nothing (not even a pong) arrived for "
         "ping interval + S seconds (default: S = the ping interval)",
     )
-    parser.add_argument(
-        "--backlog", type=int, default=1024, help="listen backlog (default 1024)"
-    )
+    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
     # Internal: how the supervisor starts a worker on the socket it bound.
     parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -156,6 +157,43 @@ def _log(message: str) -> None:
 # -- the supervisor ---------------------------------------------------------------------
 
 
+class RestartPolicy:
+    """When to restart a worker that died, and when to give up (no I/O, no clock: the
+    time is passed in).
+
+    Each death is answered with a delay before the restart: ``first_delay`` doubling
+    per death still within ``window`` seconds, up to ``max_delay``. ``max_deaths``
+    deaths within ``window`` seconds is a crash loop: :meth:`died` returns None.
+    """
+
+    __slots__ = ("deaths", "first_delay", "max_deaths", "max_delay", "window")
+
+    def __init__(
+        self,
+        *,
+        max_deaths: int = 5,
+        window: float = 60.0,
+        first_delay: float = 0.5,
+        max_delay: float = 8.0,
+    ) -> None:
+        self.max_deaths = max_deaths
+        self.window = window
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        #: When the deaths within the window happened.
+        self.deaths: list[float] = []
+
+    def died(self, now: float) -> float | None:
+        """A worker died at ``now``: seconds to wait before restarting it, or None for
+        a crash loop."""
+        self.deaths = [t for t in self.deaths if now - t < self.window]
+        self.deaths.append(now)
+        if len(self.deaths) >= self.max_deaths:
+            return None
+        delay: float = self.first_delay * 2.0 ** (len(self.deaths) - 1)
+        return min(self.max_delay, delay)
+
+
 class Supervisor:
     """Binds the socket, starts the workers, forwards signals, reaps the workers."""
 
@@ -164,6 +202,13 @@ class Supervisor:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.stopping_since: float | None = None
         self.signal_received: int | None = None
+        self.restarts = RestartPolicy()
+        #: Pids of the workers whose lifespan startup completed.
+        self.ready: set[int] = set()
+        #: When each pending restart is due.
+        self.restart_at: list[float] = []
+        self._argv: list[str] = []
+        self._fds: tuple[int, ...] = ()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.signal_received is None:
@@ -181,9 +226,7 @@ class Supervisor:
         sock = _listen(args.bind, args.backlog)
         fd = sock.fileno()
         ready_r, ready_w = os.pipe()
-        previous = {
-            s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)
-        }
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             host, port = sock.getsockname()[:2]
             _log(f"listening on {host}:{port}; starting {args.workers} {args.backend} workers")
@@ -197,21 +240,13 @@ class Supervisor:
             argv += ["--ping-interval", str(args.ping_interval)]
             if args.ping_timeout is not None:
                 argv += ["--ping-timeout", str(args.ping_timeout)]
+            self._argv, self._fds = argv, (fd, ready_w)
             for _ in range(args.workers):
                 if self.signal_received is not None:
                     break
-                # Started with SIGTERM and SIGINT blocked (the mask is inherited): a
-                # signal to the process group before the worker's handler is in place
-                # waits for it instead of killing the worker.
-                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-                try:
-                    self.workers.append(subprocess.Popen(argv, pass_fds=(fd, ready_w)))
-                finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-            os.close(ready_w)
-            ready_w = -1
-            # The workers own the socket now: the supervisor only waits.
-            sock.close()
+                self._spawn()
+            # The supervisor keeps the socket (it never accepts on it) and the ready pipe
+            # open, to restart a worker that dies.
             return self._wait(ready_r)
         finally:
             if ready_w >= 0:
@@ -221,22 +256,62 @@ class Supervisor:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
+    def _spawn(self) -> None:
+        # Started with SIGTERM and SIGINT blocked (the mask is inherited): a signal to
+        # the process group before the worker's handler is in place waits for it
+        # instead of killing the worker.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            self.workers.append(subprocess.Popen(self._argv, pass_fds=self._fds))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+
+    def _stop(self, why: str) -> None:
+        _log(why)
+        self.stopping_since = time.monotonic()
+        self.restart_at.clear()
+        self._forward(signal.SIGTERM)
+
+    def _reap(self, now: float) -> bool:
+        """Workers that died while serving: schedule their restart. False if the
+        service must stop (a worker that never started, or a crash loop)."""
+        for proc in [p for p in self.workers if p.poll() is not None]:
+            self.workers.remove(proc)
+            served = proc.pid in self.ready
+            self.ready.discard(proc.pid)
+            if not served:
+                self._stop(
+                    f"worker {proc.pid} exited with {proc.returncode} before it was ready: stopping"
+                )
+                return False
+            delay = self.restarts.died(now)
+            if delay is None:
+                self._stop(
+                    f"worker {proc.pid} exited with {proc.returncode}: "
+                    f"{self.restarts.max_deaths} deaths within {self.restarts.window:g} s, "
+                    "a crash loop: stopping"
+                )
+                return False
+            _log(f"worker {proc.pid} exited with {proc.returncode}: restarting it in {delay:g} s")
+            self.restart_at.append(now + delay)
+        return True
+
     def _wait(self, ready_r: int) -> int:
         import selectors
 
-        ready = 0
         reported = False
         failed = False
+        buffer = b""
         sel = selectors.DefaultSelector()
         sel.register(ready_r, selectors.EVENT_READ)
         with sel:
-            while any(p.poll() is None for p in self.workers):
+            while self.restart_at or any(p.poll() is None for p in self.workers):
+                now = time.monotonic()
                 if self.signal_received is not None and self.stopping_since is None:
-                    self.stopping_since = time.monotonic()
                     name = signal.Signals(self.signal_received).name
-                    _log(f"{name}: draining the workers (1012, service restart)")
+                    self._stop(f"{name}: draining the workers (1012, service restart)")
                 if self.stopping_since is not None:
-                    left = self.stopping_since + self.args.shutdown_timeout - time.monotonic()
+                    left = self.stopping_since + self.args.shutdown_timeout - now
                     if left <= 0:
                         for proc in self.workers:
                             if proc.poll() is None:
@@ -244,23 +319,23 @@ class Supervisor:
                                 proc.kill()
                                 failed = True
                         break
-                elif not failed:
-                    dead = [p for p in self.workers if p.poll() is not None]
-                    if dead:
-                        _log(f"worker {dead[0].pid} exited with {dead[0].returncode}: stopping")
-                        failed = True
-                        self.stopping_since = time.monotonic()
-                        self._forward(signal.SIGTERM)
-                        continue
+                elif not self._reap(now):
+                    failed = True
+                    continue
+                for due in [t for t in self.restart_at if t <= now]:
+                    self.restart_at.remove(due)
+                    self._spawn()
                 for _key, _ in sel.select(timeout=0.05):
-                    chunk = os.read(ready_r, 64)
-                    if not chunk:
-                        sel.unregister(ready_r)
-                        break
-                    ready += len(chunk)
-                if ready >= len(self.workers) and not reported:
+                    buffer += os.read(ready_r, 256)
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    pid = int(line)
+                    self.ready.add(pid)
+                    if reported:
+                        _log(f"worker {pid} ready")
+                if not reported and len(self.ready) >= self.args.workers:
                     reported = True
-                    _log(f"{ready} workers ready")
+                    _log(f"{len(self.ready)} workers ready")
         for proc in self.workers:
             proc.wait()
             if proc.returncode != 0:
@@ -273,7 +348,8 @@ class Supervisor:
 
 
 class _ReadyReporter:
-    """Wraps the ASGI app: reports lifespan startup to the supervisor (one byte)."""
+    """Wraps the ASGI app: reports lifespan startup to the supervisor (the worker's pid
+    and a newline)."""
 
     def __init__(self, app: Any, ready_fd: int | None) -> None:
         self.app = app
@@ -297,7 +373,7 @@ class _ReadyReporter:
     def _report(self) -> None:
         if self.ready_fd is not None:
             with contextlib.suppress(OSError):
-                os.write(self.ready_fd, b"r")
+                os.write(self.ready_fd, b"%d\n" % os.getpid())
                 os.close(self.ready_fd)
             self.ready_fd = None
 
