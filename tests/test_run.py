@@ -24,6 +24,7 @@ import anyio.to_thread
 import pytest
 from aioraw import AsyncRawClient
 from redis_server import RedisServer, find_server_binary, free_port
+from servers import wait_for
 
 from wsgate import App, WebSocket, on_disconnect, on_message, ws_controller
 from wsgate.cli import main
@@ -288,16 +289,14 @@ async def test_a_killed_worker_is_restarted_and_the_others_keep_serving(
         assert await by_pid[victim].wait_close(timeout=10) is None
         assert await by_pid[survivor].request("hello") == survivor
 
-        def restarted() -> str:
-            deadline = time.monotonic() + START_TIMEOUT
-            marker = f"worker {victim} exited"
-            while marker not in server.log() or " ready" not in server.log().split(marker)[1]:
-                if server.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"no restart:\n{server.log()[-3000:]}")
-                time.sleep(0.05)
-            return server.log()
+        marker = f"worker {victim} exited"
 
-        log = await anyio.to_thread.run_sync(restarted)
+        async def restarted() -> str | None:
+            assert server.proc.poll() is None, server.log()[-3000:]
+            log = server.log()
+            return log if marker in log and " ready" in log.split(marker)[1] else None
+
+        log = await wait_for(restarted, timeout=START_TIMEOUT, what="the worker's restart")
         assert f"worker {victim} exited with -9: restarting it in 0.5 s" in log
         # New connections reach two live workers again, one of them the new one.
         seen: set[int] = set()

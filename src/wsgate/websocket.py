@@ -347,7 +347,7 @@ class WebSocket:
             raise TypeError(
                 f"send_text() takes str, not {type(data).__name__}; use send_bytes() or send_json()"
             )
-        await self.send({"type": "websocket.send", "text": data})
+        await self._conn.send({"type": "websocket.send", "text": data})
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send a binary frame."""
@@ -355,7 +355,7 @@ class WebSocket:
             raise TypeError(
                 f"send_bytes() takes bytes, not {type(data).__name__}; use send_text() or send_json()"
             )
-        await self.send({"type": "websocket.send", "bytes": bytes(data)})
+        await self._conn.send({"type": "websocket.send", "bytes": bytes(data)})
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Encode ``data`` as JSON with msgspec and send it as a text (or binary) frame.
@@ -365,9 +365,9 @@ class WebSocket:
         """
         payload = _json_encode(data)
         if mode == "text":
-            await self.send({"type": "websocket.send", "text": payload.decode()})
+            await self._conn.send({"type": "websocket.send", "text": payload.decode()})
         elif mode == "binary":
-            await self.send({"type": "websocket.send", "bytes": payload})
+            await self._conn.send({"type": "websocket.send", "bytes": payload})
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
 
