@@ -21,11 +21,17 @@ function within(promise, what, ms = 20000) {
 }
 const states = [];
 const waiters = [];
-function next(state) {
-  return within(new Promise((resolve) => waiters.push({ state, resolve })), `state ${state}`);
+// Waits for the client to reach `state`; on failure the error lists the states seen.
+function next(state, ms = 20000) {
+  const reached = new Promise((resolve) => waiters.push({ state, resolve }));
+  return within(reached, `state ${state} (seen: ${JSON.stringify(states)})`, ms);
 }
 
-const client = connect(`${base}/api`, { reconnect: { initialDelay: 100, maxDelay: 500 } });
+// A connection attempt that hangs while the server restarts is given up after 3 s.
+const client = connect(`${base}/api`, {
+  reconnect: { initialDelay: 100, maxDelay: 500 },
+  connectTimeout: 3000,
+});
 client.onState((change) => {
   states.push(change);
   for (const w of waiters.splice(0)) {
@@ -45,7 +51,7 @@ const heard = new Promise((resolve) => client.on("shouted", resolve));
 const during = client.request("echo", "during", { timeout: 40000 });
 during.catch(() => {}); // awaited below; no unhandled rejection meanwhile
 
-const back = within(next("open"), "reconnected", 40000);
+const back = next("open", 40000);
 const stopped = Date.now();
 await step("start-server");
 out.back = await back;
