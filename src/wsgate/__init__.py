@@ -30,6 +30,7 @@ from .errors import (
 )
 from .frames import Frame
 from .gateway import on_connect, on_disconnect, on_error, on_message, ws_controller
+from .history import History, Position, Publication
 from .params import Header, HeaderParam, Json, Query, QueryParam
 from .queues import Overflow
 from .server import serve
@@ -52,8 +53,11 @@ __all__ = [
     "Header",
     "HeaderParam",
     "Headers",
+    "History",
     "Json",
     "Overflow",
+    "Position",
+    "Publication",
     "Query",
     "QueryParam",
     "QueryParams",

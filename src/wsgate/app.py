@@ -22,6 +22,7 @@ from .asgi import (
     strip_root_path,
 )
 from .broadcast import BroadcastGroup
+from .broker import UsesBroker, is_memory, resolve_broker
 from .connection import Connection
 from .datastructures import State
 from .dependencies import ConnectionDependencies, analyse_dependencies
@@ -33,6 +34,7 @@ from .errors import (
     WebSocketRouteNotFoundError,
 )
 from .frames import DEFAULT_MAX_JSON_DEPTH
+from .history import History
 from .limits import Limits
 from .plan import GatewayPlan, compile_gateway
 from .plugins import AppSetup, plugins
@@ -178,7 +180,10 @@ class App:
         app = App(gateways=[ChatGateway], providers=[Rooms])
 
     ``providers`` are app-wide singletons injected by type: classes (built once) or
-    instances. A default :class:`~wsgate.BroadcastGroup` is provided unless one is given.
+    instances. A default :class:`~wsgate.BroadcastGroup` (with ``history``, if given) is
+    provided unless one is given. ``broker`` is
+    where they meet across worker processes (:mod:`wsgate.broker`): a Redis/Valkey URL,
+    ``memory://``, or None to read ``WSGATE_BROKER_URL`` (without it, the process).
     ``http`` is an ASGI app that receives every HTTP request (else 404);
     ``client_path="/wsgate.js"`` serves the browser client there (and its types at
     ``/wsgate.d.ts``) before it. ``on_startup``
@@ -215,6 +220,8 @@ class App:
         on_shutdown: Iterable[Hook] = (),
         docs_path: str | None = None,
         client_path: str | None = None,
+        broker: str | None = None,
+        history: History | None = None,
         **options: Unpack[AppOptions],
     ) -> None:
         if isinstance(gateways, type):
@@ -243,7 +250,14 @@ class App:
         )
         for plugin in plugins():
             plugin(setup)
-        self.container = Container(setup.providers, defaults=[BroadcastGroup()])
+        #: Where the App's groups, history and presence meet across processes (see
+        #: :mod:`wsgate.broker`): ``memory://`` keeps them in the process.
+        self.broker = resolve_broker(broker)
+        self.container = Container(setup.providers, defaults=[BroadcastGroup(history=history)])
+        if not is_memory(self.broker):
+            for provider in self.container.instances():
+                if isinstance(provider, UsesBroker):
+                    provider.use_broker(self.broker)
         gateways = setup.gateways(self.container)
         self._describe = setup.describer
         self._admission = Admission(
@@ -279,6 +293,10 @@ class App:
         self._closing_with = (status.WS_1001_GOING_AWAY, "server shutting down")
         self._broadcasters: tuple[BroadcastGroup, ...] = tuple(
             p for p in self.container.instances() if isinstance(p, BroadcastGroup)
+        )
+        # Providers told when a connection ends (groups, presence): connection_ended(ws).
+        self._connection_scoped: tuple[Any, ...] = tuple(
+            p for p in self.container.instances() if hasattr(p, "connection_ended")
         )
         setup.built(self)  # the plug-ins' HTTP mounts
 
@@ -523,8 +541,8 @@ class App:
                     self._expired.discard(conn)
                 conn.lifecycle.handle(Event.ENDED)
                 with anyio.CancelScope(shield=True):
-                    for group in self.broadcasters:
-                        await group.unsubscribe_all(ws)
+                    for provider in self._connection_scoped:
+                        await provider.connection_ended(ws)
                     if conn.lifecycle.accepted and plan.on_disconnect is not None:
                         await self._on_disconnect(plan, session)
                     if deps is not None:

@@ -75,6 +75,7 @@ class Connection:
         "_bucket",
         "_idle",
         "_limits",
+        "_on_open",
         "_receive",
         "_send",
         "_tasks",
@@ -126,6 +127,8 @@ class Connection:
         self._limits = limits = limits or _DEFAULT_LIMITS
         self._bucket = limits.bucket()
         self._idle: IdleWatch | None = None  # made at the idle sweep's first look
+        # Work waiting for the accept (when_open); dropped if the handshake is refused.
+        self._on_open: list[Callable[[], Coroutine[Any, Any, Any]]] | None = None
 
     # -- the task group ------------------------------------------------------------------
 
@@ -176,6 +179,21 @@ class Connection:
             self.lifecycle.handle(Event.HANDSHAKE_ACCEPTED)  # raises, naming the state
         await self._send(message)
         self._carry_out(Event.HANDSHAKE_ACCEPTED, self.lifecycle.handle(Event.HANDSHAKE_ACCEPTED))
+        waiting, self._on_open = self._on_open, None
+        if waiting:
+            for fn in waiting:
+                self.spawn(fn)
+
+    def when_open(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``fn()`` in the connection's task group once the handshake is accepted: at
+        once if it is open, never if it is refused or closed."""
+        phase = self.lifecycle.phase
+        if phase is Phase.OPEN:
+            self.spawn(fn)
+        elif phase is Phase.CONNECTING:
+            if self._on_open is None:
+                self._on_open = []
+            self._on_open.append(fn)
 
     async def send_refusal(
         self, messages: list[Message], code: int, reason: str, *, expired: bool = False

@@ -1,9 +1,11 @@
 """The payload of a broadcast published through Redis, sans I/O.
 
 One byte ``version << 4 | flags`` (bit 0: binary frame, bit 1: an excluded connection
-follows), the 16-byte id of the publishing worker, then, when a member is excluded, its
-16-byte connection id (an 8-byte random process token and an 8-byte counter), then the
-frame's bytes (UTF-8 text for a text frame).
+follows, bit 2: a history offset follows), the 16-byte id of the publishing worker,
+then, when a member is excluded, its 16-byte connection id (an 8-byte random process
+token and an 8-byte counter), then, for a group with history, the frame's offset in
+decimal ASCII and a newline (the publishing script writes it), then the frame's bytes
+(UTF-8 text for a text frame).
 
 Connection ids are assigned on first use and kept in weak mappings; a forked child draws
 a new process token, so no two processes share ids.
@@ -19,12 +21,13 @@ from typing import Any
 
 from ..asgi import Message
 
-__all__ = ["Decoded", "decode", "encode"]
+__all__ = ["Decoded", "decode", "encode", "header"]
 
 
 VERSION = 1
 _BINARY = 0x01
 _EXCLUDE = 0x02
+_HISTORY = 0x04
 _HEAD = struct.Struct("!B16s")
 _HEAD_EXCLUDE = struct.Struct("!B16s8sQ")
 
@@ -71,15 +74,26 @@ def encode(message: Message, worker_id: bytes, exclude: Any) -> bytes:
     return _HEAD_EXCLUDE.pack(flags | _EXCLUDE, worker_id, _process_token, number) + body
 
 
+def header(worker_id: bytes, exclude: Any, *, history: bool) -> bytes:
+    """The start of a text frame's payload (for a publishing script to complete)."""
+    flags = VERSION << 4 | (_HISTORY if history else 0)
+    if exclude is None:
+        return _HEAD.pack(flags, worker_id)
+    number = _connection_number(exclude)
+    return _HEAD_EXCLUDE.pack(flags | _EXCLUDE, worker_id, _process_token, number)
+
+
 class Decoded:
-    """A payload read back: the ASGI message, the local member to skip, the origin."""
+    """A payload read back: the ASGI message, the local member to skip, the origin, the
+    frame's offset in its group's history (0: none)."""
 
-    __slots__ = ("exclude", "message", "origin")
+    __slots__ = ("exclude", "message", "offset", "origin")
 
-    def __init__(self, message: Message, exclude: Any, origin: bytes) -> None:
+    def __init__(self, message: Message, exclude: Any, origin: bytes, offset: int = 0) -> None:
         self.message = message
         self.exclude = exclude
         self.origin = origin
+        self.offset = offset
 
 
 def decode(data: bytes) -> Decoded | None:
@@ -98,10 +112,18 @@ def decode(data: bytes) -> Decoded | None:
         offset = _HEAD_EXCLUDE.size
         if token == _process_token:
             exclude = _by_id.get(number)
+    position = 0
+    if flags & _HISTORY:
+        end = data.find(b"\n", offset, offset + 21)
+        if end < 0 or not data[offset:end].isdigit():
+            return None
+        position = int(data[offset:end])
+        offset = end + 1
     body = data[offset:]
     if flags & _BINARY:
-        return Decoded({"type": "websocket.send", "bytes": body}, exclude, origin)
+        return Decoded({"type": "websocket.send", "bytes": body}, exclude, origin, position)
     try:
-        return Decoded({"type": "websocket.send", "text": body.decode()}, exclude, origin)
+        text = body.decode()
     except UnicodeDecodeError:
         return None
+    return Decoded({"type": "websocket.send", "text": text}, exclude, origin, position)
