@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict, Unpack
 
@@ -284,6 +284,9 @@ class App:
         self._http_mounts: list[tuple[str, ASGIApp]] = []
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
+        # Background loops of wsgate's own endpoints (the metrics snapshot writer), run
+        # between the lifespan startup and shutdown and cancelled at shutdown.
+        self._serving_tasks: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._connections: dict[WebSocket, Connection] = {}
         # Handshakes bounded by handshake_timeout: their deadlines, and those past it.
         self._handshakes: dict[Connection, float] = {}
@@ -381,6 +384,8 @@ class App:
                     tg.start_soon(self._close_idle, self.config.idle_timeout)
                 if self.config.handshake_timeout is not None:
                     tg.start_soon(self._expire_handshakes, self.config.handshake_timeout)
+                for task in self._serving_tasks:
+                    tg.start_soon(task)
                 message = await receive()
                 tg.cancel_scope.cancel()
             await self.shutdown()
