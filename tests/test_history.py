@@ -448,3 +448,22 @@ async def test_a_broker_restart_changes_the_epoch_and_live_traffic_resumes(
             after = await ws.receive_json(timeout=TIMEOUT)
             assert after["data"] == "after"
             assert after["pos"] == {"group": room, "offset": 1, "epoch": recovery["epoch"]}
+
+
+def test_the_asyncapi_document_describes_positions_and_recovery() -> None:
+    plain = App(gateways=[Room]).asyncapi()
+    doc = App(gateways=[Room], history=History()).asyncapi()
+    channel = doc["channels"]["Room"]
+    assert "wsgate.since" in channel["bindings"]["ws"]["query"]["properties"]
+    assert "wsgate.recovery" in channel["messages"]
+    recovery = doc["components"]["messages"]["wsgate.recovery"]["payload"]
+    assert recovery["properties"]["data"]["required"] == [
+        "group",
+        "recovered",
+        "missed",
+        "offset",
+        "epoch",
+    ]
+    assert "`pos`" in doc["info"]["description"]
+    assert "wsgate.recovery" not in plain["channels"]["Room"]["messages"]
+    assert "bindings" not in plain["channels"]["Room"]
