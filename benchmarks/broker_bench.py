@@ -16,12 +16,11 @@ Deployments and what they measure, all started together and alternated round by 
 
 **Across workers** (goal: at most 1.2x): ``M`` members (``--members``, 1,000 by
 default; and, separately, 10) split evenly over two workers on one Valkey, the publisher
-on worker 1; server CPU per frame
-delivered *by that worker*, for each worker, over the CPU per frame of as many members on
-one in-process server (``memory://``). And the broker's commands per broadcast (``INFO
-commandstats``: calls of PUBLISH and EVAL/EVALSHA before and after 20 broadcasts) with 10
-and with ``M`` members split over the two workers (goal: one publish per broadcast,
-whatever the count).
+on worker 1; server CPU per frame delivered *by that worker*, for each worker, over the
+CPU per frame of as many members on one in-process server (``memory://``). And the
+broker's commands per broadcast (``INFO commandstats``: calls of PUBLISH and EVAL/EVALSHA
+before and after 20 broadcasts) with 10 and with ``M`` members split over the two workers
+(goal: one publish per broadcast, whatever the count).
 
 **History on vs off** (goal: at most 1.2x): server CPU per broadcast of the room with
 ``History(size=1200)`` over the same room without history, on one server, in-process and
