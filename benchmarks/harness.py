@@ -73,6 +73,8 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     log: Path = field(default_factory=Path)
+    #: Environment variables set for the server on top of this process's.
+    env: dict[str, str] = field(default_factory=dict)
     _log_file: IO[bytes] | None = None
 
     @property
@@ -90,7 +92,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks._serve", self.kind, self.app],
             cwd=ROOT,
-            env=_env(),
+            env=_env() | self.env,
             stdout=subprocess.PIPE,
             stderr=self._log_file,
             stdin=subprocess.DEVNULL,
