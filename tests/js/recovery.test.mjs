@@ -200,3 +200,22 @@ describe("wsgate.recovery", () => {
     assert.throws(() => client.onRecover(1), /onRecover\(fn\) needs a function/);
   });
 });
+
+describe("a failed attempt", () => {
+  test("an error fired from inside close() fails the attempt once", (t) => {
+    // Node's WebSocket does that on a socket whose handshake was refused (HTTP 503).
+    const { client, fake } = setup(t);
+    const states = [];
+    client.onState((change) => states.push(change.state));
+    const socket = fake.last();
+    socket.close = function close(code, reason) {
+      this.closedWith = { code, reason };
+      this.onerror?.({});
+    };
+    socket.onerror({});
+    assert.deepEqual(states, ["reconnecting"]);
+    t.mock.timers.tick(0);
+    assert.equal(fake.sockets.length, 2);
+    assert.equal(client.state, "reconnecting");
+  });
+});

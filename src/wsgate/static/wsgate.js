@@ -378,6 +378,9 @@ class Client {
     const fail = (socket) => {
       clearTimeout(deadline);
       if (this._ws !== socket) return;
+      // Before close(): Node's WebSocket fires "error" from inside close() on a socket
+      // that is not open, which would come back here and fail the attempt again.
+      this._ws = null;
       try {
         socket.close();
       } catch {
