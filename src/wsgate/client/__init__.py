@@ -32,6 +32,7 @@ from .errors import (
     RequestError,
 )
 from .policy import ReconnectPolicy
+from .recovery import Recovery
 from .state import ClientState
 from .subscription import Push, Stream, Subscription
 
@@ -46,6 +47,7 @@ __all__ = [
     "DataValidationError",
     "Push",
     "ReconnectPolicy",
+    "Recovery",
     "RequestError",
     "Stream",
     "Subscription",

@@ -12,6 +12,8 @@ import msgspec
 from .errors import ConnectionClosed, ConnectionLost, DataValidationError, RequestError
 
 NULL = msgspec.Raw(b"null")
+#: A frame without ``pos`` (empty: nothing to decode).
+NO_POS = msgspec.Raw(b"")
 
 
 class OutFrame(msgspec.Struct, omit_defaults=True):
@@ -23,11 +25,13 @@ class OutFrame(msgspec.Struct, omit_defaults=True):
 
 
 class InFrame(msgspec.Struct):
-    """A frame from the server; ``data`` stays raw until someone decodes it."""
+    """A frame from the server; ``data`` stays raw until someone decodes it; ``pos``, the
+    position of a frame from a group with history, is raw too (empty when absent)."""
 
     event: str
     data: msgspec.Raw = NULL
     id: int | str | None = None
+    pos: msgspec.Raw = NO_POS
 
 
 class ErrorData(msgspec.Struct):

@@ -26,9 +26,12 @@ from anyio.abc import TaskGroup, TaskStatus
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError
 
 from .. import status
+from ..history import Position
 from . import _handshake, _protocol
+from . import recovery as _recovery
 from .errors import ConnectError, ConnectionClosed, ConnectionLost
 from .policy import ReconnectPolicy
+from .recovery import Recovery
 from .state import ClientState, StateMachine
 from .subscription import Stream, Subscribers, Subscription
 
@@ -68,6 +71,7 @@ def connect(
     ping_timeout: float | None = 20.0,
     close_timeout: float = 5.0,
     http_client: httpx.AsyncClient | None = None,
+    positions: Mapping[str, Position] | None = None,
 ) -> ClientConnection:
     """A connection to the wsgate endpoint at ``url`` (``ws://``, ``wss://``; the path and
     query string select the gateway and its parameters), to use as ``async with
@@ -93,9 +97,15 @@ def connect(
       not answered in time counts as a dropped connection.
     - ``http_client``: an ``httpx.AsyncClient`` to use (e.g. with TLS settings); by
       default one is created for the connection.
+    - ``positions``: ``{group: wsgate.history.Position}`` to present from the first
+      handshake on (e.g. ``conn.positions()`` saved by an earlier run), to recover
+      what was broadcast to those groups meanwhile. Without it the client presents
+      the positions it saw itself, on every reconnect (see
+      :meth:`ClientConnection.on_recover`).
 
     Raises :class:`ValueError` for a URL that is not ``ws://``/``wss://`` or for
-    non-positive sizes and timeouts.
+    non-positive sizes and timeouts, :class:`TypeError` for ``positions`` that are not
+    ``{str: Position}``.
     """
     if reconnect is True:
         policy: ReconnectPolicy | None = ReconnectPolicy()
@@ -121,6 +131,7 @@ def connect(
         ping_timeout=ping_timeout,
         close_timeout=close_timeout,
         http_client=http_client,
+        positions=positions,
     )
 
 
@@ -148,6 +159,7 @@ class ClientConnection:
         ping_timeout: float | None,
         close_timeout: float,
         http_client: httpx.AsyncClient | None,
+        positions: Mapping[str, Position] | None = None,
     ) -> None:
         for name, value in (
             ("request_timeout", request_timeout),
@@ -178,6 +190,9 @@ class ClientConnection:
         self._pending: dict[int, _protocol.Pending] = {}
         self._next_id = 0
         self._subscribers = Subscribers(self._closed_error)
+        self._positions = _recovery.Positions(
+            _recovery.check_positions(positions), self._spawn_callback
+        )
         self._tg: TaskGroup | None = None
         self._supervisor_scope: anyio.CancelScope | None = None
         self._close_request: tuple[int, str] | None = None
@@ -242,6 +257,39 @@ class ClientConnection:
                 f"the connection was not {names} within {timeout} s (it is {self._machine.state.name})"
             ) from None
         return self._machine.state
+
+    # -- recovery --------------------------------------------------------------------
+
+    def positions(self) -> dict[str, Position]:
+        """The last position seen in each group with history: a copy, ``{group:
+        wsgate.history.Position(epoch, offset)}``. Every frame carrying a ``pos`` moves
+        its group's position (before any subscription sees it), and so does every
+        ``wsgate.recovery`` frame. Presented in every reconnect's URL (query parameter
+        ``wsgate.since``); pass it to ``connect(positions=...)`` to recover across a
+        restart of the program."""
+        return self._positions.snapshot()
+
+    def on_recover(self, fn: Callable[[Recovery], object]) -> Callable[[], None]:
+        """Call ``fn(Recovery(group, recovered, missed))`` for every ``wsgate.recovery``
+        frame: after a reconnect, once for each group the client had a position in and
+        the server subscribed it to again, after the frames it missed there were
+        replayed (``recovered`` True, ``missed`` of them, delivered to the subscriptions
+        before) or could not be (``recovered`` False: they are lost).
+
+        ``fn`` is called from the connection's reader and must not block; if it returns
+        an awaitable (an ``async def``), that runs in the background. Its exceptions are
+        logged. Returns a function that removes ``fn``. The frames are also delivered to
+        subscriptions of ``"wsgate.recovery"`` with their whole data.
+
+        With ``connect(positions=...)`` the first handshake recovers too: register
+        ``fn`` (and subscriptions) before entering the block, as ``conn =
+        connect(url, positions=saved); conn.on_recover(fn); async with conn: ...``, so
+        that the replay that follows the handshake is not missed."""
+        return self._positions.add(fn)
+
+    def _spawn_callback(self, fn: Callable[[], Any]) -> None:
+        if self._tg is not None:
+            self._tg.start_soon(fn)
 
     def statistics(self) -> ClientStats:
         """The connection's counters (a frozen snapshot)."""
@@ -351,8 +399,9 @@ class ClientConnection:
         ends; returns the close code and reason."""
         headers = _handshake.request_headers(self._headers, self._subprotocols)
         connects = self._connects
+        url = self._positions.url(self._http_url)  # the positions seen so far
         try:
-            async with http.stream("GET", self._http_url, headers=headers) as response:
+            async with http.stream("GET", url, headers=headers) as response:
                 if response.status_code != 101:
                     body = await response.aread()
                     raise _handshake.refused(response.status_code, body)
@@ -425,12 +474,16 @@ class ClientConnection:
             self._invalid += 1
             logger.warning("ignoring a frame that is not a wsgate envelope: %.200r", text)
             return
+        if len(frame.pos):
+            self._positions.saw(frame.pos)
         if frame.id is not None and frame.id in self._pending:
             self._pending.pop(frame.id).resolve(frame)
             return
         if frame.id is not None and isinstance(frame.id, int) and frame.id <= self._next_id:
             self._late += 1  # the reply to a request that gave up waiting
             return
+        if frame.event == _recovery.RECOVERY_EVENT and frame.id is None:
+            self._positions.recovered(frame.data)
         self._subscribers.deliver(frame.event, frame.data)
 
     def _connection_ended(self, code: int | None, reason: str) -> None:

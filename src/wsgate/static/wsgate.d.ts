@@ -37,6 +37,35 @@ export interface StateChange {
   delay: number | null;
 }
 
+/** The last position a client saw in a group with history: the frame's offset and the
+ * group's epoch. */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** The positions of a client, one per group: `client.positions()`, and what
+ * `connect(url, {positions})` takes. */
+export type Positions = Record<string, Position>;
+
+/** What `onRecover` listeners receive for each `wsgate.recovery` frame. */
+export interface Recovery {
+  /** The group the client was subscribed to again. */
+  group: string;
+  /** true: every frame missed since the client's position was replayed (before this);
+   * false: they are lost (another epoch, or older than the history keeps). */
+  recovered: boolean;
+  /** How many frames were replayed. */
+  missed: number;
+}
+
+/** The whole data of a `wsgate.recovery` frame (what `on("wsgate.recovery")` gets). */
+export interface RecoveryData extends Recovery {
+  /** The client's position in the group from now on. */
+  offset: number;
+  epoch: string;
+}
+
 /** Exponential backoff with jitter between reconnect attempts. */
 export interface ReconnectOptions {
   /** Ms before the first attempt (the cap of its jitter). Default 1000. */
@@ -84,6 +113,9 @@ export interface ConnectOptions {
   WebSocket?: WebSocketConstructor;
   /** The jitter's random source, in [0, 1). Default Math.random. */
   random?: () => number;
+  /** Positions to present from the first attempt on (e.g. a `client.positions()` saved
+   * in sessionStorage before a page reload). Default: none. */
+  positions?: Positions;
 }
 
 export interface RequestOptions {
@@ -142,11 +174,19 @@ export interface Client<
   ): AsyncIterableIterator<Events[K]["item"]>;
   /** Error frames that answer no request. */
   on(event: "error", fn: (error: ErrorData) => void): () => void;
+  /** The `wsgate.recovery` frames (see `onRecover`), with their whole data. */
+  on(event: "wsgate.recovery", fn: (data: RecoveryData) => void): () => void;
   /** Pushes (and stream items) of one event. With the default `Pushes` any event name is
    * accepted and its data is `unknown`. */
   on<K extends keyof Pushes & string>(event: K, fn: (data: Pushes[K]) => void): () => void;
   /** Every state change. */
   onState(fn: (change: StateChange) => void): () => void;
+  /** Every `wsgate.recovery` frame: after a (re)connect that presented a position in a
+   * group the server subscribed the client to again, once the frames missed there were
+   * replayed (or could not be). Returns a function that unsubscribes. */
+  onRecover(fn: (recovery: Recovery) => void): () => void;
+  /** A copy of the last position seen in each group with history. */
+  positions(): Positions;
   /** Closes for good; queued and unanswered requests reject with "closed". */
   close(code?: number, reason?: string): void;
 }
@@ -155,6 +195,14 @@ export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>>;
 export const DEFAULT_QUEUE_SIZE: number;
 export const DEFAULT_TIMEOUT: number;
 export const DEFAULT_CONNECT_TIMEOUT: number;
+/** "wsgate.since": the handshake's query parameter that presents the positions. */
+export const SINCE_PARAM: "wsgate.since";
+/** "wsgate.recovery": the event of the frame that says whether a group recovered. */
+export const RECOVERY_EVENT: "wsgate.recovery";
+
+/** `url` with `wsgate.since` presenting `positions` (other query parameters kept, a
+ * previous `wsgate.since` replaced); `url` itself when there are none. */
+export function withSince(url: string, positions: Positions | Map<string, Position>): string;
 
 /** The delay in ms before reconnect attempt `attempt` (1, 2, ...). */
 export function backoffDelay(

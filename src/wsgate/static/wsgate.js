@@ -7,6 +7,7 @@
 //   const count = await client.request("who", null);            // the reply's data
 //   client.send("chat.send", { text: "hi" });                    // no reply expected
 //   for await (const tick of client.stream("ticks", null)) ...   // a stream's items
+//   client.onRecover(({ group, recovered, missed }) => ...);     // after a reconnect
 //
 // No dependencies; an ES module; types in wsgate.d.ts beside it.
 
@@ -28,6 +29,11 @@ export const DEFAULT_TIMEOUT = 10000;
 export const DEFAULT_CONNECT_TIMEOUT = 10000;
 
 const OPEN = 1;
+
+/** The handshake's query parameter that presents the client's positions. */
+export const SINCE_PARAM = "wsgate.since";
+/** The event of the frame that says whether a group's missed frames were recovered. */
+export const RECOVERY_EVENT = "wsgate.recovery";
 
 /**
  * A request that failed: an error frame from the server (its `code`, `message` and
@@ -98,6 +104,60 @@ function report(error) {
   else console.error(error);
 }
 
+function isPosition(group, offset, epoch) {
+  return typeof group === "string" && Number.isSafeInteger(offset) && offset >= 0
+    && typeof epoch === "string";
+}
+
+function seedPositions(value) {
+  const positions = new Map();
+  if (value === undefined || value === null) return positions;
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new TypeError("wsgate: positions must be an object {group: {offset, epoch}} (client.positions())");
+  }
+  for (const [group, pos] of Object.entries(value)) {
+    if (typeof pos !== "object" || pos === null || !isPosition(group, pos.offset, pos.epoch)) {
+      throw new TypeError(
+        `wsgate: positions[${JSON.stringify(group)}] must be {offset: integer >= 0, epoch: string}, ` +
+          `got ${JSON.stringify(pos)}`,
+      );
+    }
+    positions.set(group, { offset: pos.offset, epoch: pos.epoch });
+  }
+  return positions;
+}
+
+/**
+ * `url` with the query parameter `wsgate.since` presenting `positions` (an object
+ * `{group: {offset, epoch}}`, or a Map of them): `{"<group>": [offset, "epoch"], ...}` as
+ * JSON, URL-encoded. The URL's other query parameters (and its fragment) are kept, a
+ * previous `wsgate.since` is replaced; with no positions, `url` is returned unchanged.
+ */
+export function withSince(url, positions) {
+  const entries = positions instanceof Map ? [...positions] : Object.entries(positions ?? {});
+  if (entries.length === 0) return url;
+  const since = {};
+  for (const [group, pos] of entries) since[group] = [pos.offset, pos.epoch];
+  const hash = url.indexOf("#");
+  const fragment = hash >= 0 ? url.slice(hash) : "";
+  const rest = hash >= 0 ? url.slice(0, hash) : url;
+  const mark = rest.indexOf("?");
+  const base = mark >= 0 ? rest.slice(0, mark) : rest;
+  const params = mark >= 0 ? rest.slice(mark + 1).split("&").filter((part) => {
+    if (part === "") return false;
+    const key = part.split("=", 1)[0];
+    let name = key;
+    try {
+      name = decodeURIComponent(key.replace(/\+/g, " "));
+    } catch {
+      // not percent-encoded properly: compare as it is
+    }
+    return name !== SINCE_PARAM;
+  }) : [];
+  params.push(`${SINCE_PARAM}=${encodeURIComponent(JSON.stringify(since))}`);
+  return `${base}?${params.join("&")}${fragment}`;
+}
+
 class Client {
   constructor(url, options = {}) {
     if (typeof url !== "function" && typeof url !== "string") {
@@ -127,10 +187,13 @@ class Client {
     this._streams = new Set();
     this._listeners = new Map(); // event -> Set of fns
     this._stateListeners = new Set();
+    this._positions = seedPositions(options.positions); // group -> {offset, epoch}
+    this._recoverListeners = new Set();
     this._open();
   }
 
-  /** The URL of the current (or next) connection attempt. */
+  /** The URL of the current (or next) connection attempt, as given (the attempt adds
+   * `wsgate.since` when the client has positions). */
   get url() {
     return typeof this._url === "function" ? String(this._url()) : this._url;
   }
@@ -195,6 +258,29 @@ class Client {
     const entry = (change) => fn(change);
     this._stateListeners.add(entry);
     return () => this._stateListeners.delete(entry);
+  }
+
+  /** Calls `fn({group, recovered, missed})` for every `wsgate.recovery` frame: after a
+   * reconnect, once for each group the client had a position in and was subscribed to
+   * again, after the frames it missed there were replayed (`recovered` true, `missed` of
+   * them) or could not be (`recovered` false: the frames since are lost; e.g. the
+   * server restarted, or the client was away longer than the history keeps). Returns a
+   * function that unsubscribes. */
+  onRecover(fn) {
+    if (typeof fn !== "function") throw new TypeError("wsgate: onRecover(fn) needs a function");
+    const entry = (recovery) => fn(recovery);
+    this._recoverListeners.add(entry);
+    return () => this._recoverListeners.delete(entry);
+  }
+
+  /** The last position the client saw in each group with history: a copy,
+   * `{group: {offset, epoch}}`. Presented in every (re)connect's URL as `wsgate.since`;
+   * save it (e.g. in sessionStorage) and pass it to `connect(url, {positions})` to
+   * recover across a page reload. */
+  positions() {
+    const out = {};
+    for (const [group, pos] of this._positions) out[group] = { offset: pos.offset, epoch: pos.epoch };
+    return out;
   }
 
   /** Starts a stream: sends the request, and yields the items pushed as `event` after its
@@ -281,7 +367,8 @@ class Client {
   // -- internals ---------------------------------------------------------------------
 
   _open() {
-    const url = this.url; // a function is called again for every attempt
+    // A function is called again for every attempt; the positions seen so far go with it.
+    const url = withSince(this.url, this._positions);
     const ws = this._protocols === undefined
       ? new this._WebSocket(url)
       : new this._WebSocket(url, this._protocols);
@@ -291,6 +378,9 @@ class Client {
     const fail = (socket) => {
       clearTimeout(deadline);
       if (this._ws !== socket) return;
+      // Before close(): Node's WebSocket fires "error" from inside close() on a socket
+      // that is not open, which would come back here and fail the attempt again.
+      this._ws = null;
       try {
         socket.close();
       } catch {
@@ -362,6 +452,15 @@ class Client {
       return; // not a wire-protocol frame
     }
     if (typeof frame !== "object" || frame === null || typeof frame.event !== "string") return;
+    // A frame of a group with history: its position is stored before anyone sees the
+    // frame (handlers get its data only).
+    const pos = frame.pos;
+    if (typeof pos === "object" && pos !== null && isPosition(pos.group, pos.offset, pos.epoch)) {
+      this._positions.set(pos.group, { offset: pos.offset, epoch: pos.epoch });
+    }
+    if (frame.event === RECOVERY_EVENT && (frame.id === undefined || frame.id === null)) {
+      this._recovered(frame.data);
+    }
     const id = frame.id;
     if (id !== undefined && id !== null && this._pending.has(id)) {
       const entry = this._pending.get(id);
@@ -381,6 +480,21 @@ class Client {
     for (const fn of [...listeners]) {
       try {
         fn(data);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  _recovered(data) {
+    if (typeof data !== "object" || data === null) return;
+    const { group, recovered, missed, offset, epoch } = data;
+    if (!isPosition(group, offset, epoch)) return;
+    this._positions.set(group, { offset, epoch }); // also when not recovered: from here on
+    const recovery = { group, recovered: recovered === true, missed: Number(missed) || 0 };
+    for (const fn of [...this._recoverListeners]) {
+      try {
+        fn({ ...recovery });
       } catch (error) {
         report(error);
       }
@@ -455,11 +569,18 @@ class Client {
  * `shouldReconnect` for the close codes that stop it); frames sent meanwhile wait in a
  * bounded queue and are written when it opens.
  *
+ * Recovery: the client keeps the last position (`pos`) it saw in each group with history
+ * and presents them in the query parameter `wsgate.since` of every attempt (see
+ * `withSince`); the server replays what it missed and says so in a `wsgate.recovery`
+ * frame (`onRecover`, also dispatched to `on("wsgate.recovery")` with its whole data).
+ *
  * Options: `reconnect` (false, or {initialDelay, maxDelay, factor, jitter, retryCodes,
  * maxAttempts}), `protocols` (subprotocols to offer), `queueSize` (default 100),
  * `timeout` (the default request timeout in ms, 10000; null for none), `connectTimeout`
  * (ms an attempt may take, 10000), `WebSocket` (the
- * implementation, e.g. the `ws` package in Node), `random` (the jitter's source).
+ * implementation, e.g. the `ws` package in Node), `random` (the jitter's source),
+ * `positions` (`{group: {offset, epoch}}`, e.g. a saved `client.positions()`: presented
+ * from the first attempt on, to recover across a page reload).
  * Throws a TypeError for a bad option.
  */
 export function connect(url, options = {}) {
