@@ -9,7 +9,7 @@ restarted, the broker restarted without persistence).
 
 A frame delivered from a group with history carries its position on the wire, the
 clients present the last position they saw when they reconnect, and a connection
-subscribed again to the group gets what it missed (see :doc:`/how-to/history`).
+subscribed again to the group gets what it missed (see the "Keep history and recover" how-to).
 
 This module holds the value types and the in-process store; the Redis/Valkey store lives
 in :mod:`wsgate.broadcast._redis_history`.
