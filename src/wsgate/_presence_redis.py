@@ -19,10 +19,10 @@ import anyio
 import anyio.abc
 from coredis.tokens import PureToken
 
+from ._presence_base import PresenceUnavailableError, Record
 from .broadcast._redis_client import REDIS_ERRORS, open_client, redact
 from .broadcast._redis_link import PubSubLink
 from .broadcast._redis_stats import RedisStats
-from .presence import PresenceUnavailableError, Record
 
 if TYPE_CHECKING:
     import coredis

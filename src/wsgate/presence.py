@@ -80,8 +80,8 @@ import anyio
 import anyio.abc
 import msgspec
 
+from ._presence_base import PresenceUnavailableError, Record
 from .asgi import Message
-from .broadcast.errors import BroadcastUnavailableError
 from .broadcast.memory import Member, Subscriber
 from .broker import is_memory
 from .datastructures import Counters
@@ -96,18 +96,6 @@ if TYPE_CHECKING:
 __all__ = ["Presence", "PresenceStats", "PresenceUnavailableError"]
 
 logger = logging.getLogger("wsgate.presence")
-
-#: A change of one entry: ("+" joined / "-" left, ref, value).
-Record = tuple[str, str, bytes]
-
-
-class PresenceUnavailableError(BroadcastUnavailableError):
-    """The broker did not answer a presence read (:meth:`Presence.list`,
-    :meth:`Presence.count`, :meth:`Presence.subscribe`). Raised out of a message handler
-    it answers the frame with a ``presence_unavailable`` error."""
-
-    code = "presence_unavailable"
-
 
 class PresenceStats(Counters):
     """Counters of a :class:`Presence` (``presence.stats``)."""

@@ -2,7 +2,8 @@
 
 On connect it subscribes the connection to the room's presence (``watch``) and tracks it
 under ``user`` with ``{"user": user}`` (``track``). Events: ``status`` (update the meta),
-``leave`` (untrack), ``track`` (track again with ``{"key", "meta"}``), ``list``, ``count``.
+``leave`` (untrack), ``restart`` (close with 1012), ``track`` (track again with
+``{"key", "meta"}``), ``unwatch``, ``list``, ``count``.
 
 ``app`` uses the App's broker (``WSGATE_BROKER_URL``) with a short diff interval.
 """
@@ -48,6 +49,10 @@ class PresenceRoom:
     @on_message("unwatch")
     async def unwatch(self, ws: WebSocket, room: str) -> None:
         await self.presence.unsubscribe(ws, room)
+
+    @on_message("restart")
+    async def restart(self, ws: WebSocket) -> None:
+        await ws.close(1012, "restart")
 
     @on_message("list")
     async def list(self, room: str) -> dict[str, list[Any]]:

@@ -32,6 +32,7 @@ from .errors import (
     RequestError,
 )
 from .policy import ReconnectPolicy
+from .presence import PresenceView
 from .state import ClientState
 from .subscription import Push, Stream, Subscription
 
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionLost",
     "DataValidationError",
+    "PresenceView",
     "Push",
     "ReconnectPolicy",
     "RequestError",

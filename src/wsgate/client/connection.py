@@ -29,6 +29,7 @@ from .. import status
 from . import _handshake, _protocol
 from .errors import ConnectError, ConnectionClosed, ConnectionLost
 from .policy import ReconnectPolicy
+from .presence import PresenceView
 from .state import ClientState, StateMachine
 from .subscription import Stream, Subscribers, Subscription
 
@@ -193,6 +194,7 @@ class ClientConnection:
         self._connects = 0
         self._late = 0
         self._invalid = 0
+        self._presence: dict[str, PresenceView] = {}
 
     # -- state -----------------------------------------------------------------------
 
@@ -431,6 +433,10 @@ class ClientConnection:
         if frame.id is not None and isinstance(frame.id, int) and frame.id <= self._next_id:
             self._late += 1  # the reply to a request that gave up waiting
             return
+        if self._presence and frame.event.startswith("presence."):
+            data = msgspec.json.decode(frame.data)
+            for view in list(self._presence.values()):
+                view.apply(frame.event, data)
         self._subscribers.deliver(frame.event, frame.data)
 
     def _connection_ended(self, code: int | None, reason: str) -> None:
@@ -569,6 +575,20 @@ class ClientConnection:
             ) from exc
 
     # -- receiving -------------------------------------------------------------------
+
+    def presence(self, group: str) -> PresenceView:
+        """The entries of presence group ``group``, kept up to date from the server's
+        ``presence.state`` and ``presence.diff`` events (the server subscribes this
+        connection: ``Presence.subscribe(ws, group)``): ``list()``, and callbacks
+        ``on_sync``, ``on_join``, ``on_leave``. The same object for the same group; make
+        it before the server sends the state (before connecting, or in the same task
+        right after) so that the state is not missed."""
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"presence(group) takes a non-empty group name, not {group!r}")
+        view = self._presence.get(group)
+        if view is None:
+            view = self._presence[group] = PresenceView(group)
+        return view
 
     @overload
     def events(
