@@ -186,6 +186,7 @@ async def test_count_is_one_round_trip_whatever_the_size(
     url = redis_server.url
     async with Presence(url, prefix=prefix) as presence:
         members = [object() for _ in range(10_000)]
+        start = presence.stats.commands
         async with anyio.create_task_group() as tg:
             for start in range(0, len(members), 1000):
 
@@ -194,6 +195,9 @@ async def test_count_is_one_round_trip_whatever_the_size(
                         await presence.track(m, "big", f"user{offset + i}", {"n": offset + i})
 
                 tg.start_soon(track_some, members[start : start + 1000], start)
+        # Concurrent changes of one group share a script: far fewer round trips than
+        # entries.
+        assert presence.stats.commands - start < 10_000 // 4
         hlen_before = await _calls(redis_server, "hlen")
         commands_before = presence.stats.commands
         assert await presence.count("big") == 10_000
@@ -332,3 +336,47 @@ async def test_entries_are_written_again_after_a_broker_restart(
         assert canon(seen) == canon(
             {"ann": [{"user": "ann"}], "bob": [{"user": "bob"}], "cat": [{"user": "cat"}]}
         )
+
+
+async def test_subscribers_joining_during_changes_miss_none_and_repeat_none(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The state a new subscriber gets and the diffs that follow add up to the entries,
+    however the changes of another worker interleave with its read of the state."""
+    url = redis_server.url
+    async with (
+        worker(url, prefix) as (_, pa),
+        worker(url, prefix) as (cb, pb),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        churned = anyio.Event()
+        # Set as the churn goes: each subscriber joins at a different point of it.
+        progress = [anyio.Event() for _ in range(6)]
+
+        async def churn() -> None:
+            present: list[object] = []
+            for i in range(300):
+                if present and i % 3 == 2:
+                    await pa.untrack(present.pop(i % len(present)), "room")
+                else:
+                    ws = object()
+                    present.append(ws)
+                    await pa.track(ws, "room", f"u{i % 40}", {"i": i})
+                if i % 50 == 10:
+                    await pa.update(present[0], "room", {"i": i, "updated": True})
+                    progress[i // 50].set()
+            churned.set()
+
+        views: list[tuple[TestWebSocket, dict[str, list[Any]]]] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(churn)
+            for n in range(6):
+                await progress[n].wait()
+                watcher = await connect(stack, cb, "room", f"w{n}", track=False)
+                views.append((watcher, dict((await event(watcher, "presence.state"))["entries"])))
+        assert churned.is_set()
+        final = canon(await pb.list("room"))
+        for watcher, seen in views:
+            with anyio.fail_after(TIMEOUT):
+                while canon(seen) != final:
+                    apply(seen, await event(watcher, "presence.diff"))

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import coredis
     from coredis.commands.script import Script
 
-    from .presence import Presence, _Watch
+    from .presence import Presence, _Local, _Watch
 
 __all__ = ["RedisPresenceStore", "parse_message"]
 
@@ -71,15 +72,20 @@ local function publish(out)
 end
 """
 
-# ARGV[2]: the ref, ARGV[3]: its value (absent: remove it).
+# ARGV[2], ARGV[3], ...: (ref, value) pairs; an empty value removes the entry.
 _WRITE = (
     _COMMON
     + """
 local out = {}
-if ARGV[3] then put(out, ARGV[2], ARGV[3]) else del(out, ARGV[2]) end
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] ~= '' then put(out, ARGV[i], ARGV[i + 1]) else del(out, ARGV[i]) end
+end
 return publish(out)
 """
 )
+
+#: The most entries one write script changes (a longer script blocks the server longer).
+MAX_BATCH = 500
 
 # Make the worker's entries in the group exactly ARGV[2], ARGV[3], ... (ref, value pairs):
 # how a worker writes its entries again, and how a dead worker's entries are removed.
@@ -144,11 +150,36 @@ def _pairs(result: object) -> dict[str, bytes]:
     }
 
 
+class _Batch:
+    """The entries of one group waiting to be written (in order of their first change)."""
+
+    __slots__ = ("done", "numbers", "running")
+
+    def __init__(self) -> None:
+        self.numbers: dict[int, None] = {}
+        # Set once the script that carries the entries waiting now is answered.
+        self.done = anyio.Event()
+        self.running = False
+
+
 class RedisPresenceStore:
     """A :class:`~wsgate.Presence`'s entries and changes in one Redis/Valkey server."""
 
-    def __init__(self, presence: Presence, url: str) -> None:
+    def __init__(
+        self,
+        presence: Presence,
+        url: str,
+        local: _Local,
+        *,
+        received: Callable[[str, Sequence[Record]], None],
+        marker_received: Callable[[str, bytes], None],
+        apply_snapshot: Callable[[str, _Watch, dict[str, bytes]], None],
+    ) -> None:
         self._p = presence
+        self._local = local
+        self._received = received
+        self._marker_received = marker_received
+        self._apply_snapshot = apply_snapshot
         self.url = url
         prefix = presence.prefix
         self._base = f"{prefix}:presence"
@@ -166,6 +197,7 @@ class RedisPresenceStore:
         self._registered: set[str] = set()
         self._dirty: set[str] = set()
         self._locks: dict[str, anyio.Lock] = {}
+        self._batches: dict[str, _Batch] = {}
         self._wake = anyio.Event()
         self._ever_connected = False
 
@@ -229,8 +261,8 @@ class RedisPresenceStore:
             heartbeat_ttl=p.heartbeat_interval * 3,
             reconnect_max_delay=min(5.0, p.heartbeat_interval),
             stats=self.link_stats,
-            wanted=lambda: set(p.watches) if self._running else set(),
-            has_members=lambda group: group in p.watches,
+            wanted=lambda: set(self._local.watches) if self._running else set(),
+            has_members=lambda group: group in self._local.watches,
             on_message=self._message,
             on_connected=self._connected,
         )
@@ -277,7 +309,7 @@ class RedisPresenceStore:
 
     async def _unregister(self) -> None:
         worker = self.worker_id
-        groups = self._registered | set(self._p.local)
+        groups = self._registered | set(self._local.entries)
         for group in groups:
             await self._sync(group, worker, [])
         self._count()
@@ -307,42 +339,76 @@ class RedisPresenceStore:
         return lock
 
     def _release_lock(self, group: str, lock: anyio.Lock) -> None:
-        if not lock.locked() and not lock.statistics().tasks_waiting and group not in self._p.local:
+        if (
+            not lock.locked()
+            and not lock.statistics().tasks_waiting
+            and group not in self._local.entries
+        ):
             if self._locks.get(group) is lock:
                 del self._locks[group]
 
     async def write(self, group: str, number: int) -> None:
-        """Make this worker's entry ``number`` in ``group`` in Redis what it is locally;
-        a failure is counted, logged and retried by the housekeeping task."""
-        if not self._running:
+        """Make this worker's entry ``number`` in ``group`` in Redis what it is locally.
+
+        Writes to one group are sent one script at a time, in order, by a task of their
+        own; the entries changed meanwhile go together in the next script (so concurrent
+        changes cost one round trip per batch, not one each). Returns once the script
+        that carries this change is answered; a failure is counted, logged and retried
+        by the housekeeping task."""
+        if not self._running or self._tg is None:
             raise RuntimeError(
                 f"{self._p!r} is not running (the App starts it at lifespan startup)"
             )
-        lock = self._lock(group)
+        batch = self._batches.get(group)
+        if batch is None:
+            batch = self._batches[group] = _Batch()
+        batch.numbers[number] = None
+        done = batch.done
+        if not batch.running:
+            batch.running = True
+            self._tg.start_soon(self._send_writes, group, batch)
+        await done.wait()
+
+    async def _send_writes(self, group: str, batch: _Batch) -> None:
         try:
-            async with lock:
+            while batch.numbers:
+                numbers = list(batch.numbers)[:MAX_BATCH]
+                for n in numbers:
+                    del batch.numbers[n]
+                done = batch.done
+                if not batch.numbers:
+                    batch.done = anyio.Event()
+                lock = self._lock(group)
                 try:
-                    await self._write(group, number)
+                    async with lock:
+                        await self._write(group, numbers)
                 except REDIS_ERRORS as exc:
                     self._p.stats.write_failures += 1
                     logger.debug("could not write presence of %r: %r", group, exc)
                     self.mark_dirty(group)
+                finally:
+                    self._release_lock(group, lock)
+                    if done is not batch.done:
+                        done.set()
         finally:
-            self._release_lock(group, lock)
+            batch.running = False
+            batch.done.set()  # (also when cancelled at shutdown: nobody waits forever)
+            if self._batches.get(group) is batch and not batch.numbers:
+                del self._batches[group]
 
-    async def _write(self, group: str, number: int) -> None:
+    async def _write(self, group: str, numbers: list[int]) -> None:
         client = self._ready_client()
         assert self._scripts is not None
         worker = self.worker_id
-        if group not in self._registered and group in self._p.local:
+        local = self._local.entries.get(group, {})
+        if group not in self._registered and local:
             self._count()
             await client.sadd(self._groups_key(worker), [group])
             self._registered.add(group)
-        value = self._p.local.get(group, {}).get(number)
+        args: list[str | bytes] = [self.channel(group)]
+        for number in numbers:
+            args += [f"{worker}:{number}", local.get(number, b"")]
         self._count()
-        args: list[str | bytes] = [self.channel(group), f"{worker}:{number}"]
-        if value is not None:
-            args.append(value)
         await self._scripts[0](
             keys=[
                 self._group_key(group, "entries"),
@@ -375,7 +441,7 @@ class RedisPresenceStore:
 
     async def _sync_own(self, group: str) -> None:
         worker = self.worker_id
-        local = self._p.local.get(group, {})
+        local = self._local.entries.get(group, {})
         if group not in self._registered and local:
             self._count()
             await self._ready_client().sadd(self._groups_key(worker), [group])
@@ -445,9 +511,9 @@ class RedisPresenceStore:
             raise PresenceUnavailableError(
                 f"could not read presence group {group!r} from Redis at {redact(self.url)}: {exc!r}"
             ) from exc
-        if self._p.watches.get(group) is not w or w.token != token:
+        if self._local.watches.get(group) is not w or w.token != token:
             return  # unsubscribed meanwhile, or read again (after a reconnect)
-        self._p._apply_snapshot(group, w, _pairs(result))  # noqa: SLF001
+        self._apply_snapshot(group, w, _pairs(result))
 
     async def _reload(self, group: str, w: _Watch) -> None:
         try:
@@ -460,10 +526,10 @@ class RedisPresenceStore:
         if parsed is None:
             self.link_stats.ignored += 1
         elif isinstance(parsed, bytes):
-            self._p.marker_received(group, parsed)
+            self._marker_received(group, parsed)
         else:
             self.link_stats.received += 1
-            self._p._received(group, parsed)  # noqa: SLF001
+            self._received(group, parsed)
 
     # -- this worker ---------------------------------------------------------------------
 
@@ -474,10 +540,10 @@ class RedisPresenceStore:
             await self._register()
         except REDIS_ERRORS as exc:
             logger.warning("could not register this worker's presence in Redis: %r", exc)
-            self._dirty |= set(self._p.local)
+            self._dirty |= set(self._local.entries)
             self._wake.set()
         if self._ever_connected and self._tg is not None:
-            for group, w in list(self._p.watches.items()):
+            for group, w in list(self._local.watches.items()):
                 self._tg.start_soon(self._reload, group, w)
         self._ever_connected = True
 
@@ -496,7 +562,7 @@ class RedisPresenceStore:
                 return
         else:
             await self._beat_now(client)
-        for group in list(self._p.local):
+        for group in list(self._local.entries):
             await self._sync_own(group)
         self._dirty.clear()
 
@@ -512,7 +578,7 @@ class RedisPresenceStore:
     async def _renew(self) -> None:
         """Our heartbeat expired (others may be removing our entries): write them again
         under a new id, then remove what is left under the old one."""
-        old, old_groups = self.worker_id, self._registered | set(self._p.local)
+        old, old_groups = self.worker_id, self._registered | set(self._local.entries)
         self.worker_id = secrets.token_hex(8)
         self._registered = set()
         logger.warning(
@@ -521,7 +587,7 @@ class RedisPresenceStore:
         )
         client = self._ready_client()
         await self._beat_now(client)
-        for group in list(self._p.local):
+        for group in list(self._local.entries):
             await self._sync_own(group)
         self._dirty.clear()
         await self._remove_worker(old, old_groups)

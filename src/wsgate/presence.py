@@ -46,7 +46,9 @@ group carries the group as its hash tag, so that one group lives in one slot::
 
 Every change is one Lua script over the group's keys that also PUBLISHes the change
 (``P1\\n`` and records ``+<ref> <len>:<value>`` or ``-<ref> <len>:<value>``) on the
-group's channel, so the entries and the published changes never disagree.
+group's channel, so the entries and the published changes never disagree. A worker sends
+one group's writes one script at a time, in order; the entries changed while a script is
+on its way go together in the next one (up to 500).
 :meth:`Presence.count` is one ``HLEN`` of the keys hash; :meth:`Presence.list` one
 ``HVALS``.
 
@@ -96,6 +98,7 @@ if TYPE_CHECKING:
 __all__ = ["Presence", "PresenceStats", "PresenceUnavailableError"]
 
 logger = logging.getLogger("wsgate.presence")
+
 
 class PresenceStats(Counters):
     """Counters of a :class:`Presence` (``presence.stats``)."""
@@ -164,6 +167,7 @@ class _Watch:
         "live",
         "loaded",
         "entries",
+        "failed",
         "marker_seen",
         "snapshot_applied",
         "token",
@@ -181,6 +185,8 @@ class _Watch:
         self.flush_pending = False
         self.last_flush = -math.inf
         self.loaded = anyio.Event()
+        # The first read of the entries failed: the subscribers waiting for it fail too.
+        self.failed = False
         # A read of the entries through the broker in progress (see the module doc).
         self.token: bytes | None = None
         self.marker_seen = False
@@ -198,6 +204,18 @@ class _Watch:
             else:
                 view[ref] = old
         return view.values()
+
+
+class _Local:
+    """This process's side of a :class:`Presence`, as its Redis store reads it."""
+
+    __slots__ = ("entries", "watches")
+
+    def __init__(self) -> None:
+        # This worker's entries: group -> {connection number: value}.
+        self.entries: dict[str, dict[int, bytes]] = {}
+        # Groups with local subscribers.
+        self.watches: dict[str, _Watch] = {}
 
 
 class _MemoryStore:
@@ -285,9 +303,7 @@ class Presence:
         self._numbers: dict[Any, int] = {}
         self._next_number = 0
         self._tracked: dict[Any, dict[str, bytes]] = {}
-        self.local: dict[str, dict[int, bytes]] = {}
-        # Groups with local subscribers.
-        self.watches: dict[str, _Watch] = {}
+        self._local = _Local()
         self._subscriptions: dict[Subscriber, set[str]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         if url is not None and not is_memory(url):
@@ -309,7 +325,14 @@ class Presence:
             raise RuntimeError(f"{self!r} is running; give it a broker before starting it")
         from ._presence_redis import RedisPresenceStore  # needs coredis: wsgate[redis]
 
-        self._redis = RedisPresenceStore(self, url)
+        self._redis = RedisPresenceStore(
+            self,
+            url,
+            self._local,
+            received=self._received,
+            marker_received=self._marker_received,
+            apply_snapshot=self._apply_snapshot,
+        )
 
     @property
     def broker_url(self) -> str | None:
@@ -390,7 +413,7 @@ class Presence:
 
     # -- entries ------------------------------------------------------------------------
 
-    def ref(self, number: int) -> str:
+    def _ref(self, number: int) -> str:
         """The reference of this worker's entry of connection ``number``."""
         return f"{self.worker_id}:{number}"
 
@@ -408,7 +431,7 @@ class Presence:
             self._next_number += 1
             number = self._numbers[ws] = self._next_number
         self._tracked.setdefault(ws, {})[group] = value
-        self.local.setdefault(group, {})[number] = value
+        self._local.entries.setdefault(group, {})[number] = value
         await self._write(group, number)
 
     async def update(self, ws: Any, group: str, meta: Any) -> None:
@@ -436,18 +459,18 @@ class Presence:
         await self._write(group, number)
 
     def _forget_local(self, group: str, number: int) -> None:
-        entries = self.local.get(group)
+        entries = self._local.entries.get(group)
         if entries is not None:
             entries.pop(number, None)
             if not entries:
-                del self.local[group]
+                del self._local.entries[group]
 
     async def _write(self, group: str, number: int) -> None:
         """Make the broker's entry of (this worker, ``number``) in ``group`` what it is
         locally."""
-        value = self.local.get(group, {}).get(number)
+        value = self._local.entries.get(group, {}).get(number)
         if self._redis is None:
-            self._memory.put(group, self.ref(number), value)
+            self._memory.put(group, self._ref(number), value)
         else:
             await self._redis.write(group, number)
 
@@ -483,13 +506,13 @@ class Presence:
         the broker does not answer (``ws`` is not subscribed then)."""
         _check_group(group)
         self._require_running("subscribe")
-        w = self.watches.get(group)
+        w = self._local.watches.get(group)
         if w is not None and (ws in w.live or ws in w.waiting):
             return
         member: Member = ws.runtime if isinstance(ws, WebSocket) else ws
         self._subscriptions.setdefault(ws, set()).add(group)
         if w is None:
-            w = self.watches[group] = _Watch()
+            w = self._local.watches[group] = _Watch()
             w.waiting[ws] = member
             if self._redis is None:
                 self._apply_snapshot(group, w, dict(self._memory.groups.get(group, {})))
@@ -497,17 +520,20 @@ class Presence:
                 try:
                     await self._redis.load(group, w)
                 except BaseException:
-                    if self.watches.get(group) is w and not w.live:
+                    if self._local.watches.get(group) is w and not w.live:
+                        w.failed = True
                         self._drop_watch(group, w)
                     raise
         elif not w.loaded.is_set():
+            # Another subscriber's read of the entries is in progress: it serves this one.
             w.waiting[ws] = member
             with anyio.move_on_after(self.command_timeout):
                 await w.loaded.wait()
-            if not w.loaded.is_set() or ws not in (self.watches.get(group) or _Watch()).live:
+            if w.failed or not w.loaded.is_set():
                 await self.unsubscribe(ws, group)
                 raise PresenceUnavailableError(
-                    f"could not read presence group {group!r} from the broker in time"
+                    f"could not read presence group {group!r} from the broker"
+                    + (" in time" if not w.failed else "")
                 )
         else:
             w.live[ws] = member
@@ -523,7 +549,7 @@ class Presence:
         self._remove_subscriber(group, ws)
 
     def _remove_subscriber(self, group: str, ws: Subscriber) -> None:
-        w = self.watches.get(group)
+        w = self._local.watches.get(group)
         if w is None:
             return
         w.live.pop(ws, None)
@@ -541,14 +567,14 @@ class Presence:
         w.live.clear()
         w.waiting.clear()
         w.loaded.set()
-        if self.watches.get(group) is w:
-            del self.watches[group]
+        if self._local.watches.get(group) is w:
+            del self._local.watches[group]
             if self._redis is not None:
                 self._redis.unwatched()
 
     def subscribers(self, group: str) -> builtins.list[Subscriber]:
         """This process's subscribers of ``group``."""
-        w = self.watches.get(group)
+        w = self._local.watches.get(group)
         return [*w.live, *w.waiting] if w is not None else []
 
     async def connection_ended(self, ws: WebSocket) -> None:
@@ -573,7 +599,7 @@ class Presence:
 
     def _received(self, group: str, records: Sequence[Record]) -> None:
         """Changes of ``group``'s entries (from the store or the broker's channel)."""
-        w = self.watches.get(group)
+        w = self._local.watches.get(group)
         if w is None:
             return
         if w.token is not None:  # a read of the entries in progress
@@ -625,9 +651,9 @@ class Presence:
             self._send(group, w, waiting, self._state_frame(group, w.flushed_view()))
         w.loaded.set()
 
-    def marker_received(self, group: str, token: bytes) -> None:
+    def _marker_received(self, group: str, token: bytes) -> None:
         """The broker's marker of a read of ``group``'s entries came through the channel."""
-        w = self.watches.get(group)
+        w = self._local.watches.get(group)
         if w is None or w.token != token:
             return
         w.marker_seen = True
@@ -639,11 +665,11 @@ class Presence:
         if delay > 0:
             await anyio.sleep(delay)
         w.flush_pending = False
-        if self.watches.get(group) is not w:
+        if self._local.watches.get(group) is not w:
             return
-        self.flush(group, w)
+        self._flush(group, w)
 
-    def flush(self, group: str, w: _Watch) -> None:
+    def _flush(self, group: str, w: _Watch) -> None:
         """Send the live subscribers of ``group`` the net change since the last diff."""
         changed, w.before = w.before, {}
         joins: list[bytes] = []
