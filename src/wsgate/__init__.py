@@ -32,6 +32,7 @@ from .frames import Frame
 from .gateway import on_connect, on_disconnect, on_error, on_message, ws_controller
 from .history import History, Position, Publication
 from .params import Header, HeaderParam, Json, Query, QueryParam
+from .presence import Presence
 from .queues import Overflow
 from .server import serve
 from .websocket import WebSocket, WebSocketState
@@ -57,6 +58,7 @@ __all__ = [
     "Json",
     "Overflow",
     "Position",
+    "Presence",
     "Publication",
     "Query",
     "QueryParam",

@@ -38,6 +38,7 @@ from .history import History
 from .limits import Limits
 from .plan import GatewayPlan, compile_gateway
 from .plugins import AppSetup, plugins
+from .presence import Presence
 from .queues import Overflow
 from .routing import Router
 from .session import Session, SessionConfig
@@ -180,8 +181,9 @@ class App:
         app = App(gateways=[ChatGateway], providers=[Rooms])
 
     ``providers`` are app-wide singletons injected by type: classes (built once) or
-    instances. A default :class:`~wsgate.BroadcastGroup` (with ``history``, if given) is
-    provided unless one is given. ``broker`` is
+    instances. A default :class:`~wsgate.BroadcastGroup` (with ``history``, if given) and
+    a default :class:`~wsgate.Presence` (who is online in each group) are provided unless
+    one is given. ``broker`` is
     where they meet across worker processes (:mod:`wsgate.broker`): a Redis/Valkey URL,
     ``memory://``, or None to read ``WSGATE_BROKER_URL`` (without it, the process).
     ``http`` is an ASGI app that receives every HTTP request (else 404);
@@ -253,7 +255,9 @@ class App:
         #: Where the App's groups, history and presence meet across processes (see
         #: :mod:`wsgate.broker`): ``memory://`` keeps them in the process.
         self.broker = resolve_broker(broker)
-        self.container = Container(setup.providers, defaults=[BroadcastGroup(history=history)])
+        self.container = Container(
+            setup.providers, defaults=[BroadcastGroup(history=history), Presence()]
+        )
         if not is_memory(self.broker):
             for provider in self.container.instances():
                 if isinstance(provider, UsesBroker):

@@ -32,6 +32,7 @@ from .errors import (
     RequestError,
 )
 from .policy import ReconnectPolicy
+from .presence import PresenceView
 from .recovery import Recovery
 from .state import ClientState
 from .subscription import Push, Stream, Subscription
@@ -45,6 +46,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionLost",
     "DataValidationError",
+    "PresenceView",
     "Push",
     "ReconnectPolicy",
     "Recovery",

@@ -31,6 +31,7 @@ from . import _handshake, _protocol
 from . import recovery as _recovery
 from .errors import ConnectError, ConnectionClosed, ConnectionLost
 from .policy import ReconnectPolicy
+from .presence import PresenceView
 from .recovery import Recovery
 from .state import ClientState, StateMachine
 from .subscription import Stream, Subscribers, Subscription
@@ -208,6 +209,7 @@ class ClientConnection:
         self._connects = 0
         self._late = 0
         self._invalid = 0
+        self._presence: dict[str, PresenceView] = {}
 
     # -- state -----------------------------------------------------------------------
 
@@ -484,6 +486,10 @@ class ClientConnection:
             return
         if frame.event == _recovery.RECOVERY_EVENT and frame.id is None:
             self._positions.recovered(frame.data)
+        if self._presence and frame.event.startswith("presence."):
+            data = msgspec.json.decode(frame.data)
+            for view in list(self._presence.values()):
+                view.apply(frame.event, data)
         self._subscribers.deliver(frame.event, frame.data)
 
     def _connection_ended(self, code: int | None, reason: str) -> None:
@@ -622,6 +628,20 @@ class ClientConnection:
             ) from exc
 
     # -- receiving -------------------------------------------------------------------
+
+    def presence(self, group: str) -> PresenceView:
+        """The entries of presence group ``group``, kept up to date from the server's
+        ``presence.state`` and ``presence.diff`` events (the server subscribes this
+        connection: ``Presence.subscribe(ws, group)``): ``list()``, and callbacks
+        ``on_sync``, ``on_join``, ``on_leave``. The same object for the same group; make
+        it before the server sends the state (before connecting, or in the same task
+        right after) so that the state is not missed."""
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"presence(group) takes a non-empty group name, not {group!r}")
+        view = self._presence.get(group)
+        if view is None:
+            view = self._presence[group] = PresenceView(group)
+        return view
 
     @overload
     def events(

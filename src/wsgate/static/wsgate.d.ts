@@ -189,6 +189,40 @@ export interface Client<
   positions(): Positions;
   /** Closes for good; queued and unanswered requests reject with "closed". */
   close(code?: number, reason?: string): void;
+  /** The entries of presence group `group`, kept from the server's `presence.state` and
+   * `presence.diff` events. The same object for the same group. */
+  presence<Meta = unknown>(group: string): PresenceView<Meta>;
+}
+
+/** Presence entries: key -> the metas of its entries (one per connection). */
+export type PresenceEntries<Meta = unknown> = Record<string, Meta[]>;
+
+/** The data of a `presence.state` event. */
+export interface PresenceState<Meta = unknown> {
+  group: string;
+  entries: PresenceEntries<Meta>;
+}
+
+/** The data of a `presence.diff` event. */
+export interface PresenceDiff<Meta = unknown> {
+  group: string;
+  joins: PresenceEntries<Meta>;
+  leaves: PresenceEntries<Meta>;
+}
+
+/** One presence group as the client sees it. */
+export interface PresenceView<Meta = unknown> {
+  readonly group: string;
+  /** The current entries (a copy). */
+  list(): PresenceEntries<Meta>;
+  /** After every `presence.state` (also after a reconnect). Returns a remover. */
+  onSync(fn: (entries: PresenceEntries<Meta>) => void): () => void;
+  /** Entries joined under `key`; `current` is every entry of `key` now. */
+  onJoin(fn: (key: string, current: Meta[], joined: Meta[]) => void): () => void;
+  /** Entries left `key`; `current` is what `key` keeps (empty: gone). */
+  onLeave(fn: (key: string, current: Meta[], left: Meta[]) => void): () => void;
+  /** Stops following the group's events. */
+  close(): void;
 }
 
 export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>>;

@@ -158,6 +158,105 @@ export function withSince(url, positions) {
   return `${base}?${params.join("&")}${fragment}`;
 }
 
+/** The entries of one presence group, kept from the server's `presence.state` and
+ * `presence.diff` events (see `Client.presence`). */
+class PresenceView {
+  constructor(client, group) {
+    this.group = group;
+    this._entries = new Map(); // key -> [meta, ...]
+    this._sync = new Set();
+    this._join = new Set();
+    this._leave = new Set();
+    this._offs = [
+      client.on("presence.state", (data) => {
+        if (data && data.group === group) this._state(data.entries ?? {});
+      }),
+      client.on("presence.diff", (data) => {
+        if (data && data.group === group) this._diff(data.joins ?? {}, data.leaves ?? {});
+      }),
+    ];
+  }
+
+  /** The current entries, `{key: [meta, ...]}` (a copy). */
+  list() {
+    const out = {};
+    for (const [key, metas] of this._entries) out[key] = [...metas];
+    return out;
+  }
+
+  /** Calls `fn(entries)` after every `presence.state` (also after a reconnect). */
+  onSync(fn) {
+    return listen(this._sync, fn, "onSync");
+  }
+
+  /** Calls `fn(key, current, joined)` when entries join under `key`. */
+  onJoin(fn) {
+    return listen(this._join, fn, "onJoin");
+  }
+
+  /** Calls `fn(key, current, left)` when entries leave `key` (`current` holds the entries
+   * it keeps: a user with two tabs closing one still has the other). */
+  onLeave(fn) {
+    return listen(this._leave, fn, "onLeave");
+  }
+
+  /** Stops following the group's events. */
+  close() {
+    for (const off of this._offs) off();
+    this._offs = [];
+  }
+
+  _state(entries) {
+    this._entries = new Map();
+    for (const [key, metas] of Object.entries(entries)) {
+      if (Array.isArray(metas) && metas.length) this._entries.set(key, [...metas]);
+    }
+    const copy = this.list();
+    fire(this._sync, [copy]);
+  }
+
+  _diff(joins, leaves) {
+    for (const [key, metas] of Object.entries(joins)) {
+      if (!Array.isArray(metas) || !metas.length) continue;
+      const current = [...(this._entries.get(key) ?? []), ...metas];
+      this._entries.set(key, current);
+      fire(this._join, [key, [...current], [...metas]]);
+    }
+    for (const [key, metas] of Object.entries(leaves)) {
+      if (!Array.isArray(metas) || !metas.length) continue;
+      const current = [...(this._entries.get(key) ?? [])];
+      const left = [];
+      for (const meta of metas) {
+        // One occurrence per left entry, by JSON equality.
+        const text = JSON.stringify(meta);
+        const i = current.findIndex((m) => JSON.stringify(m) === text);
+        if (i >= 0) left.push(...current.splice(i, 1));
+      }
+      if (!left.length) continue;
+      if (current.length) this._entries.set(key, current);
+      else this._entries.delete(key);
+      fire(this._leave, [key, [...current], left]);
+    }
+  }
+}
+
+function listen(set, fn, name) {
+  if (typeof fn !== "function") throw new TypeError(`wsgate: presence ${name}(fn) needs a function`);
+  const entry = (...args) => fn(...args);
+  set.add(entry);
+  return () => set.delete(entry);
+}
+
+function fire(set, args) {
+  for (const fn of [...set]) {
+    try {
+      fn(...args);
+    } catch (error) {
+      report(error);
+    }
+  }
+}
+
 class Client {
   constructor(url, options = {}) {
     if (typeof url !== "function" && typeof url !== "string") {
@@ -281,6 +380,19 @@ class Client {
     const out = {};
     for (const [group, pos] of this._positions) out[group] = { offset: pos.offset, epoch: pos.epoch };
     return out;
+  }
+
+  /** The entries of presence group `group`, kept up to date from the server's
+   * `presence.state` and `presence.diff` events (the server subscribes the connection:
+   * `Presence.subscribe(ws, group)`). The same object for the same group. */
+  presence(group) {
+    if (typeof group !== "string" || !group) {
+      throw new TypeError("wsgate: presence(group) needs a non-empty group name");
+    }
+    if (!this._presence) this._presence = new Map();
+    let view = this._presence.get(group);
+    if (!view) this._presence.set(group, (view = new PresenceView(this, group)));
+    return view;
   }
 
   /** Starts a stream: sends the request, and yields the items pushed as `event` after its
