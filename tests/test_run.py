@@ -25,6 +25,7 @@ import pytest
 from aioraw import AsyncRawClient
 from redis_server import RedisServer, find_server_binary, free_port
 from servers import wait_for
+from wsgate_run import RunProcess
 
 from wsgate import App, WebSocket, on_disconnect, on_message, ws_controller
 from wsgate.cli import main
@@ -312,3 +313,74 @@ async def test_a_killed_worker_is_restarted_and_the_others_keep_serving(
         assert status == 0, server.log()[-3000:]
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+async def test_late_copies_of_the_stop_signal_do_not_fail_the_drain(
+    tmp_path: Path, backend: str
+) -> None:
+    """A worker gets the stop signal more than once: from the process group and again
+    from the supervisor, which may run late on a loaded machine. However late a copy
+    arrives (here: one every 5 ms until the worker is gone, also after its event loop
+    ended), the drain is one clean drain and the command exits with 0."""
+    run = RunProcess(tmp_path, "apps.ops:app", ["--workers", "2", "--backend", backend])
+    try:
+        await anyio.to_thread.run_sync(run.wait_ready, 2)
+        clients: list[AsyncRawClient] = []
+        pids: set[int] = set()
+        with anyio.fail_after(START_TIMEOUT):
+            # 20 clients, on both workers (the kernel spreads the connections).
+            while len(clients) < 20 or len(pids) < 2:
+                c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
+                clients.append(c)
+                pids.add(await c.request("hello"))
+        # pidfds: a copy never reaches another process that reused a worker's pid.
+        pidfds = [os.pidfd_open(pid) for pid in pids]
+        os.killpg(run.proc.pid, signal.SIGTERM)
+
+        async def repeat_signals() -> None:
+            live = list(pidfds)
+            while live:
+                for fd in list(live):
+                    try:
+                        signal.pidfd_send_signal(fd, signal.SIGTERM)
+                    except ProcessLookupError:
+                        live.remove(fd)
+                await anyio.sleep(0.005)
+
+        codes: list[int | None] = []
+
+        async def closed(c: AsyncRawClient) -> None:
+            codes.append(await c.wait_close(timeout=10))
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(repeat_signals)
+                for c in clients:
+                    tg.start_soon(closed, c)
+        for fd in pidfds:
+            os.close(fd)
+        status = await anyio.to_thread.run_sync(run.proc.wait, 10)
+        assert codes == [1012] * len(clients)
+        assert status == 0, run.log()[-3000:]
+        assert "exited with" not in run.log()
+    finally:
+        run.kill()
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+async def test_the_only_worker_is_restarted_too(tmp_path: Path, backend: str) -> None:
+    run = RunProcess(tmp_path, "apps.ops:app", ["--workers", "1", "--backend", backend])
+    try:
+        await anyio.to_thread.run_sync(run.wait_ready, 1)
+        c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
+        victim = await c.request("hello")
+        os.kill(victim, signal.SIGKILL)
+        assert await c.wait_close(timeout=10) is None
+        await anyio.to_thread.run_sync(lambda: run.wait_line(r"\] worker \d+ ready"))
+        c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
+        assert await c.request("hello") not in (victim, None)
+        await c.aclose()
+        assert await anyio.to_thread.run_sync(run.stop) == 0
+    finally:
+        run.kill()

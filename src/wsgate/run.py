@@ -756,16 +756,16 @@ class Supervisor:
         sel = selectors.DefaultSelector()
         sel.register(ready_r, selectors.EVENT_READ)
         with sel:
-            while (
-                self.restart_at
-                or self.waiting_for_change
-                or any(p.poll() is None for p in self.workers.values())
-            ):
+            # Until the service stops and its last worker exited (a dead worker is a
+            # restart to schedule while serving, even the only one).
+            while True:
                 now = time.monotonic()
                 if self.signal_received is not None and self.stopping_since is None:
                     name = signal.Signals(self.signal_received).name
                     self._stop(f"{name}: draining the workers (1012, service restart)")
                 if self.stopping_since is not None:
+                    if all(p.poll() is not None for p in self.workers.values()):
+                        break
                     left = self.stopping_since + self.args.shutdown_timeout - now
                     if left <= 0:
                         for proc in self.workers.values():
