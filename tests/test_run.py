@@ -174,7 +174,11 @@ async def drains_with_1012(
         async with anyio.create_task_group() as tg:
             for i in range(CLIENTS):
                 tg.start_soon(open_one, i)
-        assert len(set(pids)) == 2, f"connections reached {len(set(pids))} worker(s), not 2"
+        # On a loaded machine one worker may accept every connection of the burst: more,
+        # until the other has some too.
+        with anyio.fail_after(START_TIMEOUT):
+            while len(set(pids)) < 2:
+                await open_one(len(clients))
         keys = redis_server.command("KEYS", f"{prefix}:*")
         assert isinstance(keys, list)
         assert any(k.startswith(f"{prefix}:w:".encode()) for k in keys), keys
@@ -196,9 +200,9 @@ async def drains_with_1012(
         status = await anyio.to_thread.run_sync(server.proc.wait, SHUTDOWN_TIMEOUT + 2)
         elapsed = time.monotonic() - started
 
-        assert codes == [1012] * CLIENTS, sorted(set(map(str, codes)))
+        assert codes == [1012] * len(clients), sorted(set(map(str, codes)))
         hooks = server.hooks()
-        assert len(hooks) == CLIENTS, f"{len(hooks)} @on_disconnect hooks ran"
+        assert len(hooks) == len(clients), f"{len(hooks)} @on_disconnect hooks ran"
         assert {code for _, code in hooks} == {1012}
         assert {pid for pid, _ in hooks} == set(pids)
         assert server.lifespan_shutdowns() == set(pids)
