@@ -300,13 +300,21 @@ def _valkey_binary() -> str | None:
         return None
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child gets SIGTERM when the supervisor dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _parent_death_signal() -> Callable[[], None] | None:
+    """Linux: a function for ``preexec_fn`` that has the child get SIGTERM when the
+    supervisor dies, even by SIGKILL (prepared before the fork: the child only calls
+    it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def set_pdeathsig() -> None:  # pragma: no cover - runs in the child before exec
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return set_pdeathsig
 
 
 def _ping(path: str, timeout: float) -> bool:
@@ -370,7 +378,7 @@ class EmbeddedValkey:
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # the supervisor has no threads
+                preexec_fn=_parent_death_signal(),  # the supervisor has no threads
             )
         deadline = time.monotonic() + timeout
         while not _ping(self.socket_path, timeout=1.0):
@@ -381,25 +389,28 @@ class EmbeddedValkey:
 
     def check(self, now: float) -> None:
         """Restart the server if it died (after a backoff), logging a warning."""
-        if self.restart_at is not None:
-            if now < self.restart_at:
+        if self.restart_at is None:
+            if self.proc is None or self.proc.poll() is None:
                 return
-            self.restart_at = None
-            try:
-                self.start()
-            except RuntimeError as exc:
-                _log(str(exc), logging.WARNING)
-            else:
-                _log(f"Valkey restarted (pid {self.pid()}) at {self.url}", logging.WARNING)
-                return
-        elif self.proc is None or self.proc.poll() is None:
+            exited = f"the embedded Valkey exited with {self.proc.returncode}"
+            self._schedule(now, exited, self.log_tail(prefix="; its log ends with:\n"))
             return
-        code = self.proc.returncode if self.proc is not None else None
+        if now < self.restart_at:
+            return
+        self.restart_at = None
+        try:
+            self.start()
+        except RuntimeError as exc:
+            self._schedule(now, str(exc), "")
+        else:
+            _log(f"Valkey restarted (pid {self.pid()}) at {self.url}", logging.WARNING)
+
+    def _schedule(self, now: float, what: str, tail: str) -> None:
         delay = self.restarts.died(now) or self.restarts.max_delay
         self.restart_at = now + delay
         _log(
-            f"the embedded Valkey exited with {code}: restarting it in {delay:g} s "
-            f"(broadcasts between workers fail meanwhile){self.log_tail(prefix=': ')}",
+            f"{what}: restarting it in {delay:g} s (broadcasts between workers fail "
+            f"meanwhile){tail}",
             logging.WARNING,
         )
 
@@ -680,8 +691,8 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
-    def _stop(self, why: str) -> None:
-        _log(why)
+    def _stop(self, why: str, level: int = logging.ERROR) -> None:
+        _log(why, level)
         self.stopping_since = time.monotonic()
         self.restart_at.clear()
         self.waiting_for_change.clear()
@@ -721,7 +732,10 @@ class Supervisor:
                     "a crash loop: stopping"
                 )
                 return False
-            _log(f"worker {proc.pid} exited with {proc.returncode}: restarting it in {delay:g} s")
+            _log(
+                f"worker {proc.pid} exited with {proc.returncode}: restarting it in {delay:g} s",
+                logging.WARNING,
+            )
             self.restart_at.append((now + delay, index))
         return True
 
@@ -762,7 +776,9 @@ class Supervisor:
                 now = time.monotonic()
                 if self.signal_received is not None and self.stopping_since is None:
                     name = signal.Signals(self.signal_received).name
-                    self._stop(f"{name}: draining the workers (1012, service restart)")
+                    self._stop(
+                        f"{name}: draining the workers (1012, service restart)", logging.INFO
+                    )
                 if self.stopping_since is not None:
                     if all(p.poll() is not None for p in self.workers.values()):
                         break
@@ -943,7 +959,12 @@ class _SignalLatch:
 
 
 def _worker_logging(level: str) -> None:
-    """wsgate's own loggers on stderr, at ``--log-level``, as hypercorn formats its own."""
+    """wsgate's own loggers at ``--log-level``; on stderr, formatted as hypercorn's
+    own, unless the app configured logging (a handler on the root logger)."""
+    root = logging.getLogger("wsgate")
+    root.setLevel(level.upper())
+    if logging.getLogger().handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter(
@@ -951,9 +972,7 @@ def _worker_logging(level: str) -> None:
             "[%Y-%m-%d %H:%M:%S %z]",
         )
     )
-    root = logging.getLogger("wsgate")
     root.handlers = [handler]
-    root.setLevel(level.upper())
     root.propagate = False
 
 
@@ -966,8 +985,8 @@ def _worker(args: argparse.Namespace) -> int:
     # signal that arrived meanwhile pending, for the drain to see.
     latch = _SignalLatch()
     latch.install()
-    _worker_logging(args.log_level)
     app = load_app(args.app)
+    _worker_logging(args.log_level)
     sock = socket.socket(fileno=args.worker_fd)
     sock.setblocking(False)
     try:
