@@ -374,17 +374,27 @@ async def test_late_copies_of_the_stop_signal_do_not_fail_the_drain(
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
 async def test_the_only_worker_is_restarted_too(tmp_path: Path, backend: str) -> None:
-    run = RunProcess(tmp_path, "apps.ops:app", ["--workers", "1", "--backend", backend])
+    """A lone worker that dies is restarted like any other, and keeps its
+    ``WSGATE_WORKER_ID``."""
+    run = RunProcess(tmp_path, "apps.runopts:app", ["--workers", "1", "--backend", backend])
+
+    async def who() -> dict[str, object]:
+        c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/who")
+        answer: dict[str, object] = await c.request("who")
+        await c.aclose()
+        return answer
+
     try:
         await anyio.to_thread.run_sync(run.wait_ready, 1)
         c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
         victim = await c.request("hello")
+        assert (await who())["worker_id"] == "0"
         os.kill(victim, signal.SIGKILL)
         assert await c.wait_close(timeout=10) is None
         await anyio.to_thread.run_sync(lambda: run.wait_line(r"\] worker \d+ ready"))
-        c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
-        assert await c.request("hello") not in (victim, None)
-        await c.aclose()
+        after = await who()
+        assert after["pid"] != victim
+        assert after["worker_id"] == "0"
         assert await anyio.to_thread.run_sync(run.stop) == 0
     finally:
         run.kill()
