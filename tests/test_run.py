@@ -128,9 +128,15 @@ class WsgateRun:
         return {int(line.split()[0]) for line in lines if line.endswith(" lifespan-shutdown")}
 
     def kill(self) -> None:
+        """After a failed test: stop the command (SIGTERM to its process group, so that
+        it removes what it created; SIGKILL if it does not stop)."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(SHUTDOWN_TIMEOUT + 2)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
 
 
 @pytest.mark.parametrize("target", ["supervisor", "process-group"])

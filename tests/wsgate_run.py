@@ -106,9 +106,15 @@ class RunProcess:
             raise AssertionError(f"wsgate run did not stop:\n{self.log()[-3000:]}") from None
 
     def kill(self) -> None:
+        """After a failed test: stop the command (SIGTERM to its process group, so that
+        it removes what it created; SIGKILL if it does not stop)."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
 
     def __enter__(self) -> RunProcess:
         return self
