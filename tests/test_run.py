@@ -25,6 +25,7 @@ import pytest
 from aioraw import AsyncRawClient
 from redis_server import RedisServer, find_server_binary, free_port
 from servers import wait_for
+from wsgate_run import RunProcess
 
 from wsgate import App, WebSocket, on_disconnect, on_message, ws_controller
 from wsgate.cli import main
@@ -127,9 +128,15 @@ class WsgateRun:
         return {int(line.split()[0]) for line in lines if line.endswith(" lifespan-shutdown")}
 
     def kill(self) -> None:
+        """After a failed test: stop the command (SIGTERM to its process group, so that
+        it removes what it created; SIGKILL if it does not stop)."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(SHUTDOWN_TIMEOUT + 2)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
 
 
 @pytest.mark.parametrize("target", ["supervisor", "process-group"])
@@ -173,7 +180,11 @@ async def drains_with_1012(
         async with anyio.create_task_group() as tg:
             for i in range(CLIENTS):
                 tg.start_soon(open_one, i)
-        assert len(set(pids)) == 2, f"connections reached {len(set(pids))} worker(s), not 2"
+        # On a loaded machine one worker may accept every connection of the burst: more,
+        # until the other has some too.
+        with anyio.fail_after(START_TIMEOUT):
+            while len(set(pids)) < 2:
+                await open_one(len(clients))
         keys = redis_server.command("KEYS", f"{prefix}:*")
         assert isinstance(keys, list)
         assert any(k.startswith(f"{prefix}:w:".encode()) for k in keys), keys
@@ -195,9 +206,9 @@ async def drains_with_1012(
         status = await anyio.to_thread.run_sync(server.proc.wait, SHUTDOWN_TIMEOUT + 2)
         elapsed = time.monotonic() - started
 
-        assert codes == [1012] * CLIENTS, sorted(set(map(str, codes)))
+        assert codes == [1012] * len(clients), sorted(set(map(str, codes)))
         hooks = server.hooks()
-        assert len(hooks) == CLIENTS, f"{len(hooks)} @on_disconnect hooks ran"
+        assert len(hooks) == len(clients), f"{len(hooks)} @on_disconnect hooks ran"
         assert {code for _, code in hooks} == {1012}
         assert {pid for pid, _ in hooks} == set(pids)
         assert server.lifespan_shutdowns() == set(pids)
@@ -312,3 +323,84 @@ async def test_a_killed_worker_is_restarted_and_the_others_keep_serving(
         assert status == 0, server.log()[-3000:]
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+async def test_late_copies_of_the_stop_signal_do_not_fail_the_drain(
+    tmp_path: Path, backend: str
+) -> None:
+    """A worker gets the stop signal more than once: from the process group and again
+    from the supervisor, which may run late on a loaded machine. However late a copy
+    arrives (here: one every 5 ms until the worker is gone, also after its event loop
+    ended), the drain is one clean drain and the command exits with 0."""
+    run = RunProcess(tmp_path, "apps.ops:app", ["--workers", "2", "--backend", backend])
+    try:
+        await anyio.to_thread.run_sync(run.wait_ready, 2)
+        clients: list[AsyncRawClient] = []
+        pids: set[int] = set()
+        with anyio.fail_after(START_TIMEOUT):
+            # 20 clients, on both workers (the kernel spreads the connections).
+            while len(clients) < 20 or len(pids) < 2:
+                c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
+                clients.append(c)
+                pids.add(await c.request("hello"))
+        # pidfds: a copy never reaches another process that reused a worker's pid.
+        pidfds = [os.pidfd_open(pid) for pid in pids]
+        os.killpg(run.proc.pid, signal.SIGTERM)
+
+        async def repeat_signals() -> None:
+            live = list(pidfds)
+            while live:
+                for fd in list(live):
+                    try:
+                        signal.pidfd_send_signal(fd, signal.SIGTERM)
+                    except ProcessLookupError:
+                        live.remove(fd)
+                await anyio.sleep(0.005)
+
+        codes: list[int | None] = []
+
+        async def closed(c: AsyncRawClient) -> None:
+            codes.append(await c.wait_close(timeout=10))
+
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(repeat_signals)
+                for c in clients:
+                    tg.start_soon(closed, c)
+        for fd in pidfds:
+            os.close(fd)
+        status = await anyio.to_thread.run_sync(run.proc.wait, 10)
+        assert codes == [1012] * len(clients)
+        assert status == 0, run.log()[-3000:]
+        assert "exited with" not in run.log()
+    finally:
+        run.kill()
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+async def test_the_only_worker_is_restarted_too(tmp_path: Path, backend: str) -> None:
+    """A lone worker that dies is restarted like any other, and keeps its
+    ``WSGATE_WORKER_ID``."""
+    run = RunProcess(tmp_path, "apps.runopts:app", ["--workers", "1", "--backend", backend])
+
+    async def who() -> dict[str, object]:
+        c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/who")
+        answer: dict[str, object] = await c.request("who")
+        await c.aclose()
+        return answer
+
+    try:
+        await anyio.to_thread.run_sync(run.wait_ready, 1)
+        c = await AsyncRawClient.connect(f"ws://127.0.0.1:{run.port}/room/r")
+        victim = await c.request("hello")
+        assert (await who())["worker_id"] == "0"
+        os.kill(victim, signal.SIGKILL)
+        assert await c.wait_close(timeout=10) is None
+        await anyio.to_thread.run_sync(lambda: run.wait_line(r"\] worker \d+ ready"))
+        after = await who()
+        assert after["pid"] != victim
+        assert after["worker_id"] == "0"
+        assert await anyio.to_thread.run_sync(run.stop) == 0
+    finally:
+        run.kill()

@@ -37,7 +37,11 @@ def _register() -> None:
     )
     _COMMANDS.setdefault(
         "run",
-        ("serve an app with hypercorn workers; drain on SIGTERM", run.add_arguments, run.run),
+        (
+            "serve an app with hypercorn workers sharing a broker; drain on SIGTERM",
+            run.add_arguments,
+            run.run,
+        ),
     )
 
 
