@@ -484,10 +484,11 @@ class Client:
     ``async with await Client.connect(url) as c: ...`` closes it (with 1000) on exit.
     """
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: ClientConnection, room_view: bool = False) -> None:
         self.conn = conn
         #: Frames :meth:`request` read while waiting for its answer.
         self.skipped: list[Any] = []
+        self.room_view = room_view
 
     @classmethod
     async def connect(
@@ -498,9 +499,14 @@ class Client:
         sock: socket.socket | None = None,
         max_queue: int | None = 16,
         open_timeout: float = 5.0,
+        room_view: bool = False,
     ) -> Client:
         """Open a connection (no compression offered). Raises
-        ``websockets.exceptions.InvalidStatus`` if the server refuses the handshake."""
+        ``websockets.exceptions.InvalidStatus`` if the server refuses the handshake.
+
+        ``room_view``: :meth:`recv_json` leaves out presence frames and the position
+        (``pos``) of frames from a group with history, after checking its shape: the
+        chat example's rooms as they were without presence and history."""
 
         def open_() -> ClientConnection:
             kwargs: dict[str, Any] = {}
@@ -520,7 +526,7 @@ class Client:
                 **kwargs,
             )
 
-        return cls(await anyio.to_thread.run_sync(open_))
+        return cls(await anyio.to_thread.run_sync(open_), room_view)
 
     async def __aenter__(self) -> Client:
         return self
@@ -550,9 +556,18 @@ class Client:
         return await anyio.to_thread.run_sync(lambda: self.conn.recv(timeout=timeout))
 
     async def recv_json(self, timeout: float = RECV_TIMEOUT) -> Any:
-        data = await self.recv(timeout)
-        assert isinstance(data, str), f"expected a text frame, got {data!r}"
-        return _loads(data)
+        while True:
+            data = await self.recv(timeout)
+            assert isinstance(data, str), f"expected a text frame, got {data!r}"
+            frame = _loads(data)
+            if not self.room_view or not isinstance(frame, dict):
+                return frame
+            if str(frame.get("event", "")).startswith("presence."):
+                continue
+            pos = frame.pop("pos", None)
+            if pos is not None:
+                assert isinstance(pos["offset"], int) and isinstance(pos["epoch"], str), pos
+            return frame
 
     async def recv_many(self, n: int, timeout: float = RECV_TIMEOUT) -> list[str | bytes]:
         """``n`` messages, each within ``timeout`` (one thread hop for all of them)."""

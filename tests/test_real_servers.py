@@ -404,10 +404,10 @@ async def test_serve_cancelled_closes_connections_with_1001() -> None:
 async def test_chat_broadcast_reaches_the_other_members(chat_server: ServerURL) -> None:
     room = f"r{uuid.uuid4().hex[:12]}"
     url = f"{chat_server}/chat/{room}"
-    alice = await Client.connect(f"{url}?user=alice")
-    bob = await Client.connect(f"{url}?user=bob")
-    carol = await Client.connect(f"{url}?user=carol")
-    outsider = await Client.connect(f"{chat_server}/chat/{room}-other?user=dave")
+    alice = await Client.connect(f"{url}?user=alice", room_view=True)
+    bob = await Client.connect(f"{url}?user=bob", room_view=True)
+    carol = await Client.connect(f"{url}?user=carol", room_view=True)
+    outsider = await Client.connect(f"{chat_server}/chat/{room}-other?user=dave", room_view=True)
     try:
         # Joining happens in @on_connect, before accept: all three are members now.
         who = await alice.request("who", id="w")
@@ -421,12 +421,13 @@ async def test_chat_broadcast_reaches_the_other_members(chat_server: ServerURL) 
         await alice.send_event("chat.send", {"text": "hi all"})
         expected = {
             "event": "chat.message",
-            "data": {"room": room, "user": "alice", "text": "hi all"},
+            "data": {"room": room, "user": "alice", "text": "hi all", "token": ""},
         }
         assert await bob.recv_json() == expected
         assert await carol.recv_json() == expected
-        # The sender is excluded, and another room hears nothing: the next frame each
-        # gets is the answer to its own request.
+        # The sender gets the room's copy too, and another room hears nothing: the next
+        # frame each gets then is the answer to its own request.
+        assert await alice.recv_json() == expected
         assert await alice.request("echo", 1, id=2) == {"event": "echo", "id": 2, "data": 1}
         assert len(alice.skipped) == 2  # nothing new arrived before the echo reply
         assert await outsider.request("echo", 1, id=2) == {"event": "echo", "id": 2, "data": 1}

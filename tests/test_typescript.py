@@ -220,5 +220,5 @@ def test_the_chat_example_pushes_are_typed(tmp_path: Path) -> None:
     text = (tmp_path / "api.d.ts").read_text()
     assert "export type ChatGatewayPushes = {" in text
     assert text.count("\n};\n") == 2  # both maps are complete type alias statements
-    for line in ('"chat.message": Posted;', '"joined": Presence;', '"left": Presence;'):
+    for line in ('"chat.message": Posted;', '"joined": Arrival;', '"left": Arrival;'):
         assert line in text

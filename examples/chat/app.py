@@ -7,13 +7,19 @@ Run it with ``python -m examples.chat`` (hypercorn on trio) or any ASGI server::
 
 Its AsyncAPI document is served at /docs/asyncapi.json, readable at /docs.
 
-Set ``WSGATE_REDIS_URL=redis://host:6379`` to share rooms between workers and machines.
+Across workers it needs nothing more: ``wsgate run examples.chat.app:app --workers 2``
+starts an embedded Valkey and every worker meets the others there (so does any server
+with ``WSGATE_BROKER_URL=redis://host:6379``). The rooms keep their last 100 messages:
+a new member is shown the last 50, a member that reconnects is given what it missed (or
+told that it could not be, and the page reloads the room), and "who is online" comes
+from presence, across workers.
 
 The page (index.html) uses the browser client the App serves at /wsgate.js. Events:
 ``chat.send`` (answered with null once broadcast, so the page can show the message as
-sent), ``rename``, ``who``, ``echo``; pushes: ``chat.message``, ``joined``, ``left`` and
-``renamed`` (the last three carry the room's member count). Each join, leave (with its
-close code) and error is logged on the ``examples.chat`` logger.
+sent), ``rename``, ``who``, ``history``, ``echo``; pushes: ``chat.message``, ``joined``,
+``left`` and ``renamed`` (the last three carry the room's member count), and presence's
+``presence.state``/``presence.diff``. Each join, leave (with its close code) and error
+is logged on the ``examples.chat`` logger.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import msgspec
 from wsgate import (
     App,
     BroadcastGroup,
+    History,
     Json,
+    Presence,
     Query,
     WebSocket,
     WebSocketError,
@@ -49,9 +57,11 @@ log = logging.getLogger("examples.chat")
 
 
 class ChatMessage(msgspec.Struct):
-    """What a client sends with ``chat.send``."""
+    """What a client sends with ``chat.send``: the text, and a token of its choosing the
+    room's copy carries back (so the page recognises its own messages)."""
 
     text: str
+    token: str = ""
 
 
 class Rename(msgspec.Struct):
@@ -68,14 +78,15 @@ class Refused(WebSocketError):
 
 
 class Posted(msgspec.Struct):
-    """What the other members of the room receive."""
+    """What the members of the room receive (the sender too, with its token)."""
 
     room: str
     user: str
     text: str
+    token: str = ""
 
 
-class Presence(msgspec.Struct):
+class Arrival(msgspec.Struct):
     """Who joined or left the room, and how many members it has now."""
 
     user: str
@@ -91,19 +102,25 @@ class Renamed(msgspec.Struct):
 
 @injectable()
 class Rooms(BroadcastGroup):
-    """The chat rooms (an in-process BroadcastGroup unless WSGATE_REDIS_URL is set)."""
+    """The chat rooms, with their last 100 messages: in the process, or across workers
+    through the App's broker."""
+
+    def __init__(self) -> None:
+        super().__init__(history=History(size=100, ttl=3600.0))
 
 
 @ws_controller(
     "/chat/{room_id}",
     summary="A chat room",
-    emits={"chat.message": Posted, "joined": Presence, "left": Presence, "renamed": Renamed},
+    emits={"chat.message": Posted, "joined": Arrival, "left": Arrival, "renamed": Renamed},
 )
 class ChatGateway:
-    """Members of a room see each other's messages, arrivals and departures."""
+    """Members of a room see each other's messages, arrivals and departures, and who is
+    online."""
 
-    def __init__(self, rooms: BroadcastGroup) -> None:
+    def __init__(self, rooms: BroadcastGroup, presence: Presence) -> None:
         self.rooms = rooms
+        self.presence = presence
 
     @on_connect
     async def join(self, ws: WebSocket, room_id: str, user: Query[str] = "anonymous") -> None:
@@ -114,12 +131,14 @@ class ChatGateway:
             )
         ws.state.user = user.strip()[:MAX_NAME] or "anonymous"
         await self.rooms.subscribe(room_id, ws)
-        members = await _count(self.rooms, room_id)
+        await self.presence.track(ws, room_id, ws.state.user, {"user": ws.state.user})
+        await self.presence.subscribe(ws, room_id)
+        members = await self.presence.count(room_id)
         log.info(
             "join path=%s user=%s room=%s members=%d", ws.path, ws.state.user, room_id, members
         )
         await self.rooms.broadcast(
-            room_id, {"event": "joined", "data": Presence(ws.state.user, members)}, exclude=ws
+            room_id, {"event": "joined", "data": Arrival(ws.state.user, members)}, exclude=ws
         )
 
     @on_message("chat.send", summary="Post a message to the room")
@@ -129,8 +148,10 @@ class ChatGateway:
             raise Refused("empty message: type some text")
         if len(text) > MAX_TEXT:
             raise Refused(f"messages are at most {MAX_TEXT} characters")
-        posted = Posted(room=room_id, user=ws.state.user, text=text)
-        await self.rooms.broadcast(room_id, {"event": "chat.message", "data": posted}, exclude=ws)
+        posted = Posted(room=room_id, user=ws.state.user, text=text, token=body.token[:64])
+        # The sender gets it too: its position in the room's history then includes its
+        # own messages, and the page recognises them by their token.
+        await self.rooms.broadcast(room_id, {"event": "chat.message", "data": posted})
 
     @on_message("rename", summary="Change your name in the room")
     async def rename(self, ws: WebSocket, room_id: str, body: Json[Rename]) -> dict[str, str]:
@@ -138,6 +159,7 @@ class ChatGateway:
         if not new:
             raise Refused("a name needs at least one visible character")
         old, ws.state.user = ws.state.user, new
+        await self.presence.track(ws, room_id, new, {"user": new})
         log.info("rename path=%s user=%s room=%s from=%s", ws.path, new, room_id, old)
         await self.rooms.broadcast(
             room_id, {"event": "renamed", "data": Renamed(old, new)}, exclude=ws
@@ -146,7 +168,11 @@ class ChatGateway:
 
     @on_message("who", summary="How many members the room has")
     async def who(self, room_id: str) -> dict[str, Any]:
-        return {"room": room_id, "members": await _count(self.rooms, room_id)}
+        return {"room": room_id, "members": await self.presence.count(room_id)}
+
+    @on_message("history", summary="The room's last 50 messages, oldest first")
+    async def history(self, room_id: str) -> list[Any]:
+        return [p.message for p in await self.rooms.history(room_id, limit=50)]
 
     @on_message("echo", summary="Answers with the data it was sent")
     async def echo(self, body: Json[Any]) -> Any:
@@ -160,7 +186,8 @@ class ChatGateway:
 
     @on_disconnect
     async def leave(self, ws: WebSocket, room_id: str) -> None:
-        members = await _count(self.rooms, room_id)
+        # (Presence has removed the connection's entry already, as the room has.)
+        members = await self.presence.count(room_id)
         log.info(
             "leave path=%s user=%s room=%s code=%s members=%d",
             ws.path,
@@ -170,15 +197,8 @@ class ChatGateway:
             members,
         )
         await self.rooms.broadcast(
-            room_id, {"event": "left", "data": Presence(ws.state.user, members)}
+            room_id, {"event": "left", "data": Arrival(ws.state.user, members)}
         )
-
-
-async def _count(rooms: BroadcastGroup, room: str) -> int:
-    total = getattr(rooms, "total_member_count", None)
-    if total is not None:
-        return int(await total(room))
-    return rooms.member_count(room)
 
 
 async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -202,19 +222,14 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"Not Found"})
 
 
-def create_app(redis_url: str | None = None) -> App:
-    """Build the chat app; with ``redis_url`` the rooms are shared through Redis/Valkey."""
-    providers: list[Any]
-    if redis_url:
-        from wsgate.broadcast.redis import RedisBroadcastGroup
-
-        providers = [RedisBroadcastGroup(redis_url)]
-    else:
-        providers = [Rooms]
+def create_app(broker: str | None = None) -> App:
+    """Build the chat app; ``broker`` (default: ``WSGATE_BROKER_URL``, else in-process)
+    is where the workers' rooms and presence meet."""
     _log_to_stderr()
     return App(
         gateways=[ChatGateway],
-        providers=providers,
+        providers=[Rooms],
+        broker=broker,
         http=http,
         client_path="/wsgate.js",
         docs_path="/docs",
@@ -234,4 +249,5 @@ def _log_to_stderr() -> None:
     log.propagate = False
 
 
-app = create_app(os.environ.get("WSGATE_REDIS_URL"))
+# WSGATE_REDIS_URL is the name older versions of this example read.
+app = create_app(os.environ.get("WSGATE_REDIS_URL") or None)
