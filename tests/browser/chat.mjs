@@ -1,7 +1,11 @@
 // The chat example in Debian's Chromium, driven by playwright-core (no browser is
 // downloaded). Started by tests/test_browser.py:
 //
-//   node tests/browser/chat.mjs HTTP_BASE_URL SCREENSHOT_DIR
+//   node tests/browser/chat.mjs HTTP_BASE_URL SCREENSHOT_DIR HISTORY
+//
+// HISTORY says what the restart does to the rooms' history: "lost" (kept in the server
+// process: the pages are told they may have missed messages and reload the room) or
+// "kept" (kept in a Valkey that outlives the server: the pages recover what they missed).
 //
 // It talks to the test over stdin/stdout, one JSON object per line: it prints
 // {"step": "stop-server"} / {"step": "start-server"} and waits for a line "ok" before
@@ -13,7 +17,7 @@ import { createInterface } from "node:readline";
 
 import { chromium } from "playwright-core";
 
-const [base, shots] = process.argv.slice(2);
+const [base, shots, history] = process.argv.slice(2);
 const WAIT = 20000; // ms: the reconnect backoff tops out at 5 s
 mkdirSync(shots, { recursive: true });
 
@@ -159,14 +163,20 @@ result.timeout = await ann.evaluate(async (room) => {
 await step("start-server");
 for (const [page, name] of [[ann, "ann"], [bob, "robert"]]) {
   await waitText(page, "#status", "connected", `${name} reconnected`);
-  await waitLog(page, "reconnected", `${name} logs the reconnect`);
+  if (history === "lost") {
+    await waitLog(page, "some messages may be missing; reloaded", `${name} told and reloaded`);
+  } else {
+    await waitLog(page, "reconnected", `${name} logs the reconnect`);
+  }
   await waitText(page, "#members", "2 here", `${name} sees 2 members again`);
 }
-// Sent on ann's reconnect and confirmed by the server (bob sees it only if he was back
-// first: the room has no history).
+// Sent on ann's reconnect and confirmed by the server. Bob gets it whichever page was
+// back first: live, replayed from the history, or in the room he reloaded.
 await waitFor(ann, () => !document.querySelector("#log .pending"), null, "pending confirmed");
 result.pendingAfter = await ann.evaluate(() =>
   [...document.querySelectorAll("#log .me")].map((e) => e.className).at(-1));
+await waitLog(bob, "ann: typed while the server was down", "bob gets what ann typed");
+result.restartLogs = { ann: await logText(ann), bob: await logText(bob) };
 await say(bob, "back again");
 await waitLog(ann, "robert: back again", "messages flow after the restart");
 await shot(ann, "3-reconnected.png");
@@ -201,6 +211,7 @@ await waitLog(ann, `joined ${room} as ann`, "ann rejoined after reload");
 await shot(ann, "4-reloaded.png");
 
 result.logs = { ann: await logText(ann), bob: await logText(bob) };
+result.online = await bob.textContent("#online");
 result.room = room;
 await browser.close();
 console.log(JSON.stringify({ result }));
