@@ -114,7 +114,9 @@ def socketio_controller(
     providers. Several classes may share a path with different namespaces (their engine
     options must then agree). ``recovery_ms`` turns on connection state recovery for that
     long after an unexpected disconnect. ``cors_allowed_origins``: None (no CORS headers,
-    no Origin check), ``"*"``, or a list of origins (checked on every handshake).
+    no Origin check), ``"*"`` (any origin, answered ``*`` without credentials, as Node's
+    ``cors`` package does), or a list of origins (checked on every handshake; each allowed
+    origin is echoed with credentials allowed).
 
     Raises :class:`~wsgate.errors.DecoratorUsageError` for a bad option.
     """

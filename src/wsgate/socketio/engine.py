@@ -121,7 +121,9 @@ class EngineIOEndpoint:
         if allowed is None:
             return []
         origin = headers.get("origin")
-        if allowed == "*" and origin is None:
+        if allowed == "*":
+            # As Node's `cors` package answers for "*": any origin, without credentials
+            # (a browser then sends no cookies cross-origin).
             return [(b"access-control-allow-origin", b"*")]
         if origin is None or (isinstance(allowed, tuple) and origin not in allowed):
             return []
