@@ -356,10 +356,10 @@ def _report(res: Results, opts: Options, elapsed: float) -> str:
         f"view held all {opts.members:,}; ms, median (min-max) over the {opts.rounds} rounds "
         "(after a warm-up round).",
         "",
-        "A group's first diff goes out at its first change and each next one at least "
-        "`diff_interval` after the previous: joins spread over S seconds reach a "
-        "subscriber in at most 1 + ceil(S / diff_interval) diffs (11 for 1 s at 0.1 s), "
-        "the last one holding the joins of the final interval.",
+        "A change starts a batch that gathers the changes of the next `diff_interval` "
+        "seconds into one diff: joins spread over S seconds reach a subscriber in about "
+        "ceil(S / diff_interval) diffs (10 for 1 s at 0.1 s), the last one at most "
+        "`diff_interval` after the last join.",
         "",
         markdown_table(
             [

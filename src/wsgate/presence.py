@@ -266,8 +266,9 @@ class Presence:
 
     :param url: A Redis/Valkey URL of its own (None: the App's broker, else in-process).
     :param prefix: Prefix of every Redis key and channel.
-    :param diff_interval: Seconds between two ``presence.diff`` events of a group (the
-        changes meanwhile are batched).
+    :param diff_interval: Seconds a group's changes are gathered into one
+        ``presence.diff`` (from the first change of a batch): at most one diff per group
+        per interval, each at most that late.
     :param heartbeat_interval: Seconds between two heartbeats of this worker; a worker
         silent for three intervals is dead and its entries are removed.
     :param connect_timeout: Seconds to connect at startup.
@@ -661,7 +662,10 @@ class Presence:
             w.token = None
 
     async def _flush_later(self, group: str, w: _Watch) -> None:
-        delay = w.last_flush + self.diff_interval - anyio.current_time()
+        # A batch gathers the changes of one whole interval from its first change: a
+        # burst of joins makes one diff per interval, never one more for its first
+        # change (the price: a lone change is seen ``diff_interval`` later).
+        delay = max(self.diff_interval, w.last_flush + self.diff_interval - anyio.current_time())
         if delay > 0:
             await anyio.sleep(delay)
         w.flush_pending = False
