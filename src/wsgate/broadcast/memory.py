@@ -235,8 +235,9 @@ class BroadcastGroup:
         self._remove_all(ws)
 
     async def connection_ended(self, ws: WebSocket) -> None:
-        """The runtime's call when a connection ends: remove it from every group."""
-        self._remove_all(ws)
+        """The runtime's call when a connection ends: :meth:`unsubscribe_all` (a
+        subclass that overrides that sees every connection leave)."""
+        await self.unsubscribe_all(ws)
 
     def _remove(self, group: str, ws: Subscriber) -> None:
         g = self._groups.get(group)
