@@ -22,6 +22,7 @@ ASGI (long-polling and WebSocket) with one :mod:`.engine_session` per client,
 and :mod:`.install` wires it all into the App.
 """
 
+from .admin import instrument
 from .controllers import (
     engineio_controller,
     on_engineio_message,
@@ -36,6 +37,7 @@ __all__ = [
     "SocketIOConnection",
     "SocketIOServer",
     "engineio_controller",
+    "instrument",
     "on_engineio_message",
     "on_socketio_event",
     "socketio_controller",
