@@ -438,7 +438,11 @@ class _AdminController:
 
     @on_socketio_event("_disconnect")
     async def on_disconnect_action(
-        self, conn: SocketIOConnection, nsp: str, close: bool = False, room_filter: str | None = None
+        self,
+        conn: SocketIOConnection,
+        nsp: str,
+        close: bool = False,
+        room_filter: str | None = None,
     ) -> None:
         await self.monitor.disconnect(nsp, close, room_filter)
 
