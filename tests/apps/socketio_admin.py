@@ -4,8 +4,10 @@ Served by tests/test_socketio_admin.py (python-socketio clients speaking the adm
 protocol) and tests/test_browser_admin.py (the UI's own build in Chromium, served here
 at ``/admin-ui/`` from node_modules/@socket.io/admin-ui/ui/dist).
 
-Three apps: ``app`` (development mode, the credentials below), ``read_only_app``
-(development mode, read-only) and ``production_app`` (production mode).
+Four apps: ``app`` (development mode, the credentials below, server id
+``wsgate-test``), ``read_only_app`` (development mode, read-only), ``production_app``
+(production mode, no login) and ``cluster_app`` (development mode, each worker named by
+its default ``hostname#pid``: for ``wsgate run --workers 2`` with a broker).
 """
 
 from __future__ import annotations
@@ -95,3 +97,4 @@ CREDENTIALS = {"username": USERNAME, "password": PASSWORD}
 app = build(auth=CREDENTIALS, server_id="wsgate-test")
 read_only_app = build(auth=CREDENTIALS, read_only=True)
 production_app = build(auth=False, mode="production")
+cluster_app = build(auth=CREDENTIALS)
