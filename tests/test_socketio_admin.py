@@ -323,6 +323,32 @@ async def test_actions_join_leave_emit_disconnect(admin_server: str) -> None:
     await run(scenario)
 
 
+async def test_disconnect_ends_one_namespace_or_the_whole_client(admin_server: str) -> None:
+    async def scenario() -> None:
+        admin = Admin()
+        await admin.connect(admin_server, CREDENTIALS)
+        await admin.next("all_sockets")
+        frank = socketio.AsyncClient(reconnection=False)
+        left: asyncio.Queue[str] = asyncio.Queue()
+        frank.on("disconnect", lambda *_: left.put_nowait("/other"), namespace="/other")
+        frank.on("disconnect", lambda *_: left.put_nowait("/"), namespace="/")
+        await frank.connect(
+            admin_server, namespaces=["/", "/other"], transports=["websocket"], wait_timeout=5
+        )
+        other_sid = frank.get_sid("/other")
+        # close=false (the UI's socket button): that namespace only.
+        await admin.action("_disconnect", "/other", False, other_sid)
+        assert await asyncio.wait_for(left.get(), TIMEOUT) == "/other"
+        assert await frank.call("echo", "still here", timeout=TIMEOUT) == "still here"
+        # close=true (the UI's client button): the whole connection.
+        await admin.action("_disconnect", "/", True, frank.get_sid("/"))
+        assert await asyncio.wait_for(left.get(), TIMEOUT) == "/"
+        await asyncio.wait_for(frank.wait(), TIMEOUT)  # the connection ended
+        await admin.close()
+
+    await run(scenario)
+
+
 async def test_read_only_refuses_the_actions(read_only_server: str) -> None:
     async def scenario() -> None:
         admin = Admin()
