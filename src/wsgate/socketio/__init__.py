@@ -19,7 +19,8 @@ session machine (:mod:`.engineio_state`) are sans-I/O; :mod:`.engine` serves the
 ASGI (long-polling and WebSocket) with one :mod:`.engine_session` per client,
 :mod:`.server` adds namespaces, acknowledgements, rooms and recovery;
 :mod:`.controllers` holds the decorators, :mod:`.handlers` compiles handler signatures
-and :mod:`.install` wires it all into the App.
+and :mod:`.install` wires it all into the App; :mod:`.admin` (:func:`instrument`) serves
+the official admin UI's protocol.
 """
 
 from .admin import instrument
