@@ -19,9 +19,11 @@ session machine (:mod:`.engineio_state`) are sans-I/O; :mod:`.engine` serves the
 ASGI (long-polling and WebSocket) with one :mod:`.engine_session` per client,
 :mod:`.server` adds namespaces, acknowledgements, rooms and recovery;
 :mod:`.controllers` holds the decorators, :mod:`.handlers` compiles handler signatures
-and :mod:`.install` wires it all into the App.
+and :mod:`.install` wires it all into the App; :mod:`.admin` (:func:`instrument`) serves
+the official admin UI's protocol.
 """
 
+from .admin import instrument
 from .controllers import (
     engineio_controller,
     on_engineio_message,
@@ -36,6 +38,7 @@ __all__ = [
     "SocketIOConnection",
     "SocketIOServer",
     "engineio_controller",
+    "instrument",
     "on_engineio_message",
     "on_socketio_event",
     "socketio_controller",

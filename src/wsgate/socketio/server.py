@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -32,7 +32,7 @@ from .socketio_protocol import (
 if TYPE_CHECKING:
     from ..di import Container
 
-__all__ = ["SocketIOConnection", "SocketIOEndpoint", "SocketIOServer"]
+__all__ = ["SocketIOConnection", "SocketIOEndpoint", "SocketIOObserver", "SocketIOServer"]
 
 logger = logging.getLogger("wsgate.socketio")
 
@@ -59,6 +59,42 @@ def _frames(packet: SocketIOPacket) -> list[str | bytes]:
 
 def _error(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "detail": detail}}
+
+
+class SocketIOObserver(Protocol):
+    """What an endpoint tells an observer (the admin UI's instrumentation,
+    :mod:`wsgate.socketio.admin`) as it happens. The synchronous methods only count;
+    the asynchronous ones may emit. None of them may raise."""
+
+    def engine_opened(self, session: EngineSession) -> None:
+        """An Engine.IO session was opened."""
+
+    def engine_closed(self, session: EngineSession, reason: str) -> None:
+        """An Engine.IO session ended."""
+
+    def frames_in(self, data: str | bytes) -> None:
+        """An Engine.IO message arrived."""
+
+    def frames_out(self, frames: list[str | bytes], count: int) -> None:
+        """``frames`` went to ``count`` clients."""
+
+    async def connected(self, conn: SocketIOConnection) -> None:
+        """``conn`` is connected to its namespace."""
+
+    async def disconnected(self, conn: SocketIOConnection, reason: str) -> None:
+        """``conn`` left (its rooms are still in ``conn.rooms``)."""
+
+    async def room_changed(self, conn: SocketIOConnection, room: str, joined: bool) -> None:
+        """``conn`` joined (or left) ``room``."""
+
+    async def event_received(self, conn: SocketIOConnection, data: list[Any]) -> None:
+        """``conn`` sent an EVENT: ``[name, *args]``."""
+
+    async def event_sent(
+        self, ns: Namespace, data: list[Any], room: str | None, skip: SocketIOConnection | None
+    ) -> None:
+        """An EVENT (``[name, *args]``) went to ``room`` of ``ns`` (None: all) but
+        ``skip``; a single connection's own emit has its sid as ``room``."""
 
 
 @dataclass(slots=True)
@@ -216,6 +252,9 @@ class SocketIOConnection:
                     else {"type": "websocket.send", "bytes": f}
                 )
             return
+        observer = self._client.endpoint.observer
+        if observer is not None:
+            observer.frames_out(frames, 1)
         await self._client.session.send_frames(frames)
 
     async def emit(self, event: str, *args: Any) -> None:
@@ -228,6 +267,9 @@ class SocketIOConnection:
         if self._ns.recovery is not None and self._connected:
             await self._client.endpoint.broadcast(self._ns, data, self.sid, None)
             return
+        observer = self._client.endpoint.observer
+        if observer is not None:
+            await observer.event_sent(self._ns, data, self.sid, None)
         await self._send(SocketIOPacket(T.EVENT, self.namespace, data))
 
     async def call(self, event: str, *args: Any, timeout: float = 5.0) -> Any:
@@ -248,6 +290,9 @@ class SocketIOConnection:
         self._acks[ack_id] = (done, slot)
         try:
             data = [event, *to_wire_args(list(args))]
+            observer = self._client.endpoint.observer
+            if observer is not None:
+                await observer.event_sent(self._ns, data, self.sid, None)
             await self._send(SocketIOPacket(T.EVENT, self.namespace, data, ack_id))
             with anyio.fail_after(timeout):
                 await done.wait()
@@ -292,6 +337,9 @@ class SocketIOConnection:
             return
         self._rooms.add(room)
         await self._ns.rooms.subscribe(self._ns.group(room), self)
+        observer = self._client.endpoint.observer
+        if observer is not None:
+            await observer.room_changed(self, room, True)
 
     async def leave(self, room: str) -> None:
         """Leave ``room`` (safe if not a member)."""
@@ -299,6 +347,9 @@ class SocketIOConnection:
             return
         self._rooms.discard(room)
         await self._ns.rooms.unsubscribe(self._ns.group(room), self)
+        observer = self._client.endpoint.observer
+        if observer is not None:
+            await observer.room_changed(self, room, False)
 
     async def disconnect(self) -> None:
         """Disconnect the client: a DISCONNECT packet for each of its namespaces, then
@@ -342,6 +393,9 @@ class _Client:
             done.set()
         if not was_connected:
             return
+        observer = self.endpoint.observer
+        if observer is not None:
+            await observer.disconnected(conn, reason)
         if ns.recovery is not None and conn.pid is not None and reason in RECOVERABLE:
             now = time.monotonic()
             ns.prune(now)
@@ -361,12 +415,16 @@ class SocketIOEndpoint:
         self.path = path
         self.namespaces = namespaces
         self.connect_timeout = connect_timeout
+        #: Told of connections, rooms and events (see :class:`SocketIOObserver`).
+        self.observer: SocketIOObserver | None = None
 
     # -- EngineIOApplication -------------------------------------------------------------
 
     def on_open(self, session: EngineSession) -> None:
         session.bind(_Client(self, session))
         session.set_timer(anyio.current_time() + self.connect_timeout)
+        if self.observer is not None:
+            self.observer.engine_opened(session)
 
     def on_timer(self, session: EngineSession) -> None:
         client: _Client = session.app_data
@@ -379,9 +437,13 @@ class SocketIOEndpoint:
             await client.drop(conn, why)
         for conn in list(client.sockets.values()):
             await client.drop(conn, reason)
+        if self.observer is not None:
+            self.observer.engine_closed(session, reason)
 
     def on_message(self, session: EngineSession, data: str | bytes) -> None:
         client: _Client = session.app_data
+        if self.observer is not None:
+            self.observer.frames_in(data)
         try:
             packet = client.decoder.feed(data)
         except SocketIOProtocolError as exc:
@@ -459,6 +521,10 @@ class SocketIOEndpoint:
         frames = _frames(SocketIOPacket(T.CONNECT, ns.name, payload))
         client.session.set_timer(None)
         conn._connected = True  # noqa: SLF001
+        if self.observer is not None:
+            await self.observer.connected(conn)
+            if conn._gone or not client.session.open:  # noqa: SLF001
+                return None
         buffered, conn._buffer = conn._buffer or [], None  # noqa: SLF001
         for missed_data in missed:
             frames += _frames(SocketIOPacket(T.EVENT, ns.name, missed_data))
@@ -501,6 +567,8 @@ class SocketIOEndpoint:
         data = packet.data
         event, args = data[0], data[1:]
         ns = conn._ns  # noqa: SLF001
+        if self.observer is not None:
+            await self.observer.event_received(conn, data)
         handler = ns.handlers.get(event) if isinstance(event, str) else None
         ack_id = packet.id
         if handler is None:
@@ -538,6 +606,9 @@ class SocketIOEndpoint:
     ) -> int:
         """Encode ``data`` (an EVENT's array) once and hand it to every member of
         ``room`` (None: the whole namespace) except ``skip``, in every worker."""
+        observer = self.observer
+        if observer is not None:
+            await observer.event_sent(ns, data, room, skip)
         if ns.recovery is not None:
             offset = new_id()
             data = [*data, offset]
@@ -550,6 +621,8 @@ class SocketIOEndpoint:
         sent = 0
         for frame in frames:
             sent = await ns.rooms.broadcast(group, frame, exclude=skip)
+        if observer is not None:
+            observer.frames_out(frames, sent)
         return sent
 
 
@@ -565,6 +638,11 @@ class SocketIOServer:
 
     def __init__(self, endpoints: Iterable[SocketIOEndpoint] = ()) -> None:
         self._endpoints: list[SocketIOEndpoint] = list(endpoints)
+
+    @property
+    def endpoints(self) -> tuple[SocketIOEndpoint, ...]:
+        """The Socket.IO paths served, one endpoint each."""
+        return tuple(self._endpoints)
 
     def add_endpoint(self, endpoint: SocketIOEndpoint) -> None:
         """Serve ``endpoint``'s namespaces too (called once per path as the App is built)."""
