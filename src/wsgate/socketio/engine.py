@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -42,6 +42,9 @@ from .engineio_protocol import (
     encode_payload,
 )
 from .engineio_state import Upgraded, UpgradeFailed
+
+if TYPE_CHECKING:
+    from ..admission import Admission
 
 __all__ = ["EngineIOEndpoint"]
 
@@ -85,6 +88,9 @@ class EngineIOEndpoint:
         self.tg: TaskGroup | None = None
         #: Sessions closed while no task group runs (no lifespan); finished inline.
         self.orphans: list[tuple[EngineSession, str]] = []
+        #: The App's connection limits, which count long-polling sessions (set by the
+        #: plug-in; None outside an App).
+        self.admission: Admission | None = None
         self._event: Callable[[], anyio.Event] | None = None
         self._sweep_period = max(
             0.02, min(1.0, options.ping_interval_ms / 4000, options.ping_timeout_ms / 4000)
@@ -171,7 +177,19 @@ class EngineIOEndpoint:
             await _error(send, err[0], cors)
             return
         if session is None:
-            session = self._open(scope, "polling")
+            admission = self.admission
+            if admission is not None:
+                refused = admission.count(scope)  # max_connections(_per_client)
+                if refused is not None:
+                    await _refuse(send, refused.message, cors)
+                    return
+            try:
+                session = self._open(scope, "polling")
+            except BaseException:
+                if admission is not None:
+                    admission.release(scope)
+                raise
+            session.admitted = admission  # released once, when the session ends
             session.run_in(self.tg)
             await _respond(send, 200, self._take(session), _TEXT, cors)
             return
@@ -683,6 +701,14 @@ async def _respond(
         headers.append((b"content-type", content_type))
     await send({"type": "http.response.start", "status": status, "headers": headers + extra})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, message: str, cors: list[Any]) -> None:
+    """A long-polling handshake over the App's connection limits: HTTP 503, as the App
+    refuses a WebSocket, with the Engine.IO error body (code 4 and the reason, as the
+    reference server answers a handshake its ``allowRequest`` refused)."""
+    body = msgspec.json.encode({"code": FORBIDDEN, "message": message})
+    await _respond(send, 503, body, b"application/json", cors)
 
 
 async def _error(send: Send, code: int, cors: list[Any]) -> None:

@@ -27,6 +27,7 @@ from .handlers import EventHandler, compile_engineio, compile_events
 from .server import Namespace, SocketIOConnection, SocketIOEndpoint, SocketIOServer
 
 if TYPE_CHECKING:
+    from ..admission import Admission
     from ..app import App
     from ..di import Container
 
@@ -218,6 +219,12 @@ class SocketIOSetup:
         for ep in self.endpoints:
             app.mount_http(ep.path, ep)
 
+    def use_admission(self, admission: Admission) -> None:
+        """Count the endpoints' long-polling sessions against the App's connection
+        limits (their WebSockets are admitted by the App itself)."""
+        for ep in self.endpoints:
+            ep.admission = admission
+
     def own_origin_paths(self) -> list[str]:
         """The paths whose endpoints check ``Origin`` themselves (``cors_allowed_origins``
         given)."""
@@ -244,6 +251,7 @@ def plugin(setup: AppSetup) -> None:
     for path in sio.own_origin_paths():
         setup.checks_own_origin(path)
     setup.add_gateways(sio.build)
+    setup.on_admission(sio.use_admission)
     setup.on_built(sio.mount)
 
 
