@@ -1,0 +1,163 @@
+"""Socket.IO over a real server (tests/apps/socketio_extras.py), spoken frame by frame
+on a WebSocket: ``skip`` of several connections and rooms."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import servers
+from servers import Client, ServerPool, ServerURL
+
+pytestmark = pytest.mark.usefixtures("anyio_backend", "server_logs_clean")
+
+server_pool = servers.server_pool
+server_logs_clean = servers.server_logs_clean
+
+PATH = "/socket.io/"
+
+
+@pytest.fixture(scope="module", params=servers.SERVER_PARAMS)
+def extras_server(request: pytest.FixtureRequest, server_pool: ServerPool) -> ServerURL:
+    return server_pool.get(request.param, "apps.socketio_extras:app")
+
+
+class Sio:
+    """A Socket.IO client on one WebSocket, namespace "/" (no pings come: the app keeps
+    the default 25 s interval)."""
+
+    def __init__(self, ws: Client) -> None:
+        self.ws = ws
+        self.sid = ""
+        self._ack = 0
+        #: Events that arrived while waiting for an ack.
+        self.early: list[list[Any]] = []
+
+    async def connect(self, auth: Any = None) -> dict[str, Any]:
+        assert str(await self.ws.recv()).startswith("0{")
+        await self.ws.send("40" + ("" if auth is None else json.dumps(auth)))
+        frame = str(await self.ws.recv())
+        assert frame.startswith("40{"), frame
+        payload: dict[str, Any] = json.loads(frame[2:])
+        self.sid = payload["sid"]
+        return payload
+
+    async def call(self, event: str, *args: Any) -> list[Any]:
+        """Emit with an ack; the ack's arguments."""
+        self._ack += 1
+        await self.ws.send(f"42{self._ack}" + json.dumps([event, *args]))
+        prefix = f"43{self._ack}"
+        while not (frame := str(await self.ws.recv())).startswith(prefix):
+            assert frame.startswith("42["), frame
+            self.early.append(json.loads(frame[2:]))
+        answer: list[Any] = json.loads(frame[len(prefix) :])
+        return answer
+
+    async def event(self) -> list[Any]:
+        if self.early:
+            return self.early.pop(0)
+        frame = str(await self.ws.recv())
+        assert frame.startswith("42["), frame
+        got: list[Any] = json.loads(frame[2:])
+        return got
+
+
+@asynccontextmanager
+async def clients(url: str, n: int) -> AsyncIterator[list[Sio]]:
+    async with AsyncExitStack() as stack:
+        found = []
+        for _ in range(n):
+            ws = await stack.enter_async_context(
+                await Client.connect(f"{url}{PATH}?EIO=4&transport=websocket")
+            )
+            sio = Sio(ws)
+            await sio.connect()
+            found.append(sio)
+        yield found
+
+
+async def news_received(everyone: list[Sio]) -> list[bool]:
+    """Who got "news" before the "marker" that follows it."""
+    got = []
+    for c in everyone:
+        first = await c.event()
+        if first == ["news", "extra!"]:
+            assert await c.event() == ["marker"]
+            got.append(True)
+        else:
+            assert first == ["marker"]
+            got.append(False)
+    return got
+
+
+@pytest.mark.parametrize(
+    ("skip", "me", "expected"),
+    [
+        ([], True, [False, True, True, True]),  # one connection, as before
+        ("r1", False, [True, False, True, False]),  # a room
+        (["r1", "r2"], False, [True, False, False, False]),  # several rooms
+        ("r2", True, [False, True, False, False]),  # the sender and a room
+        (["r1", "nobody-here"], True, [False, False, True, False]),
+    ],
+)
+async def test_skip_connections_and_rooms(
+    extras_server: ServerURL, skip: Any, me: bool, expected: list[bool]
+) -> None:
+    async with clients(extras_server, 4) as (a, b, c, d):
+        await b.call("join", "r1")
+        await c.call("join", "r2")
+        await d.call("join", "r1")
+        await d.call("join", "r2")
+        [sent] = await a.call("news-skipping", skip, me)
+        assert sent == sum(expected)
+        assert await news_received([a, b, c, d]) == expected
+
+
+async def test_skip_a_sid_skips_that_connection(extras_server: ServerURL) -> None:
+    async with clients(extras_server, 3) as (a, b, c):
+        # A sid names its connection's own room.
+        [sent] = await a.call("news-skipping", [b.sid, c.sid], False)
+        assert sent == 1
+        assert await news_received([a, b, c]) == [True, False, False]
+
+
+async def test_a_recovered_client_misses_what_its_room_was_skipped_from(
+    extras_server: ServerURL,
+) -> None:
+    url = f"{extras_server}/recover/?EIO=4&transport=websocket"
+    async with await Client.connect(url) as ws2:
+        sender = Sio(ws2)
+        await sender.connect()
+        ws1 = await Client.connect(url)
+        cut = Sio(ws1)
+        pid = (await cut.connect())["pid"]
+        await cut.call("join", "quiet")
+        assert await sender.call("publish", "before", None) == [2]
+        news = await cut.event()
+        assert news[:2] == ["news", "before"]
+        offset = news[2]
+        await ws1.close()  # "transport close": the session is kept for recovery
+        await sender.event()  # its own copy of "before"
+
+        async def recovered() -> Sio | None:
+            # Each round publishes: the skipped event, then one for everyone.
+            await sender.call("publish", "skipped", ["quiet"])
+            await sender.call("publish", "kept", [sender.sid])
+            ws = await Client.connect(url)
+            back = Sio(ws)
+            payload = await back.connect({"pid": pid, "offset": offset})
+            if payload["sid"] == cut.sid:
+                return back
+            await ws.close()
+            return None
+
+        back = await servers.wait_for(recovered, timeout=5.0, what="the session to be kept")
+        try:
+            assert await back.call("hello") == [[cut.sid, True]]
+            missed = [e[:2] for e in back.early]
+            assert missed and set(map(tuple, missed)) == {("news", "kept")}
+        finally:
+            await back.ws.close()
