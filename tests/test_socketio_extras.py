@@ -1,5 +1,5 @@
 """Socket.IO over a real server (tests/apps/socketio_extras.py), spoken frame by frame
-on a WebSocket: ``skip`` of several connections and rooms."""
+on a WebSocket: ``skip`` of several connections and rooms, the catch-all handler."""
 
 from __future__ import annotations
 
@@ -161,3 +161,15 @@ async def test_a_recovered_client_misses_what_its_room_was_skipped_from(
             assert missed and set(map(tuple, missed)) == {("news", "kept")}
         finally:
             await back.ws.close()
+
+
+async def test_catch_all_gets_events_without_a_handler(extras_server: ServerURL) -> None:
+    async with clients(extras_server, 1) as [a]:
+        # With an ack: the event's name first, then its arguments; the return acks.
+        assert await a.call("whatever", 1, "two") == [{"event": "whatever", "args": [1, "two"]}]
+        assert await a.event() == ["caught", "whatever", [1, "two"]]
+        # An event with its own handler does not reach the catch-all.
+        assert await a.call("own", 7) == ["own handler 7"]
+        # Without an ack.
+        await a.ws.send('42["fire",{"x":5}]')
+        assert await a.event() == ["caught", "fire", [{"x": 5}]]

@@ -1,5 +1,5 @@
 """Socket.IO features a client observes through other clients: ``skip`` of several
-connections and rooms. Served by
+connections and rooms, the catch-all handler ``@on_socketio_event("*")``. Served by
 tests/test_socketio_extras.py."""
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ class Extras:
         sent = await self.sio.emit("news", "extra!", skip=spec)
         await self.sio.emit("marker")
         return sent
+
+    @on_socketio_event("own")
+    async def own(self, conn: SocketIOConnection, value: int) -> str:
+        return f"own handler {value}"
+
+    @on_socketio_event("*")
+    async def any_event(self, conn: SocketIOConnection, event: str, *args: Any) -> Any:
+        await conn.emit("caught", event, list(args))
+        return {"event": event, "args": list(args)}
 
 
 @socketio_controller("/recover", recovery_ms=60_000)

@@ -47,6 +47,9 @@ RECOVERABLE = frozenset(
         "forced server close",
     }
 )
+#: The event of an ``@on_socketio_event`` handler that gets the events without a handler
+#: of their own (their name first).
+CATCH_ALL = "*"
 #: Frames a connection may queue while its "connect" handler runs.
 PRE_CONNECT_LIMIT = 1024
 
@@ -511,8 +514,11 @@ class SocketIOEndpoint:
         handler = ns.handlers.get(event) if isinstance(event, str) else None
         ack_id = packet.id
         if handler is None:
-            logger.debug("Socket.IO %s: no handler for event %r", ns.name, event)
-            return None
+            handler = ns.handlers.get(CATCH_ALL) if isinstance(event, str) else None
+            if handler is None:
+                logger.debug("Socket.IO %s: no handler for event %r", ns.name, event)
+                return None
+            args = data  # the catch-all takes the event's name first, as onAny
         try:
             result = await handler.call(conn.instance, conn, args)
         except ArgumentError as exc:
