@@ -1,5 +1,6 @@
 """Socket.IO over a real server (tests/apps/socketio_extras.py), spoken frame by frame
-on a WebSocket: ``skip`` of several connections and rooms, the catch-all handler."""
+on a WebSocket and with raw long-polling requests: ``skip`` of several connections and
+rooms, the catch-all handler, the Engine.IO connect and disconnect hooks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 import servers
 from servers import Client, ServerPool, ServerURL
@@ -173,3 +175,80 @@ async def test_catch_all_gets_events_without_a_handler(extras_server: ServerURL)
         # Without an ack.
         await a.ws.send('42["fire",{"x":5}]')
         assert await a.event() == ["caught", "fire", [{"x": 5}]]
+
+
+async def hook_log(url: str, sid: str, entries: int) -> list[list[str]]:
+    """What the hooks recorded for ``sid``, once they recorded ``entries`` entries."""
+    async with clients(url, 1) as [probe]:
+
+        async def logged() -> list[list[str]] | None:
+            [found] = await probe.call("hook-log", sid)
+            return found if len(found) >= entries else None
+
+        log: list[list[str]] = await servers.wait_for(logged, timeout=5.0, what="the hooks")
+        return log
+
+
+def engine_sid(open_frame: str) -> str:
+    assert open_frame.startswith("0{"), open_frame
+    sid: str = json.loads(open_frame[1:])["sid"]
+    return sid
+
+
+async def test_engineio_hooks_over_websocket(extras_server: ServerURL) -> None:
+    url = extras_server
+    ws = await Client.connect(f"{url}{PATH}?EIO=4&transport=websocket")
+    async with ws:
+        sid = engine_sid(str(await ws.recv()))
+        assert await hook_log(url, sid, 1) == [["connect", "websocket"]]
+    assert await hook_log(url, sid, 2) == [
+        ["connect", "websocket"],
+        ["disconnect", "websocket", "transport close"],
+    ]
+
+
+def http(url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url="http" + url[2:], timeout=5.0)
+
+
+async def test_engineio_hooks_over_polling(extras_server: ServerURL) -> None:
+    url = extras_server
+    params = {"EIO": "4", "transport": "polling"}
+    async with http(url) as client:
+        sid = engine_sid((await client.get(PATH, params=params)).text)
+        assert await hook_log(url, sid, 1) == [["connect", "polling"]]
+        r = await client.post(PATH, params={**params, "sid": sid}, content="1")
+        assert (r.status_code, r.text) == (200, "ok")
+    assert await hook_log(url, sid, 2) == [
+        ["connect", "polling"],
+        ["disconnect", "polling", "transport close"],
+    ]
+
+
+async def test_engineio_hooks_of_an_engineio_controller(extras_server: ServerURL) -> None:
+    url = extras_server
+    path = "/engine.io/"
+    params = {"EIO": "4", "transport": "polling"}
+    async with http(url) as client:
+        # Polling, upgraded to WebSocket: one connect, one disconnect, on the transport
+        # the session ended on; the hooks share the instance the messages go to.
+        sid = engine_sid((await client.get(path, params=params)).text)
+        ws = await Client.connect(f"{url}{path}?EIO=4&transport=websocket&sid={sid}")
+        async with ws:
+            await ws.send("2probe")
+            assert await ws.recv() == "3probe"
+            await ws.send("5")
+            await ws.send("4hi")
+            while (frame := await ws.recv()) == "2":
+                await ws.send("3")
+            assert frame == f"4opened {sid}"
+        # A polling session nobody polls: its ping goes unanswered.
+        quiet = engine_sid((await client.get(path, params=params)).text)
+    assert await hook_log(url, sid, 2) == [
+        ["connect", "polling"],
+        ["disconnect", "websocket", "transport close"],
+    ]
+    assert await hook_log(url, quiet, 2) == [
+        ["connect", "polling"],
+        ["disconnect", "polling", "ping timeout"],
+    ]

@@ -45,6 +45,7 @@ from .engineio_state import Upgraded, UpgradeFailed
 
 if TYPE_CHECKING:
     from ..admission import Admission
+    from .engine_hooks import EngineHooks
 
 __all__ = ["EngineIOEndpoint"]
 
@@ -91,6 +92,8 @@ class EngineIOEndpoint:
         #: The App's connection limits, which count long-polling sessions (set by the
         #: plug-in; None outside an App).
         self.admission: Admission | None = None
+        #: The ``@on_engineio_connect`` / ``@on_engineio_disconnect`` methods, if any.
+        self.hooks: EngineHooks | None = None
         self._event: Callable[[], anyio.Event] | None = None
         self._sweep_period = max(
             0.02, min(1.0, options.ping_interval_ms / 4000, options.ping_timeout_ms / 4000)
@@ -191,6 +194,7 @@ class EngineIOEndpoint:
                 raise
             session.admitted = admission  # released once, when the session ends
             session.run_in(self.tg)
+            session.start_runner()  # the connect hooks, if any
             await _respond(send, 200, self._take(session), _TEXT, cors)
             return
         if method == "GET":
@@ -219,6 +223,8 @@ class EngineIOEndpoint:
         session = EngineSession(self, transport, scope)
         self.sessions[session.sid] = session
         self.app.on_open(session)
+        if self.hooks is not None:
+            self.hooks.opened(session)
         return session
 
     def _take(self, session: EngineSession) -> bytes:
@@ -396,10 +402,12 @@ class EngineIOEndpoint:
             # Handlers run in the endpoint's task group (one task group less per
             # connection); they end on their own once the session is closed.
             session.run_in(self.tg)
+            session.start_runner()  # the connect hooks, if any
             await self._read(session, ws, receive, True, True)
             return
         async with anyio.create_task_group() as tg:
             session.run_in(tg)
+            session.start_runner()
             tg.start_soon(self._heartbeat, session)
             await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()

@@ -564,6 +564,10 @@ class EngineSession:
                         await self.endpoint.app.on_close(self, reason)
                     except Exception:
                         logger.exception("Engine.IO session %s: on close failed", self.sid)
+                hooks = self.endpoint.hooks
+                if hooks is not None:
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await hooks.closed(self, reason)
         finally:
             self.release_slot()
             self.endpoint.sessions.pop(self.sid, None)

@@ -22,6 +22,7 @@ from ..plugins import AppSetup, register
 from ..websocket import WebSocket
 from .controllers import EngineIOMeta, EngineOptions, SocketIOMeta, controller_meta
 from .engine import EngineIOEndpoint
+from .engine_hooks import EngineHooks
 from .engine_session import EngineIOConnection, EngineSession
 from .handlers import EventHandler, compile_engineio, compile_events
 from .server import Namespace, SocketIOConnection, SocketIOEndpoint, SocketIOServer
@@ -193,8 +194,13 @@ class SocketIOSetup:
                 cls = entries[0][0]
                 handler = compile_engineio(cls, EngineIOConnection, container)
                 app: Any = _EngineIOApp(cls, handler, container.resolve_kwargs(cls))
+                # The hooks run on the instance the session's messages go to.
+                hooks = EngineHooks.compile([(cls, app.ctor_kwargs)], container, shared=True)
             else:
                 namespaces = {}
+                hooks = EngineHooks.compile(
+                    [(cls, container.resolve_kwargs(cls)) for cls, _ in entries], container
+                )
                 for cls, meta in entries:
                     assert isinstance(meta, SocketIOMeta)
                     namespaces[meta.namespace] = Namespace(
@@ -211,6 +217,7 @@ class SocketIOSetup:
                 assert self.server is not None
                 self.server.add_endpoint(app)
             endpoint = EngineIOEndpoint(path, options, app)
+            endpoint.hooks = hooks
             self.endpoints.append(endpoint)
             self.runtime.endpoints.append(endpoint)
 
