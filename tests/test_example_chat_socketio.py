@@ -1,5 +1,6 @@
 """examples/chat_socketio started as a user starts it, talked to by python-socketio
-clients and by a browser's view of it (the page and the client library it loads)."""
+clients and by a browser's view of it (the page and the client library it loads), and
+under ``wsgate run --workers 2``."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+import servers
 import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
+#: socket.io-client's browser bundle, kept in the example (no npm install needed).
+CLIENT_JS = ROOT / "examples" / "chat_socketio" / "socket.io.min.js"
 pytestmark = [pytest.mark.examples, pytest.mark.usefixtures("anyio_backend")]
 TIMEOUT = 5.0
 
@@ -57,6 +61,53 @@ async def test_page_and_client_library(example_url: str) -> None:
         assert page.status_code == 200 and '<script src="/socket.io-client.js">' in page.text
         js = await client.get("/socket.io-client.js")
         assert js.status_code == 200 and js.headers["content-type"] == "text/javascript"
+        # The bundle kept in the example, whatever node_modules holds: the page works
+        # right after `pip install -e ".[demo]"`.
+        assert js.content == CLIENT_JS.read_bytes()
+        assert js.text.startswith("/*!\n * Socket.IO v4.")
+        assert "Released under the MIT License." in js.text[:200]
+        assert 20_000 < len(js.content) < 100_000
+
+
+async def chat(url: str, transports: list[str] | None = None) -> dict[str, Any]:
+    """Ann says hi in the lobby; what Bob hears."""
+
+    async def scenario() -> dict[str, Any]:
+        got: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def put(first: Any, *offset: Any) -> None:
+            await got.put(first)
+
+        ann = socketio.AsyncClient(reconnection=False)
+        bob = socketio.AsyncClient(reconnection=False)
+        bob.on("said", put)
+        for client, user in ((ann, "ann"), (bob, "bob")):
+            await client.connect(
+                url, auth={"user": user}, transports=transports, wait_timeout=TIMEOUT
+            )
+        try:
+            ack = await ann.call("say", {"text": "hi"}, timeout=TIMEOUT)
+            heard = await asyncio.wait_for(got.get(), TIMEOUT)
+        finally:
+            await ann.disconnect()
+            await bob.disconnect()
+        return {"ack": ack, "heard": heard}
+
+    return await anyio.to_thread.run_sync(functools.partial(asyncio.run, scenario()))
+
+
+async def test_runs_under_wsgate_run_with_two_workers() -> None:
+    with servers.run_server("wsgate-run-2", "examples.chat_socketio.app:app") as ws_url:
+        url = "http" + ws_url[2:]
+        async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
+            assert (await client.get("/")).status_code == 200
+            js = await client.get("/socket.io-client.js")
+            assert js.status_code == 200 and js.content == CLIENT_JS.read_bytes()
+        # WebSocket only: long-polling across workers needs sticky sessions. Several
+        # pairs, so that some land on different workers: rooms span them.
+        for _ in range(4):
+            seen = await chat(url, ["websocket"])
+            assert seen == {"ack": True, "heard": {"room": "lobby", "user": "ann", "text": "hi"}}
 
 
 async def test_two_users_chat(example_url: str) -> None:

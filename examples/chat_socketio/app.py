@@ -1,14 +1,23 @@
 """A Socket.IO chat: rooms, nicknames, acknowledged messages, a page a browser's
 socket.io-client can use.
 
-Run it with ``python -m examples.chat_socketio`` (hypercorn on trio) or any ASGI server::
+Run it with ``python -m examples.chat_socketio`` (hypercorn on trio), with several
+workers, or with any ASGI server::
 
+    wsgate run examples.chat_socketio.app:app --workers 2
     hypercorn --worker-class trio examples.chat_socketio.app:app
     uvicorn examples.chat_socketio.app:app
 
-The page loads the client from ``/socket.io-client.js``, served from this checkout's
-``node_modules/socket.io-client/dist`` when it is there (``npm install socket.io-client``);
-otherwise point the page's ``<script>`` at a CDN copy of socket.io-client 4.x.
+The page loads the official browser client from ``/socket.io-client.js``: the
+``dist/socket.io.min.js`` bundle of the npm package socket.io-client 4.8.4 (MIT, its
+license in ``socket.io-client.LICENSE``), kept next to this file, so nothing needs to be
+installed with npm.
+
+With several workers, rooms reach every worker through the App's broker, but a
+long-polling session lives in the worker that opened it: behind a load balancer, route
+a client's requests to one worker (sticky sessions, by the ``sid`` query parameter or
+the client's address), or have the page connect with ``transports: ["websocket"]``,
+which needs no stickiness (the page does so when the URL ends with ``?websocket``).
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ from wsgate.socketio import (
 
 HERE = Path(__file__).parent
 PAGE = (HERE / "index.html").read_bytes()
-CLIENT_JS = HERE.parent.parent / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+#: socket.io-client's browser bundle (dist/socket.io.min.js of the npm package, 4.8.4).
+CLIENT_JS = (HERE / "socket.io.min.js").read_bytes()
 
 
 class Say(msgspec.Struct):
@@ -89,8 +99,8 @@ async def http(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
     if path == "/":
         body, kind, status = PAGE, b"text/html; charset=utf-8", 200
-    elif path == "/socket.io-client.js" and CLIENT_JS.is_file():
-        body, kind, status = CLIENT_JS.read_bytes(), b"text/javascript", 200
+    elif path == "/socket.io-client.js":
+        body, kind, status = CLIENT_JS, b"text/javascript", 200
     else:
         body, kind, status = b"Not Found", b"text/plain", 404
     await send(

@@ -123,17 +123,25 @@ class Admission:
                     detail={"origin": origin},
                 ),
             )
+        refused = self.count(scope)
+        if refused is not None:
+            return refusal_messages(scope, refused)
+        return None
+
+    def count(self, scope: Scope) -> WebSocketError | None:
+        """Count the connection of ``scope`` against ``max_connections`` and
+        ``max_connections_per_client`` (no Origin check): None if it is counted (the
+        caller must :meth:`release` it when the connection ends), else the error that
+        refuses it (HTTP 503, counted in the stats). :meth:`admit` uses it for
+        WebSockets; the Engine.IO endpoint for long-polling sessions."""
         limit = self.max_connections
         if limit is not None and self.open >= limit:
             self.stats.refused_limit += 1
-            return refusal_messages(
-                scope,
-                refusal_error(
-                    "too_many_connections",
-                    "the server has too many connections; try again later",
-                    http_status=503,
-                    close_code=status.WS_1013_TRY_AGAIN_LATER,
-                ),
+            return refusal_error(
+                "too_many_connections",
+                "the server has too many connections; try again later",
+                http_status=503,
+                close_code=status.WS_1013_TRY_AGAIN_LATER,
             )
         if self.max_per_client is not None:
             key = _client_key(scope)
@@ -141,14 +149,11 @@ class Admission:
                 count = self._per_client.get(key, 0)
                 if count >= self.max_per_client:
                     self.stats.refused_limit += 1
-                    return refusal_messages(
-                        scope,
-                        refusal_error(
-                            "too_many_connections",
-                            "this client has too many connections; try again later",
-                            http_status=503,
-                            close_code=status.WS_1013_TRY_AGAIN_LATER,
-                        ),
+                    return refusal_error(
+                        "too_many_connections",
+                        "this client has too many connections; try again later",
+                        http_status=503,
+                        close_code=status.WS_1013_TRY_AGAIN_LATER,
                     )
                 self._per_client[key] = count + 1
         self.open += 1

@@ -273,6 +273,7 @@ class App:
             # e.g. a Socket.IO endpoint with cors_allowed_origins checks Origin itself.
             own_origin_policy=setup.own_origin_paths,
         )
+        setup.admission_built(self._admission)  # e.g. Engine.IO polling sessions count
         if callable(guards):
             raise ConfigurationError("App(guards=...) takes a list of functions")
         app_guards = tuple(guards)

@@ -26,7 +26,10 @@ A plug-in's life with one App, in order:
 2. The App builds its dependency container from the providers; each
    :meth:`AppSetup.add_gateways` factory is called with it and returns gateway classes
    the App compiles with the user's.
-3. Once the App is built, each :meth:`AppSetup.on_built` callback is called with it
+3. Once the App has its :class:`~wsgate.admission.Admission` (the Origin policy and the
+   connection limits), each :meth:`AppSetup.on_admission` callback is called with it
+   (an endpoint serving connections that are not WebSockets counts them there).
+4. Once the App is built, each :meth:`AppSetup.on_built` callback is called with it
    (to mount HTTP endpoints with :meth:`App.mount_http <wsgate.App.mount_http>`).
 """
 
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from .admission import Admission
     from .app import App
     from .di import Container
 
@@ -86,6 +90,7 @@ class AppSetup:
         self._options = dict(options)
         self._factories: list[Callable[[Container], Iterable[type]]] = []
         self._built: list[Callable[[App], None]] = []
+        self._admission: list[Callable[[Admission], None]] = []
         self._own_origin: list[str] = []
         self._describer: Describer | None = None
 
@@ -121,6 +126,15 @@ class AppSetup:
         """Call ``callback`` with the App once it is built (to mount HTTP endpoints)."""
         self._built.append(callback)
 
+    def on_admission(self, callback: Callable[[Admission], None]) -> None:
+        """Call ``callback`` with the App's :class:`~wsgate.admission.Admission` once it
+        exists: a plug-in whose endpoint holds connections that are not WebSockets
+        (Engine.IO long-polling sessions) counts them against ``max_connections`` and
+        ``max_connections_per_client`` with :meth:`Admission.count
+        <wsgate.admission.Admission.count>` and :meth:`Admission.release
+        <wsgate.admission.Admission.release>`."""
+        self._admission.append(callback)
+
     def checks_own_origin(self, path: str) -> None:
         """The endpoint at ``path`` checks the handshake's ``Origin`` itself: the App's
         ``allowed_origins`` policy does not apply there."""
@@ -154,6 +168,11 @@ class AppSetup:
         for factory in self._factories:
             found.extend(factory(container))
         return found
+
+    def admission_built(self, admission: Admission) -> None:
+        """Run the :meth:`on_admission` callbacks."""
+        for callback in self._admission:
+            callback(admission)
 
     def built(self, app: App) -> None:
         """Run the :meth:`on_built` callbacks."""

@@ -307,13 +307,16 @@ class BroadcastGroup:
     ) -> int:
         """Enqueue an already-encoded ASGI message to this process's members of ``group``.
 
-        ``exclude`` is a member to skip; ``offset`` the frame's offset in the group's
-        history (0: none). Members that are gone or closed as slow consumers are removed
-        from every group at once.
+        ``exclude`` is a member to skip (or a ``frozenset`` of them); ``offset`` the
+        frame's offset in the group's history (0: none). Members that are gone or closed
+        as slow consumers are removed from every group at once.
         """
         g = self._groups.get(group)
         if g is None:
             return 0
+        many: frozenset[Any] | None = None
+        if type(exclude) is frozenset:
+            many, exclude = exclude, None
         sent = 0
         dropped = 0
         gone: list[Subscriber] | None = None
@@ -322,7 +325,7 @@ class BroadcastGroup:
             self._relay_chosen = True
         relay = self._relay
         for ws, conn in g.members.items():
-            if ws is exclude:
+            if ws is exclude or (many is not None and ws in many):
                 continue
             result = conn.offer(message, relay)
             if result is Offer.QUEUED:
@@ -344,7 +347,7 @@ class BroadcastGroup:
             relay.start()
         if g.catching_up:
             for ws, held in g.catching_up.items():
-                if ws is not exclude:
+                if ws is not exclude and (many is None or ws not in many):
                     held.append((offset, message))
         g.stats.delivered += sent
         self.stats.delivered += sent

@@ -30,6 +30,7 @@ from .controllers import (
     on_socketio_event,
     socketio_controller,
 )
+from .engine_hooks import on_engineio_connect, on_engineio_disconnect
 from .engine_session import EngineIOConnection
 from .server import SocketIOConnection, SocketIOServer
 
@@ -39,6 +40,8 @@ __all__ = [
     "SocketIOServer",
     "engineio_controller",
     "instrument",
+    "on_engineio_connect",
+    "on_engineio_disconnect",
     "on_engineio_message",
     "on_socketio_event",
     "socketio_controller",

@@ -307,7 +307,11 @@ class AdminMonitor:
             await self._emit("event_received", conn.namespace, conn.sid, data, _now())
 
     async def event_sent(
-        self, ns: Namespace, data: list[Any], room: str | None, skip: SocketIOConnection | None
+        self,
+        ns: Namespace,
+        data: list[Any],
+        room: str | None,
+        skip: SocketIOConnection | frozenset[SocketIOConnection] | None,
     ) -> None:
         if not self.development or ns.name == self.namespace:
             return
@@ -321,7 +325,7 @@ class AdminMonitor:
             targets = [m.sid for m in members if isinstance(m, SocketIOConnection)]
         when = _now()
         for sid in targets:
-            if sid in by_sid and (skip is None or skip.sid != sid):
+            if sid in by_sid and not _skipped(by_sid[sid].conn, skip):
                 await self._emit("event_sent", ns.name, sid, data, when)
 
     # -- the admin namespace --------------------------------------------------------------
@@ -540,3 +544,12 @@ def server_of(app: App) -> SocketIOServer:
         )
     server: SocketIOServer = app.container.get(SocketIOServer)
     return server
+
+
+def _skipped(conn: Any, skip: SocketIOConnection | frozenset[SocketIOConnection] | None) -> bool:
+    """Whether an emit that left out ``skip`` left out ``conn``."""
+    if skip is None:
+        return False
+    if isinstance(skip, frozenset):
+        return conn in skip
+    return conn is skip

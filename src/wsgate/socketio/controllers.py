@@ -191,6 +191,11 @@ def on_socketio_event(event: str) -> Callable[[F], F]:
     receives the reason. Parameters: the connection, then the client's arguments in order
     (annotated ones validated by msgspec), ``*args`` for the rest, providers by type. The
     return value is the acknowledgement (a tuple for several arguments).
+
+    ``"*"`` catches every event of the namespace that has no handler of its own, as
+    ``socket.onAny`` does in Node: the event's name comes first, then its arguments
+    (``async def any_event(self, conn, event: str, *args)``); its return value is the
+    acknowledgement too.
     """
     if not isinstance(event, str) or not event:
         raise DecoratorUsageError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -42,6 +42,10 @@ from .engineio_protocol import (
     encode_payload,
 )
 from .engineio_state import Upgraded, UpgradeFailed
+
+if TYPE_CHECKING:
+    from ..admission import Admission
+    from .engine_hooks import EngineHooks
 
 __all__ = ["EngineIOEndpoint"]
 
@@ -85,6 +89,11 @@ class EngineIOEndpoint:
         self.tg: TaskGroup | None = None
         #: Sessions closed while no task group runs (no lifespan); finished inline.
         self.orphans: list[tuple[EngineSession, str]] = []
+        #: The App's connection limits, which count long-polling sessions (set by the
+        #: plug-in; None outside an App).
+        self.admission: Admission | None = None
+        #: The ``@on_engineio_connect`` / ``@on_engineio_disconnect`` methods, if any.
+        self.hooks: EngineHooks | None = None
         self._event: Callable[[], anyio.Event] | None = None
         self._sweep_period = max(
             0.02, min(1.0, options.ping_interval_ms / 4000, options.ping_timeout_ms / 4000)
@@ -171,8 +180,21 @@ class EngineIOEndpoint:
             await _error(send, err[0], cors)
             return
         if session is None:
-            session = self._open(scope, "polling")
+            admission = self.admission
+            if admission is not None:
+                refused = admission.count(scope)  # max_connections(_per_client)
+                if refused is not None:
+                    await _refuse(send, refused.message, cors)
+                    return
+            try:
+                session = self._open(scope, "polling")
+            except BaseException:
+                if admission is not None:
+                    admission.release(scope)
+                raise
+            session.admitted = admission  # released once, when the session ends
             session.run_in(self.tg)
+            session.start_runner()  # the connect hooks, if any
             await _respond(send, 200, self._take(session), _TEXT, cors)
             return
         if method == "GET":
@@ -201,6 +223,8 @@ class EngineIOEndpoint:
         session = EngineSession(self, transport, scope)
         self.sessions[session.sid] = session
         self.app.on_open(session)
+        if self.hooks is not None:
+            self.hooks.opened(session)
         return session
 
     def _take(self, session: EngineSession) -> bytes:
@@ -378,10 +402,12 @@ class EngineIOEndpoint:
             # Handlers run in the endpoint's task group (one task group less per
             # connection); they end on their own once the session is closed.
             session.run_in(self.tg)
+            session.start_runner()  # the connect hooks, if any
             await self._read(session, ws, receive, True, True)
             return
         async with anyio.create_task_group() as tg:
             session.run_in(tg)
+            session.start_runner()
             tg.start_soon(self._heartbeat, session)
             await self._read(session, ws, receive, True, True)
             tg.cancel_scope.cancel()
@@ -683,6 +709,14 @@ async def _respond(
         headers.append((b"content-type", content_type))
     await send({"type": "http.response.start", "status": status, "headers": headers + extra})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, message: str, cors: list[Any]) -> None:
+    """A long-polling handshake over the App's connection limits: HTTP 503, as the App
+    refuses a WebSocket, with the Engine.IO error body (code 4 and the reason, as the
+    reference server answers a handshake its ``allowRequest`` refused)."""
+    body = msgspec.json.encode({"code": FORBIDDEN, "message": message})
+    await _respond(send, 503, body, b"application/json", cors)
 
 
 async def _error(send: Send, code: int, cors: list[Any]) -> None:

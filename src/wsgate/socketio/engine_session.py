@@ -25,6 +25,7 @@ from .engineio_protocol import EngineIOPacketType
 from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceived, SessionClosed
 
 if TYPE_CHECKING:
+    from ..admission import Admission
     from .engine import EngineIOEndpoint
 
 __all__ = ["EngineIOApplication", "EngineIOConnection", "EngineSession", "Reply", "new_id"]
@@ -82,6 +83,7 @@ class EngineSession:
     __slots__ = (
         "__weakref__",
         "_finished",
+        "admitted",
         "_inline",
         "dispatching",
         "loop_done",
@@ -117,6 +119,10 @@ class EngineSession:
         #: Cancelled when the session closes, to end the WebSocket's receive loop.
         self.loop_scope: anyio.CancelScope | None = None
         self.ws_home = transport == "websocket"
+        #: The App's admission that counts this long-polling session against its
+        #: connection limits, until :meth:`release_slot` (None: not counted here; a
+        #: WebSocket is counted by the App).
+        self.admitted: Admission | None = None
         self.tg: TaskGroup | None = None
         self.timer: float | None = None
         self.state = State()
@@ -274,6 +280,16 @@ class EngineSession:
         self.ws = ws
         if upgraded:
             self.poll_noop = True
+            # The upgrade hands the count over: the WebSocket was admitted (counted) by
+            # the App on its own, so the polling session's slot is given back.
+            self.release_slot()
+
+    def release_slot(self) -> None:
+        """Give back the connection-limit slot this polling session holds (once)."""
+        admission = self.admitted
+        if admission is not None:
+            self.admitted = None
+            admission.release(self.scope)
 
     def reading(self, scope: anyio.CancelScope | None) -> None:
         """The WebSocket's read loop runs in ``scope`` (cancelled when the session
@@ -515,6 +531,7 @@ class EngineSession:
     def _closed(self, reason: str) -> None:
         # The machine is closed: wake a waiting poll, close the WebSocket, and have the
         # application's on_close run where the session lives.
+        self.release_slot()
         self.flush()
         self.wake_poll()
         self.taken()
@@ -547,7 +564,12 @@ class EngineSession:
                         await self.endpoint.app.on_close(self, reason)
                     except Exception:
                         logger.exception("Engine.IO session %s: on close failed", self.sid)
+                hooks = self.endpoint.hooks
+                if hooks is not None:
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await hooks.closed(self, reason)
         finally:
+            self.release_slot()
             self.endpoint.sessions.pop(self.sid, None)
             self._finished.set()
 

@@ -15,7 +15,14 @@ from ..errors import ConfigurationError
 from ..frames import validation_errors
 from .controllers import ENGINEIO_MESSAGE_ATTR, EVENT_ATTR
 
-__all__ = ["ArgumentError", "EventHandler", "compile_engineio", "compile_events"]
+__all__ = [
+    "ArgumentError",
+    "EventHandler",
+    "compile_engineio",
+    "compile_events",
+    "compile_method",
+    "methods",
+]
 
 _MISSING: Any = object()
 CONN, ARG, PROVIDER = "conn", "arg", "provider"
@@ -162,6 +169,20 @@ def _methods(cls: type) -> list[tuple[str, Any]]:
                 out.append((attr, fn))
     # the most derived definition wins
     return list(dict(out).items())
+
+
+def methods(cls: type) -> list[tuple[str, Any]]:
+    """The callable attributes of ``cls`` and its bases, the most derived first found."""
+    return _methods(cls)
+
+
+def compile_method(
+    cls: type, attr: str, event: str, conn_type: type, container: Container
+) -> EventHandler:
+    """The method ``attr`` of ``cls`` as a handler called with a ``conn_type`` connection
+    and positional arguments (providers by type). Raises
+    :class:`~wsgate.errors.ConfigurationError` naming the class, method and parameter."""
+    return _compile(cls, attr, getattr(cls, attr), event, (conn_type,), container)
 
 
 def compile_events(cls: type, conn_type: type, container: Container) -> dict[str, EventHandler]:

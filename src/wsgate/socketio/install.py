@@ -22,11 +22,13 @@ from ..plugins import AppSetup, register
 from ..websocket import WebSocket
 from .controllers import EngineIOMeta, EngineOptions, SocketIOMeta, controller_meta
 from .engine import EngineIOEndpoint
+from .engine_hooks import EngineHooks
 from .engine_session import EngineIOConnection, EngineSession
 from .handlers import EventHandler, compile_engineio, compile_events
 from .server import Namespace, SocketIOConnection, SocketIOEndpoint, SocketIOServer
 
 if TYPE_CHECKING:
+    from ..admission import Admission
     from ..app import App
     from ..di import Container
 
@@ -192,8 +194,13 @@ class SocketIOSetup:
                 cls = entries[0][0]
                 handler = compile_engineio(cls, EngineIOConnection, container)
                 app: Any = _EngineIOApp(cls, handler, container.resolve_kwargs(cls))
+                # The hooks run on the instance the session's messages go to.
+                hooks = EngineHooks.compile([(cls, app.ctor_kwargs)], container, shared=True)
             else:
                 namespaces = {}
+                hooks = EngineHooks.compile(
+                    [(cls, container.resolve_kwargs(cls)) for cls, _ in entries], container
+                )
                 for cls, meta in entries:
                     assert isinstance(meta, SocketIOMeta)
                     namespaces[meta.namespace] = Namespace(
@@ -210,6 +217,7 @@ class SocketIOSetup:
                 assert self.server is not None
                 self.server.add_endpoint(app)
             endpoint = EngineIOEndpoint(path, options, app)
+            endpoint.hooks = hooks
             self.endpoints.append(endpoint)
             self.runtime.endpoints.append(endpoint)
 
@@ -217,6 +225,12 @@ class SocketIOSetup:
         """Serve the endpoints' polling transport through the App's HTTP mounts."""
         for ep in self.endpoints:
             app.mount_http(ep.path, ep)
+
+    def use_admission(self, admission: Admission) -> None:
+        """Count the endpoints' long-polling sessions against the App's connection
+        limits (their WebSockets are admitted by the App itself)."""
+        for ep in self.endpoints:
+            ep.admission = admission
 
     def own_origin_paths(self) -> list[str]:
         """The paths whose endpoints check ``Origin`` themselves (``cors_allowed_origins``
@@ -244,6 +258,7 @@ def plugin(setup: AppSetup) -> None:
     for path in sio.own_origin_paths():
         setup.checks_own_origin(path)
     setup.add_gateways(sio.build)
+    setup.on_admission(sio.use_admission)
     setup.on_built(sio.mount)
 
 

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import anyio
 
@@ -47,6 +47,9 @@ RECOVERABLE = frozenset(
         "forced server close",
     }
 )
+#: The event of an ``@on_socketio_event`` handler that gets the events without a handler
+#: of their own (their name first).
+CATCH_ALL = "*"
 #: Frames a connection may queue while its "connect" handler runs.
 PRE_CONNECT_LIMIT = 1024
 
@@ -91,7 +94,11 @@ class SocketIOObserver(Protocol):
         """``conn`` sent an EVENT: ``[name, *args]``."""
 
     async def event_sent(
-        self, ns: Namespace, data: list[Any], room: str | None, skip: SocketIOConnection | None
+        self,
+        ns: Namespace,
+        data: list[Any],
+        room: str | None,
+        skip: SocketIOConnection | frozenset[SocketIOConnection] | None,
     ) -> None:
         """An EVENT (``[name, *args]``) went to ``room`` of ``ns`` (None: all) but
         ``skip``; a single connection's own emit has its sid as ``room``."""
@@ -119,8 +126,10 @@ class Namespace:
     #: The constructor's arguments, resolved once at startup (providers are singletons).
     ctor_kwargs: dict[str, Any] = field(default_factory=dict)
     saved: dict[str, _Saved] = field(default_factory=dict)
-    #: (offset, room or None, skipped sid or None, data, emitted at)
-    log: deque[tuple[str, str | None, str | None, list[Any], float]] = field(default_factory=deque)
+    #: (offset, room or None, skipped rooms and sids or None, data, emitted at)
+    log: deque[tuple[str, str | None, frozenset[str] | None, list[Any], float]] = field(
+        default_factory=deque
+    )
 
     def group(self, room: str | None) -> str:
         """The BroadcastGroup name of ``room`` (None: every connection)."""
@@ -362,6 +371,11 @@ class SocketIOConnection:
         client.session.close("forced server close")
 
 
+#: What an emit leaves out: a connection, a room (a sid is a room too), or an iterable of
+#: connections and rooms, as ``except`` in Node.
+Skip: TypeAlias = SocketIOConnection | str | Iterable[SocketIOConnection | str] | None
+
+
 class _Client:
     """The Socket.IO side of one Engine.IO session."""
 
@@ -548,11 +562,11 @@ class SocketIOEndpoint:
         if index is None:
             return None
         del ns.saved[pid]
-        rooms = set(saved.rooms)
+        rooms = set(saved.rooms)  # its own sid among them
         missed = [
             data
             for _, room, skip, data, _ in log[index + 1 :]
-            if (room is None or room in rooms) and skip != saved.sid
+            if (room is None or room in rooms) and (skip is None or skip.isdisjoint(rooms))
         ]
         conn.sid = saved.sid
         conn.pid = pid
@@ -572,8 +586,11 @@ class SocketIOEndpoint:
         handler = ns.handlers.get(event) if isinstance(event, str) else None
         ack_id = packet.id
         if handler is None:
-            logger.debug("Socket.IO %s: no handler for event %r", ns.name, event)
-            return None
+            handler = ns.handlers.get(CATCH_ALL) if isinstance(event, str) else None
+            if handler is None:
+                logger.debug("Socket.IO %s: no handler for event %r", ns.name, event)
+                return None
+            args = data  # the catch-all takes the event's name first, as onAny
         try:
             result = await handler.call(conn.instance, conn, args)
         except ArgumentError as exc:
@@ -602,28 +619,82 @@ class SocketIOEndpoint:
         ns: Namespace,
         data: list[Any],
         room: str | None,
-        skip: SocketIOConnection | None,
+        skip: Skip,
     ) -> int:
         """Encode ``data`` (an EVENT's array) once and hand it to every member of
         ``room`` (None: the whole namespace) except ``skip``, in every worker."""
+        excluded, skipped = _resolve_skip(ns, skip)
         observer = self.observer
         if observer is not None:
-            await observer.event_sent(ns, data, room, skip)
+            await observer.event_sent(ns, data, room, excluded)
         if ns.recovery is not None:
             offset = new_id()
             data = [*data, offset]
             now = time.monotonic()
-            ns.log.append((offset, room, skip.sid if skip is not None else None, data, now))
+            ns.log.append((offset, room, skipped, data, now))
             if ns.log[0][4] + ns.recovery < now:
                 ns.prune(now)
         frames = _frames(SocketIOPacket(T.EVENT, ns.name, data))
         group = ns.group(room)
         sent = 0
-        for frame in frames:
-            sent = await ns.rooms.broadcast(group, frame, exclude=skip)
+        if isinstance(excluded, frozenset):
+            # Several connections, or rooms, resolved in this process (see _resolve_skip).
+            for frame in frames:
+                message = _message(frame)
+                sent = ns.rooms.deliver_local(group, message, excluded)
+        else:
+            for frame in frames:
+                sent = await ns.rooms.broadcast(group, frame, exclude=excluded)
         if observer is not None:
             observer.frames_out(frames, sent)
         return sent
+
+
+def _resolve_skip(
+    ns: Namespace, skip: Skip
+) -> tuple[SocketIOConnection | frozenset[SocketIOConnection] | None, frozenset[str] | None]:
+    """``skip`` as the broadcast applies it: the member to exclude (one connection, which
+    works across workers) or the set of this process's connections to exclude (the
+    connections given and the members of the rooms given); and the rooms and sids left
+    out, for the recovery log."""
+    if skip is None:
+        return None, None
+    if isinstance(skip, SocketIOConnection):
+        return skip, frozenset((skip.sid,))
+    items = (skip,) if isinstance(skip, str) else skip
+    conns: set[SocketIOConnection] = set()
+    names: set[str] = set()
+    rooms = False
+    for item in items:
+        if isinstance(item, SocketIOConnection):
+            conns.add(item)
+            names.add(item.sid)
+        elif isinstance(item, str):
+            rooms = True
+            names.add(item)
+            for member in ns.rooms.members(ns.group(item)):
+                if isinstance(member, SocketIOConnection):
+                    conns.add(member)
+        else:
+            raise TypeError(
+                "skip takes a SocketIOConnection, a room name or an iterable of them, "
+                f"not {type(item).__name__}"
+            )
+    if not rooms and len(conns) <= 1:
+        return (next(iter(conns)) if conns else None), frozenset(names) or None
+    if ns.rooms.broker_url is not None:
+        raise ValueError(
+            "skip with rooms or several connections is resolved in this process, and "
+            f"{type(ns.rooms).__name__} delivers across workers: skip one connection, or "
+            "emit to each room you want instead"
+        )
+    return frozenset(conns), frozenset(names)
+
+
+def _message(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, str):
+        return {"type": "websocket.send", "text": frame}
+    return {"type": "websocket.send", "bytes": frame}
 
 
 class SocketIOServer:
@@ -666,13 +737,19 @@ class SocketIOServer:
         *args: Any,
         room: str | None = None,
         namespace: str = "/",
-        skip: SocketIOConnection | None = None,
+        skip: Skip = None,
         path: str | None = None,
     ) -> int:
         """Send ``event`` with ``args`` to every connection of ``room`` (None: of the
         namespace), except ``skip``, on every worker; encoded once. Returns the frames
         enqueued in this process. Never waits for a client. Raises ``LookupError`` for a
-        namespace no controller serves (``path`` picks among several Socket.IO paths)."""
+        namespace no controller serves (``path`` picks among several Socket.IO paths).
+
+        ``skip`` leaves out a connection, the members of a room (a sid names a
+        connection's own room), or every connection and room of an iterable, as
+        ``except`` does in Node: ``skip=[conn, "muted"]``. One connection is skipped on
+        every worker; rooms and several connections are resolved among this process's
+        connections (a ``ValueError`` says so when the rooms span workers)."""
         endpoint, ns = self._namespace(namespace, path)
         data = [event, *to_wire_args(list(args))]
         return await endpoint.broadcast(ns, data, room, skip)
