@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -547,18 +547,24 @@ class RedisPresenceStore:
                 self._tg.start_soon(self._reload, group, w)
         self._ever_connected = True
 
+    async def _beat_if_alive(self, client: Any) -> bool:
+        """Refresh this worker's heartbeat if it still has one; if it expired (a long
+        pause, or a broker that lost it), register again under a new id and say so."""
+        self._count()
+        alive = await client.set(
+            self._heartbeat_key(self.worker_id),
+            self._beat(),
+            px=self._ttl_ms,
+            condition=PureToken.XX,
+        )
+        if not alive:
+            await self._renew()
+        return bool(alive)
+
     async def _register(self) -> None:
         client = self._ready_client()
         if self._ever_connected:
-            self._count()
-            alive = await client.set(
-                self._heartbeat_key(self.worker_id),
-                self._beat(),
-                px=self._ttl_ms,
-                condition=PureToken.XX,
-            )
-            if not alive:
-                await self._renew()
+            if not await self._beat_if_alive(client):
                 return
         else:
             await self._beat_now(client)
@@ -642,16 +648,7 @@ class RedisPresenceStore:
             try:
                 if anyio.current_time() >= next_beat:
                     next_beat = anyio.current_time() + interval
-                    client = self._ready_client()
-                    self._count()
-                    alive = await client.set(
-                        self._heartbeat_key(self.worker_id),
-                        self._beat(),
-                        px=self._ttl_ms,
-                        condition=PureToken.XX,
-                    )
-                    if not alive:
-                        await self._renew()
+                    await self._beat_if_alive(self._ready_client())
                     await self._remove_dead_workers()
                 dirty, self._dirty = self._dirty, set()
                 try:
