@@ -23,10 +23,13 @@ and :mod:`.install` wires it all into the App; :mod:`.admin` (:func:`instrument`
 the official admin UI's protocol.
 """
 
+from .adapter import RedisStreamsAdapter
 from .admin import instrument
+from .cluster import RemoteSocket
 from .controllers import (
     engineio_controller,
     on_engineio_message,
+    on_server_side_event,
     on_socketio_event,
     socketio_controller,
 )
@@ -36,6 +39,8 @@ from .server import SocketIOConnection, SocketIOServer
 
 __all__ = [
     "EngineIOConnection",
+    "RedisStreamsAdapter",
+    "RemoteSocket",
     "SocketIOConnection",
     "SocketIOServer",
     "engineio_controller",
@@ -43,6 +48,7 @@ __all__ = [
     "on_engineio_connect",
     "on_engineio_disconnect",
     "on_engineio_message",
+    "on_server_side_event",
     "on_socketio_event",
     "socketio_controller",
 ]

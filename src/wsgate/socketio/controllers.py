@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import DecoratorUsageError
+
+if TYPE_CHECKING:
+    from .adapter import RedisStreamsAdapter
 
 __all__ = [
     "EngineIOMeta",
     "SocketIOMeta",
     "engineio_controller",
     "on_engineio_message",
+    "on_server_side_event",
     "on_socketio_event",
     "socketio_controller",
 ]
@@ -23,6 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SOCKETIO_ATTR = "__wsgate_socketio__"
 EVENT_ATTR = "__wsgate_socketio_events__"
 ENGINEIO_MESSAGE_ATTR = "__wsgate_engineio_message__"
+SERVER_EVENT_ATTR = "__wsgate_socketio_server_events__"
 
 Origins = str | Sequence[str] | None
 
@@ -47,6 +53,7 @@ class SocketIOMeta:
     engine: EngineOptions
     connect_timeout_ms: int
     recovery_ms: int | None
+    adapter: RedisStreamsAdapter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,7 @@ def socketio_controller(
     connect_timeout_ms: int = 45000,
     cors_allowed_origins: Origins = None,
     recovery_ms: int | None = None,
+    adapter: RedisStreamsAdapter | None = None,
 ) -> Callable[[C], C]:
     """Mark a class as the Socket.IO v5 handler of ``namespace`` at ``path``.
 
@@ -116,7 +124,10 @@ def socketio_controller(
     long after an unexpected disconnect. ``cors_allowed_origins``: None (no CORS headers,
     no Origin check), ``"*"`` (any origin, answered ``*`` without credentials, as Node's
     ``cors`` package does), or a list of origins (checked on every handshake; each allowed
-    origin is echoed with credentials allowed).
+    origin is echoed with credentials allowed). ``adapter``: a
+    :class:`~wsgate.socketio.RedisStreamsAdapter` joining the servers (wsgate or Node)
+    that use the same stream into one cluster; by default, the App's broker if it has one
+    (controllers sharing a path must agree).
 
     Raises :class:`~wsgate.errors.DecoratorUsageError` for a bad option.
     """
@@ -128,12 +139,19 @@ def socketio_controller(
         raise DecoratorUsageError(f"{where} connect_timeout_ms must be an int >= 1")
     if recovery_ms is not None and (not isinstance(recovery_ms, int) or recovery_ms < 1):
         raise DecoratorUsageError(f"{where} recovery_ms must be None or an int >= 1")
+    from .adapter import RedisStreamsAdapter
+
+    if adapter is not None and not isinstance(adapter, RedisStreamsAdapter):
+        raise DecoratorUsageError(
+            f"{where} adapter must be a RedisStreamsAdapter(...) or None, not {adapter!r}"
+        )
     meta = SocketIOMeta(
         path,
         namespace,
         _engine(where, ping_interval_ms, ping_timeout_ms, max_payload_bytes, cors_allowed_origins),
         connect_timeout_ms,
         recovery_ms,
+        adapter,
     )
     return _decorator(meta, where)
 
@@ -221,3 +239,38 @@ def on_engineio_message(fn: F) -> F:
         raise DecoratorUsageError(f"@on_engineio_message decorates functions, not {fn!r}")
     setattr(target, ENGINEIO_MESSAGE_ATTR, True)
     return fn
+
+
+def on_server_side_event(event: str) -> Callable[[F], F]:
+    """Route the server-to-server event ``event`` (sent by another server of the cluster
+    with :meth:`SocketIOServer.server_side_emit <wsgate.socketio.SocketIOServer.server_side_emit>`
+    or Node's ``io.serverSideEmit``) to this method of a ``@socketio_controller`` class.
+
+    The method takes the event's arguments (no connection); its return value answers
+    ``server_side_emit_with_ack`` (Node's ``serverSideEmitWithAck``). It runs on one
+    instance of the class per namespace, built with the constructor's providers.
+    """
+    if not isinstance(event, str) or not event:
+        raise DecoratorUsageError(
+            '@on_server_side_event needs the event name: write @on_server_side_event("ping")'
+        )
+
+    def decorate(fn: F) -> F:
+        target = _target(fn)
+        if not callable(target):
+            raise DecoratorUsageError(f"@on_server_side_event decorates functions, not {fn!r}")
+        events: tuple[str, ...] = getattr(target, SERVER_EVENT_ATTR, ())
+        setattr(target, SERVER_EVENT_ATTR, (*events, event))
+        return fn
+
+    return decorate
+
+
+def server_side_events(cls: type) -> dict[str, list[str]]:
+    """The ``@on_server_side_event`` methods of ``cls`` by event (method names)."""
+    found: dict[str, list[str]] = {}
+    for name in dir(cls):
+        target = _target(inspect.getattr_static(cls, name, None))
+        for event in getattr(target, SERVER_EVENT_ATTR, ()):
+            found.setdefault(event, []).append(name)
+    return found

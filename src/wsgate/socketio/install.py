@@ -20,7 +20,15 @@ from ..errors import ConfigurationError
 from ..gateway import on_connect, ws_controller
 from ..plugins import AppSetup, register
 from ..websocket import WebSocket
-from .controllers import EngineIOMeta, EngineOptions, SocketIOMeta, controller_meta
+from .adapter import RedisStreamsAdapter
+from .cluster import NamespaceCluster, SocketIOCluster
+from .controllers import (
+    EngineIOMeta,
+    EngineOptions,
+    SocketIOMeta,
+    controller_meta,
+    server_side_events,
+)
 from .engine import EngineIOEndpoint
 from .engine_hooks import EngineHooks
 from .engine_session import EngineIOConnection, EngineSession
@@ -140,6 +148,7 @@ class SocketIOSetup:
         self.runtime = EngineIORuntime()
         has_sio = any(isinstance(controller_meta(c), SocketIOMeta) for c in controllers)
         self.server = SocketIOServer() if has_sio else None
+        self.cluster = SocketIOCluster() if has_sio else None
         # Group by path and check that classes sharing a path agree on engine options.
         self.by_path: dict[str, list[tuple[type, SocketIOMeta | EngineIOMeta]]] = {}
         for cls in controllers:
@@ -166,6 +175,12 @@ class SocketIOSetup:
                 raise ConfigurationError(
                     f"{names} share the Socket.IO path {path!r} but not connect_timeout_ms"
                 )
+            adapters = {m.adapter for _, m in entries if isinstance(m, SocketIOMeta)}
+            if len(adapters) > 1:
+                raise ConfigurationError(
+                    f"{names} share the Socket.IO path {path!r} but not its adapter; give "
+                    "them the same RedisStreamsAdapter(...) (or none)"
+                )
             spaces = [m.namespace for _, m in entries if isinstance(m, SocketIOMeta)]
             dupes = {n for n in spaces if spaces.count(n) > 1}
             if dupes:
@@ -177,7 +192,9 @@ class SocketIOSetup:
     @property
     def providers(self) -> list[Any]:
         """Provider instances the App registers."""
-        return [p for p in (self.runtime, self.server) if p is not None]
+        # The cluster first: entered before the runtime, it is left after it (sessions
+        # closed at shutdown are kept for recovery through it).
+        return [p for p in (self.cluster, self.runtime, self.server) if p is not None]
 
     def gateways(self) -> list[type]:
         """Build the endpoints (after :meth:`install` has the container) and return
@@ -201,18 +218,29 @@ class SocketIOSetup:
                 hooks = EngineHooks.compile(
                     [(cls, container.resolve_kwargs(cls)) for cls, _ in entries], container
                 )
+                assert isinstance(first, SocketIOMeta) and self.cluster is not None
+                adapter = first.adapter
+                if adapter is None and self.cluster.broker is not None:
+                    adapter = RedisStreamsAdapter()
+                link = None
+                if adapter is not None:
+                    names = ", ".join(c.__qualname__ for c, _ in entries)
+                    link = self.cluster.link(adapter, names)
                 for cls, meta in entries:
                     assert isinstance(meta, SocketIOMeta)
-                    namespaces[meta.namespace] = Namespace(
+                    ns = namespaces[meta.namespace] = Namespace(
                         meta.namespace,
                         cls,
                         compile_events(cls, SocketIOConnection, container),
                         container,
-                        rooms,
+                        rooms if link is None else self.cluster.rooms,
                         f"|{path}|{meta.namespace}",
                         meta.recovery_ms / 1000 if meta.recovery_ms else None,
                         container.resolve_kwargs(cls),  # a missing provider fails now
                     )
+                    ns.server_events = server_side_events(cls)
+                    if link is not None:
+                        ns.cluster = NamespaceCluster(link, ns)
                 app = SocketIOEndpoint(path, namespaces, first.connect_timeout_ms / 1000)
                 assert self.server is not None
                 self.server.add_endpoint(app)

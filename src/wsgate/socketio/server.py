@@ -18,6 +18,9 @@ from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
 from ..queues import Offer
 from ..relay import WakeRelay
+from . import cluster
+from .adapter import MessageType
+from .cluster import NamespaceCluster, RemoteSocket
 from .engine_session import EngineSession, Reply, new_id
 from .handlers import ArgumentError, EventHandler
 from .socketio_protocol import (
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from ..di import Container
 
 __all__ = ["SocketIOConnection", "SocketIOEndpoint", "SocketIOObserver", "SocketIOServer"]
+
 
 logger = logging.getLogger("wsgate.socketio")
 
@@ -130,6 +134,11 @@ class Namespace:
     log: deque[tuple[str, str | None, frozenset[str] | None, list[Any], float]] = field(
         default_factory=deque
     )
+    #: The namespace's part in a cluster (None: this process only).
+    cluster: NamespaceCluster | None = None
+    #: ``@on_server_side_event`` methods by event, and the instance that runs them.
+    server_events: dict[str, list[str]] = field(default_factory=dict)
+    server_instance: Any = None
 
     def group(self, room: str | None) -> str:
         """The BroadcastGroup name of ``room`` (None: every connection)."""
@@ -166,6 +175,7 @@ class SocketIOConnection:
         "_ns",
         "_rooms",
         "auth",
+        "data",
         "instance",
         "namespace",
         "pid",
@@ -185,6 +195,9 @@ class SocketIOConnection:
         #: True if this connection took over the state of one that was cut off.
         self.recovered = False
         self.state = State()
+        #: A value other servers of the cluster see (``fetch_sockets``) and recovery
+        #: restores; anything msgspec encodes. ``{}`` at first, as in Node.
+        self.data: Any = {}
         self.instance: Any = None
         self._rooms: set[str] = set()
         self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
@@ -411,9 +424,18 @@ class _Client:
         if observer is not None:
             await observer.disconnected(conn, reason)
         if ns.recovery is not None and conn.pid is not None and reason in RECOVERABLE:
+            if ns.cluster is not None:
+                try:
+                    await ns.cluster.persist(conn)
+                except Exception:
+                    logger.exception("could not keep Socket.IO session %s for recovery", conn.sid)
+                return await self._disconnected(conn, ns, reason)
             now = time.monotonic()
             ns.prune(now)
             ns.saved[conn.pid] = _Saved(conn.sid, tuple(conn._rooms), conn.state, now + ns.recovery)  # noqa: SLF001
+        await self._disconnected(conn, ns, reason)
+
+    async def _disconnected(self, conn: SocketIOConnection, ns: Namespace, reason: str) -> None:
         handler = ns.handlers.get("disconnect")
         if handler is not None:
             try:
@@ -505,7 +527,11 @@ class SocketIOEndpoint:
         if ns.recovery is not None:
             pid, offset = auth.get("pid"), auth.get("offset")
             if isinstance(pid, str) and isinstance(offset, str):
-                missed_or_none = self._restore(ns, conn, pid, offset)
+                missed_or_none = (
+                    await self._restore_cluster(ns, conn, pid, offset)
+                    if ns.cluster is not None
+                    else self._restore(ns, conn, pid, offset)
+                )
                 if missed_or_none is not None:
                     missed = missed_or_none
         try:
@@ -548,6 +574,16 @@ class SocketIOEndpoint:
         # Written, in this order, by the task that ran this work as soon as it returns
         # (the reader itself, if nothing here suspended).
         return Reply(frames)
+
+    async def _restore_cluster(
+        self, ns: Namespace, conn: SocketIOConnection, pid: str, offset: str
+    ) -> list[list[Any]] | None:
+        assert ns.cluster is not None
+        try:
+            return await ns.cluster.restore(conn, pid, offset)
+        except Exception:
+            logger.exception("could not restore Socket.IO session %s", pid)
+            return None
 
     def _restore(
         self, ns: Namespace, conn: SocketIOConnection, pid: str, offset: str
@@ -627,6 +663,13 @@ class SocketIOEndpoint:
         observer = self.observer
         if observer is not None:
             await observer.event_sent(ns, data, room, excluded)
+        if ns.cluster is not None:
+            # The other servers apply the skipped rooms and sids themselves (Node's except).
+            rooms = [room] if room is not None else []
+            frames, sent = await ns.cluster.broadcast(data, rooms, sorted(skipped or ()))
+            if observer is not None:
+                observer.frames_out(frames, sent)
+            return sent
         if ns.recovery is not None:
             offset = new_id()
             data = [*data, offset]
@@ -759,3 +802,166 @@ class SocketIOServer:
         _, ns = self._namespace(namespace, path)
         prefix = ns.group("")
         return [g[len(prefix) :] for g in ns.rooms.groups() if g.startswith(prefix)]
+
+    # -- cluster operations (every server of the cluster with an adapter; this process
+    # -- only without one) -------------------------------------------------------------------
+
+    async def fetch_sockets(
+        self, *, room: str | None = None, namespace: str = "/", path: str | None = None
+    ) -> list[RemoteSocket]:
+        """The connections of ``namespace`` (in ``room`` if given) on every server of the
+        cluster, as :class:`~wsgate.socketio.RemoteSocket` snapshots. Raises
+        ``TimeoutError`` if a server does not answer within the adapter's
+        ``heartbeat_timeout_ms``."""
+        _, ns = self._namespace(namespace, path)
+        rooms = [room] if room is not None else []
+        entries: list[Any] = [
+            cluster.describe(c) for c in cluster.local_sockets(ns, rooms, (), connected=True)
+        ]
+        if ns.cluster is not None:
+            opts = {"rooms": rooms, "except": [], "flags": {}}
+            timeout = ns.cluster.link.config.heartbeat_timeout_ms / 1000
+            entries += await ns.cluster.request(MessageType.FETCH_SOCKETS, {"opts": opts}, timeout)
+        found = [cluster.remote_socket(e, ns.name, self, path) for e in entries]
+        return [s for s in found if s is not None]
+
+    async def sockets_join(
+        self,
+        rooms: str | Iterable[str],
+        *,
+        room: str | None = None,
+        namespace: str = "/",
+        path: str | None = None,
+    ) -> None:
+        """Make the connections of ``room`` (None: all) join ``rooms``, on every server."""
+        await self._sockets_join(rooms, room, namespace, path, True)
+
+    async def sockets_leave(
+        self,
+        rooms: str | Iterable[str],
+        *,
+        room: str | None = None,
+        namespace: str = "/",
+        path: str | None = None,
+    ) -> None:
+        """Make the connections of ``room`` (None: all) leave ``rooms``, on every server."""
+        await self._sockets_join(rooms, room, namespace, path, False)
+
+    async def _sockets_join(
+        self,
+        rooms: str | Iterable[str],
+        room: str | None,
+        namespace: str,
+        path: str | None,
+        join: bool,
+    ) -> None:
+        _, ns = self._namespace(namespace, path)
+        names = cluster._rooms_arg(rooms)  # noqa: SLF001
+        opts = {"rooms": [room] if room is not None else [], "except": [], "flags": {}}
+        if ns.cluster is not None:
+            await ns.cluster.sockets_join(names, opts, join)
+        else:
+            await cluster.join_local(ns, names, opts, join)
+
+    async def disconnect_sockets(
+        self,
+        *,
+        room: str | None = None,
+        namespace: str = "/",
+        close: bool = False,
+        path: str | None = None,
+    ) -> None:
+        """Disconnect the connections of ``room`` (None: all) from ``namespace`` on every
+        server (``close``: end their whole Engine.IO connection)."""
+        _, ns = self._namespace(namespace, path)
+        opts = {"rooms": [room] if room is not None else [], "except": [], "flags": {}}
+        if ns.cluster is not None:
+            await ns.cluster.disconnect_sockets(opts, close)
+        else:
+            await cluster.disconnect_local(ns, opts, close)
+
+    async def server_side_emit(
+        self, event: str, *args: Any, namespace: str = "/", path: str | None = None
+    ) -> None:
+        """Send ``event`` to the ``@on_server_side_event(event)`` methods of the other
+        servers of the cluster (not this one; without an adapter, nowhere)."""
+        _, ns = self._namespace(namespace, path)
+        if ns.cluster is not None:
+            packet = [event, *to_wire_args(list(args))]
+            await ns.cluster.link.publish(
+                ns.cluster._message(MessageType.SERVER_SIDE_EMIT, {"packet": packet})  # noqa: SLF001
+            )
+
+    async def server_side_emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        namespace: str = "/",
+        timeout: float = 5.0,
+        path: str | None = None,
+    ) -> list[Any]:
+        """As :meth:`server_side_emit`, and return the other servers' answers (what
+        their handler returned), one per server. Raises ``TimeoutError`` (with
+        ``responses``, the answers received) if some server did not answer in time."""
+        _, ns = self._namespace(namespace, path)
+        if ns.cluster is None:
+            return []
+        packet = [event, *to_wire_args(list(args))]
+        return await ns.cluster.request(MessageType.SERVER_SIDE_EMIT, {"packet": packet}, timeout)
+
+    async def emit_with_ack(
+        self,
+        event: str,
+        *args: Any,
+        room: str | None = None,
+        namespace: str = "/",
+        timeout: float = 5.0,
+        path: str | None = None,
+    ) -> list[Any]:
+        """Send ``event`` to every connection of ``room`` (None: the namespace) on every
+        server and return each client's acknowledgement (its first argument), in the
+        order they came. Raises ``TimeoutError`` if some did not answer within
+        ``timeout`` seconds; its ``responses`` holds those that did."""
+        _, ns = self._namespace(namespace, path)
+        rooms = [room] if room is not None else []
+        data = [event, *to_wire_args(list(args))]
+        responses: list[Any] = []
+        state = {"expected": 0, "servers": 0}
+        done = anyio.Event()
+        need_servers = 1
+
+        def check() -> None:
+            if state["servers"] >= need_servers and len(responses) >= state["expected"]:
+                done.set()
+
+        def on_count(count: int) -> None:
+            state["expected"] += count
+            state["servers"] += 1
+            check()
+
+        def on_ack(value: Any) -> None:
+            responses.append(value)
+            check()
+
+        stop_remote: Any = None
+        if ns.cluster is not None:
+            others, stop_remote = await ns.cluster.broadcast_with_ack(
+                data, rooms, [], timeout, on_count, on_ack
+            )
+            need_servers += others
+        count, forget = cluster.deliver_with_ack(ns, data, rooms, [], on_ack)
+        on_count(count)
+        try:
+            with anyio.move_on_after(timeout):
+                await done.wait()
+        finally:
+            forget()
+            if stop_remote is not None:
+                stop_remote()
+        if not done.is_set():
+            raise cluster.ClusterTimeoutError(
+                f"timeout reached: {len(responses)} acknowledgements of "
+                f"{state['expected']} clients on {state['servers']}/{need_servers} servers",
+                list(responses),
+            )
+        return list(responses)
