@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from redis_server import RedisServer
+from servers import wait_for
 from test_redis import _binary
 
 from wsgate import App
@@ -40,6 +41,10 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+#: (server, sid, reason) of every disconnect handler run.
+DISCONNECTS: list[tuple[str, str, str]] = []
+
+
 def controller(adapter: RedisStreamsAdapter | None, name: str = "one") -> type:
     """A fresh controller class (its own adapter: tests keep apart by stream)."""
 
@@ -59,6 +64,10 @@ def controller(adapter: RedisStreamsAdapter | None, name: str = "one") -> type:
         @on_socketio_event("shout")
         async def shout(self, conn: SocketIOConnection, room: str, text: str) -> None:
             await self.sio.emit("shouted", text, room=room, skip=conn)
+
+        @on_socketio_event("disconnect")
+        async def gone(self, conn: SocketIOConnection, reason: str) -> None:
+            DISCONNECTS.append((name, conn.sid, reason))
 
         @on_server_side_event("hello")
         async def hello(self, who: str) -> str:
@@ -212,6 +221,51 @@ async def test_fetch_sockets_and_remote_socket_operations(redis_server: RedisSer
         assert len(await sio(one).fetch_sockets()) == 1
         await sio(two).disconnect_sockets(close=True)
         assert await next_event(a) == "41"
+
+
+async def test_one_encode_per_server_and_disconnect_hooks_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wsgate.socketio.cluster as cluster_module
+
+    encoded: list[Any] = []
+    real = cluster_module.encode_packet
+
+    def counting(packet: Any) -> Any:
+        encoded.append(packet.data[0])
+        return real(packet)
+
+    monkeypatch.setattr(cluster_module, "encode_packet", counting)
+    async with contextlib.AsyncExitStack() as stack:
+        one, two = await stack.enter_async_context(two_workers(redis_server))
+        clients = [await sio_connect(stack, c) for c in (one, two, two, two)]
+        for i, (ws, _) in enumerate(clients):
+            await call(ws, i, '["join","r"]')
+        await call(clients[1][0], 9, '["shout","r","x"]')  # skip: another path
+        await sio(one).emit("all", room="r")
+        for i, (ws, _) in enumerate(clients):
+            if i != 1:
+                assert event(await next_event(ws))[:2] == ["shouted", "x"]
+            assert event(await next_event(ws))[0] == "all"
+        # Each event encoded once per server, whatever the number of its members.
+        assert sorted(encoded) == ["all", "all", "shouted", "shouted"]
+
+        sids = {hello["sid"] for _, hello in clients}
+        await sio(one).disconnect_sockets(close=True)
+        for ws, _ in clients:
+            assert await next_event(ws) == "41"
+
+        async def all_gone() -> bool:
+            return {sid for _, sid, _ in DISCONNECTS} >= sids
+
+        await wait_for(all_gone, timeout=TIMEOUT, what="the disconnect handlers")
+        assert await sio(two).fetch_sockets() == []
+        mine = [(server, reason) for server, sid, reason in DISCONNECTS if sid in sids]
+        assert (
+            sorted(mine)
+            == [("one", "server namespace disconnect")]
+            + [("two", "server namespace disconnect")] * 3
+        )
 
 
 async def test_server_side_emit_reaches_the_other_servers(redis_server: RedisServer) -> None:

@@ -14,10 +14,12 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,6 +28,7 @@ import pytest
 import servers
 from redis_server import RedisServer, redis_command
 from test_redis import _binary
+from wsgate_run import RunProcess
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
 
@@ -154,6 +157,32 @@ async def eventually(fetch: Any, expected: Any) -> None:
         return bool(await fetch() == expected)
 
     await servers.wait_for(matches, timeout=5, what=f"{expected}")
+
+
+def command(where: int | str, *args: str) -> bytes:
+    """One Redis command to the server on TCP port ``where`` or Unix socket ``where``."""
+    if isinstance(where, int):
+        return redis_command(where, *args)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        s.connect(where)
+        s.sendall(
+            b"".join(
+                [b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args]
+            )
+        )
+        return s.recv(256)
+
+
+async def kept(node: Node, name: str, where: int | str) -> None:
+    """Wait until the server the client ``name`` was cut off from has kept its session
+    (a client that comes back sooner, anywhere, is not recovered: in Node too)."""
+    key = "sio:session:" + await node("pid", name=name)
+
+    async def there() -> bool:
+        return command(where, "EXISTS", key).startswith(b":1")
+
+    await servers.wait_for(there, timeout=5, what=f"the session of {name} kept")
 
 
 async def connect(node: Node, name: str, url: str, **kw: Any) -> dict[str, Any]:
@@ -299,6 +328,7 @@ async def test_recovery_across_both(redis_server: RedisServer, backend: str) -> 
         await node.op("emit", args=["seen", 0], room="r")
         assert await node("events", name="a", count=1) == [["seen", 0]]
         assert await node("drop", name="a") == ["(disconnect)", "forced close"]
+        await kept(node, "a", redis_server.port)
         await node.op("emit", args=["missed", 1], room="r")
         await node("ioEmit", room="r", args=["missed", {"$bin": "02"}])
         await node("ioEmit", room="elsewhere", args=["not for a"])
@@ -321,6 +351,7 @@ async def test_recovery_across_both(redis_server: RedisServer, backend: str) -> 
         await node("ioEmit", room="s", args=["seen", 2])
         assert await node("events", name="b", count=1) == [["seen", 2]]
         assert await node("drop", name="b") == ["(disconnect)", "forced close"]
+        await kept(node, "b", redis_server.port)
         await node("ioEmit", room="s", args=["missed", 5])
         await node.op("emit", args=["missed", {"$bin": "06"}], room="s")
         again = await node("resume", name="b", url=wsgate)
@@ -367,3 +398,59 @@ async def test_a_killed_wsgate_server_leaves_the_cluster(
             alive = sorted([n["sid"], w["sid"]])
             assert sorted(s["sid"] for s in await node("fetchSockets")) == alive
             assert sorted(s["sid"] for s in await node.op("fetch_sockets")) == alive
+
+
+async def test_two_workers_under_wsgate_run(tmp_path: Path, backend: str) -> None:
+    """``wsgate run --workers 2`` with nothing set up (its embedded Valkey): rooms, acks,
+    cluster operations and recovery on the other worker."""
+    app = "apps.socketio_cluster:app"
+    with RunProcess(tmp_path, app, ["--workers", "2", "--backend", backend]) as run:
+        await anyio.to_thread.run_sync(run.wait_ready, 2)
+        url = f"http://127.0.0.1:{run.port}"
+        valkey = run.embedded()[1]
+        node = Node("-", "-")
+        try:
+            # A client on each worker (the kernel spreads the connections).
+            by_pid: dict[int, str] = {}
+            for i in range(40):
+                await connect(node, f"c{i}", url, answer=f"c{i}")
+                pid = await node("emit", name=f"c{i}", args=["pid"])
+                if pid in by_pid:
+                    await node("close", name=f"c{i}")
+                else:
+                    by_pid[pid] = f"c{i}"
+                if len(by_pid) == 2:
+                    break
+            assert len(by_pid) == 2, "the two workers did not both get a connection"
+            (pid_a, a), (pid_b, b) = by_pid.items()
+            for name in (a, b):
+                await node("emit", name=name, args=["join", "r"])
+            await node("emit", name=a, args=["shout", "r", "across"])
+            assert await node("events", name=b, count=1) == [["shouted", "across"]]
+            await connect(node, "ops", url, namespace="/ops")
+            assert len(await node.op("fetch_sockets", room="r")) == 2
+            got = await node.op("emit_with_ack", room="r", args=["question"])
+            assert sorted(got["responses"]) == sorted([a, b])
+
+            # a recovers, with what it missed, on whichever worker it reaches; again
+            # until that is the other one. (A client presents the offset of the last
+            # event it got: one is needed.)
+            await node.op("emit", args=["seen"], room="r")
+            assert await node("events", name=a, count=2) == [["question"], ["seen"]]
+            for attempt in range(20):
+                assert await node("drop", name=a) == ["(disconnect)", "forced close"]
+                await kept(node, a, valkey)
+                await node.op("emit", args=["missed", attempt], room="r")
+                again = await node("resume", name=a, url=url)
+                assert again["recovered"] is True
+                assert await node("events", name=a, count=2) == [
+                    ["missed", attempt],
+                    ["welcome", True],
+                ]
+                if await node("emit", name=a, args=["pid"]) == pid_b:
+                    break
+            else:
+                raise AssertionError("the client never reached the other worker")
+            assert pid_a != pid_b
+        finally:
+            node.stop()

@@ -57,6 +57,10 @@ class Main:
     async def join(self, conn: SocketIOConnection, room: str) -> None:
         await conn.join(room)
 
+    @on_socketio_event("pid")
+    async def pid(self, conn: SocketIOConnection) -> int:
+        return os.getpid()  # which worker of ``wsgate run --workers N`` serves it
+
     @on_socketio_event("data")
     async def data(self, conn: SocketIOConnection, value: Any) -> None:
         conn.data = value

@@ -1,6 +1,7 @@
 // A Node socket.io 4.x server with @socket.io/redis-streams-adapter, and official
 // socket.io-client clients, driven by tests/test_socketio_cluster_node.py over
-// stdin/stdout: `node tests/js/cluster_node.mjs REDIS_URL STREAM`.
+// stdin/stdout: `node tests/js/cluster_node.mjs REDIS_URL STREAM` (REDIS_URL "-": no Node
+// server, only the clients).
 //
 // It prints {"ready": PORT} once its server listens and its adapter reads the stream,
 // then answers each command line {"id", "cmd", ...} with {"id", "result"} or
@@ -38,50 +39,56 @@ function toWire(value) {
 
 // -- the server ------------------------------------------------------------------------------
 
-const redis = createClient({ url: redisUrl });
-redis.on("error", () => {});
-await redis.connect();
-
-const server = new Server({
-  adapter: createAdapter(redis, { streamName, blockTimeInMs: 1000 }),
-  connectionStateRecovery: { maxDisconnectionDuration: 60_000, skipMiddlewares: true },
-  transports: ["websocket"],
-});
+// With "-" as the Redis URL there is no Node server: the script only hosts clients.
+let server = null;
+let port = null;
+let redis = null;
 const notes = [];
-server.on("note", (...args) => notes.push(toWire(args)));
-server.on("hello", (who, callback) => callback(`node greets ${who}`));
-server.on("connection", (socket) => {
-  socket.on("join", (room, ack) => {
-    socket.join(room);
-    ack?.(null);
-  });
-  socket.on("data", (value, ack) => {
-    socket.data = value;
-    ack?.(null);
-  });
-  socket.on("shout", (room, text, ack) => {
-    socket.to(room).emit("shouted", text);
-    ack?.(null);
-  });
-});
-const httpServer = createServer();
-server.attach(httpServer);
-await new Promise((resolve) => httpServer.listen(0, "127.0.0.1", resolve));
-const port = httpServer.address().port;
+if (redisUrl !== "-") {
+  redis = createClient({ url: redisUrl });
+  redis.on("error", () => {});
+  await redis.connect();
 
-// The adapter reads the stream and listens on its channel once its own connections are
-// up: wait for both before anyone publishes.
-async function adapterReady() {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const list = String(await redis.sendCommand(["CLIENT", "LIST"]));
-    const [, subscribers] = await redis.sendCommand(["PUBSUB", "NUMSUB", "socket.io#/#"]);
-    if (list.includes("cmd=xread") && Number(subscribers) >= 1) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  server = new Server({
+    adapter: createAdapter(redis, { streamName, blockTimeInMs: 1000 }),
+    connectionStateRecovery: { maxDisconnectionDuration: 60_000, skipMiddlewares: true },
+    transports: ["websocket"],
+  });
+  server.on("note", (...args) => notes.push(toWire(args)));
+  server.on("hello", (who, callback) => callback(`node greets ${who}`));
+  server.on("connection", (socket) => {
+    socket.on("join", (room, ack) => {
+      socket.join(room);
+      ack?.(null);
+    });
+    socket.on("data", (value, ack) => {
+      socket.data = value;
+      ack?.(null);
+    });
+    socket.on("shout", (room, text, ack) => {
+      socket.to(room).emit("shouted", text);
+      ack?.(null);
+    });
+  });
+  const httpServer = createServer();
+  server.attach(httpServer);
+  await new Promise((resolve) => httpServer.listen(0, "127.0.0.1", resolve));
+  port = httpServer.address().port;
+
+  // The adapter reads the stream and listens on its channel once its own connections are
+  // up: wait for both before anyone publishes.
+  async function adapterReady() {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const list = String(await redis.sendCommand(["CLIENT", "LIST"]));
+      const [, subscribers] = await redis.sendCommand(["PUBSUB", "NUMSUB", "socket.io#/#"]);
+      if (list.includes("cmd=xread") && Number(subscribers) >= 1) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error("the adapter did not start reading the stream");
   }
-  throw new Error("the adapter did not start reading the stream");
+  await adapterReady();
 }
-await adapterReady();
 
 // -- the clients -----------------------------------------------------------------------------
 
@@ -168,6 +175,10 @@ const commands = {
     client.socket.io.engine.close();
     await waitUntil(() => client.events.length > count, `${name} disconnected`);
     return client.events.pop();
+  },
+  // The pid of the client's session (the key its server keeps it under).
+  async pid({ name }) {
+    return clients.get(name).socket._pid ?? null;
   },
   // Come back, to the server at `url`: the client presents its pid and last offset.
   async resume({ name, url }) {
@@ -260,5 +271,5 @@ for await (const line of createInterface({ input: process.stdin })) {
   }
 }
 for (const { socket } of clients.values()) socket.disconnect();
-server.close();
+server?.close();
 process.exit(0);

@@ -128,6 +128,10 @@ class RedisStreamsAdapter:
                 raise ValueError(f"RedisStreamsAdapter({name}=...) must be a non-empty str")
 
 
+class ClusterUnavailableError(Exception):
+    """Redis could not be reached to send a message to the other servers."""
+
+
 # -- the wire --------------------------------------------------------------------------------
 
 
@@ -398,17 +402,26 @@ class StreamsLink:
     # -- commands ------------------------------------------------------------------------
 
     async def add(self, message: ClusterMessage) -> str:
-        """XADD ``message``; its entry id."""
+        """XADD ``message``; its entry id. Raises :class:`ClusterUnavailableError` when
+        Redis cannot be reached."""
         from coredis.tokens import PureToken
 
-        entry_id = await self.client.xadd(
-            self.config.stream,
-            encode_entry(message),
-            identifier="*",
-            trim_strategy=PureToken.MAXLEN,
-            trim_operator=PureToken.APPROXIMATELY,
-            threshold=self.config.max_len,
-        )
+        from ..broadcast._redis_client import REDIS_ERRORS, redact
+
+        fields = encode_entry(message)
+        try:
+            entry_id = await self.client.xadd(
+                self.config.stream,
+                fields,
+                identifier="*",
+                trim_strategy=PureToken.MAXLEN,
+                trim_operator=PureToken.APPROXIMATELY,
+                threshold=self.config.max_len,
+            )
+        except REDIS_ERRORS as exc:
+            raise ClusterUnavailableError(
+                f"could not add to the stream {self.config.stream!r} at {redact(self.url)}: {exc!r}"
+            ) from exc
         return _text(entry_id)
 
     async def publish(self, message: ClusterMessage) -> None:

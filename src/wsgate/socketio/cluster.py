@@ -22,7 +22,14 @@ import anyio
 from ..broadcast import BroadcastGroup
 from ..broadcast.memory import build_message
 from ..queues import Offer
-from .adapter import ClusterMessage, MessageType, RedisStreamsAdapter, StreamsLink, new_uid
+from .adapter import (
+    ClusterMessage,
+    ClusterUnavailableError,
+    MessageType,
+    RedisStreamsAdapter,
+    StreamsLink,
+    new_uid,
+)
 from .socketio_protocol import SocketIOPacket, SocketIOPacketType, encode_packet
 
 if TYPE_CHECKING:
@@ -192,7 +199,7 @@ def handshake(conn: SocketIOConnection) -> dict[str, Any]:
     query = {k: v for k, v in conn.query_params.items()}
     qs = scope.get("query_string", b"").decode("latin-1")
     client = scope.get("client")
-    issued = getattr(conn, "issued", None) or time.time()
+    issued = conn._issued  # noqa: SLF001
     return {
         "headers": headers,
         "time": time.strftime("%a %b %d %Y %H:%M:%S GMT+0000", time.gmtime(issued)),
@@ -351,10 +358,16 @@ class NamespaceCluster:
         process's members; returns the frames and how many local members got them."""
         flags: dict[str, Any] = {"volatile": True} if volatile else {}
         packet = {"type": 2, "data": data, "nsp": self.ns.name}
-        offset = await self.link.add(
-            self._message(M.BROADCAST, {"packet": packet, "opts": _opts(rooms, except_, **flags)})
+        message = self._message(
+            M.BROADCAST, {"packet": packet, "opts": _opts(rooms, except_, **flags)}
         )
-        if self.ns.recovery is not None and not volatile:
+        try:
+            offset: str | None = await self.link.add(message)
+        except ClusterUnavailableError as exc:
+            # As Node: this server's members still get it; the others cannot.
+            logger.warning("Socket.IO broadcast not sent to the other servers: %r", exc)
+            offset = None
+        if self.ns.recovery is not None and not volatile and offset is not None:
             data = [*data, offset]
         return deliver(self.ns, data, rooms, except_)
 

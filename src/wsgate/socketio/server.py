@@ -171,6 +171,7 @@ class SocketIOConnection:
         "_client",
         "_connected",
         "_gone",
+        "_issued",
         "_next_ack",
         "_ns",
         "_rooms",
@@ -198,6 +199,7 @@ class SocketIOConnection:
         #: A value other servers of the cluster see (``fetch_sockets``) and recovery
         #: restores; anything msgspec encodes. ``{}`` at first, as in Node.
         self.data: Any = {}
+        self._issued = time.time()
         self.instance: Any = None
         self._rooms: set[str] = set()
         self._acks: dict[int, tuple[anyio.Event, list[Any]]] = {}
