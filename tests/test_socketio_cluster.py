@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import pytest
 from redis_server import RedisServer
 from servers import wait_for
@@ -169,8 +170,6 @@ async def test_emit_with_ack_gathers_every_client(redis_server: RedisServer) -> 
             assert ack_id and event(frame) == ["question", 42]
             await ws.send_text(f"43{ack_id.group(1)}[{json.dumps(value)}]")
 
-        import anyio
-
         async with anyio.create_task_group() as tg:
             for ws, value in ((a, "a"), (b, "b"), (c, "c")):
                 tg.start_soon(answer, ws, value)
@@ -185,6 +184,25 @@ async def test_emit_with_ack_gathers_every_client(redis_server: RedisServer) -> 
                 await sio(two).emit_with_ack("question", 42, timeout=0.5)
             assert sorted(caught.value.responses) == ["a", "b"]  # type: ignore[attr-defined]
             assert event(await next_event(c)) == ["question", 42]
+
+
+async def test_emit_with_ack_waits_for_local_clients_when_others_have_none(
+    redis_server: RedisServer,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        one, _ = await stack.enter_async_context(two_workers(redis_server))
+        a, _ = await sio_connect(stack, one)
+        for _ in range(3):
+            async with anyio.create_task_group() as tg:
+
+                async def answer() -> None:
+                    frame = await next_event(a)
+                    ack_id = re.match(r"42(\d+)", frame)
+                    assert ack_id
+                    await a.send_text(f'43{ack_id.group(1)}["late"]')
+
+                tg.start_soon(answer)
+                assert await sio(one).emit_with_ack("q", timeout=TIMEOUT) == ["late"]
 
 
 async def test_fetch_sockets_and_remote_socket_operations(redis_server: RedisServer) -> None:
@@ -315,8 +333,6 @@ async def test_cluster_operations_in_one_process_without_an_adapter() -> None:
         await sio(client).sockets_join("s", room="r")
         assert [s.sid for s in await sio(client).fetch_sockets(room="s")] == [hello["sid"]]
         assert await sio(client).server_side_emit_with_ack("hello", "x") == []
-        import anyio
-
         async with anyio.create_task_group() as tg:
 
             async def answer() -> None:
@@ -334,6 +350,21 @@ async def test_cluster_operations_in_one_process_without_an_adapter() -> None:
 def test_adapter_without_url_needs_a_broker() -> None:
     with pytest.raises(ConfigurationError, match="App's broker"):
         App(gateways=[controller(RedisStreamsAdapter())])
+
+
+def test_one_adapter_serves_a_namespace_once() -> None:
+    adapter = RedisStreamsAdapter("redis://localhost:1")
+
+    @socketio_controller("/a", adapter=adapter)
+    class A:
+        pass
+
+    @socketio_controller("/b", adapter=adapter)
+    class B:
+        pass
+
+    with pytest.raises(ConfigurationError, match="stream"):
+        App(gateways=[A, B])
 
 
 def test_controllers_sharing_a_path_agree_on_the_adapter() -> None:

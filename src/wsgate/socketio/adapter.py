@@ -255,6 +255,14 @@ class StreamsLink:
         self._tg: TaskGroup | None = None
 
     def add_namespace(self, nsp: str, handler: OnMessage) -> str:
+        """Take part in the cluster for ``nsp``; its adapter uid."""
+        if nsp in self.handlers:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"two Socket.IO paths serve namespace {nsp!r} with the same adapter; give "
+                "one of them a RedisStreamsAdapter(stream=...) of its own"
+            )
         uid = new_uid()
         self.handlers[nsp] = handler
         self.uids[nsp] = uid

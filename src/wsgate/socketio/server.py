@@ -928,12 +928,14 @@ class SocketIOServer:
         rooms = [room] if room is not None else []
         data = [event, *to_wire_args(list(args))]
         responses: list[Any] = []
-        state = {"expected": 0, "servers": 0}
+        # Clients asked and servers that said how many; the servers to hear from (-1:
+        # not known yet, as a server with no client may answer before it is).
+        state = {"expected": 0, "servers": 0, "need": -1}
         done = anyio.Event()
-        need_servers = 1
 
         def check() -> None:
-            if state["servers"] >= need_servers and len(responses) >= state["expected"]:
+            need = state["need"]
+            if 0 <= need <= state["servers"] and len(responses) >= state["expected"]:
                 done.set()
 
         def on_count(count: int) -> None:
@@ -946,12 +948,13 @@ class SocketIOServer:
             check()
 
         stop_remote: Any = None
+        others = 0
         if ns.cluster is not None:
             others, stop_remote = await ns.cluster.broadcast_with_ack(
                 data, rooms, [], timeout, on_count, on_ack
             )
-            need_servers += others
         count, forget = cluster.deliver_with_ack(ns, data, rooms, [], on_ack)
+        state["need"] = 1 + others
         on_count(count)
         try:
             with anyio.move_on_after(timeout):
@@ -963,7 +966,7 @@ class SocketIOServer:
         if not done.is_set():
             raise cluster.ClusterTimeoutError(
                 f"timeout reached: {len(responses)} acknowledgements of "
-                f"{state['expected']} clients on {state['servers']}/{need_servers} servers",
+                f"{state['expected']} clients on {state['servers']}/{state['need']} servers",
                 list(responses),
             )
         return list(responses)
