@@ -229,7 +229,18 @@ async def test_broadcasts_and_binary_both_ways(redis_server: RedisServer, backen
                 ["from-wsgate", {"$bin": "0102"}],
             ]
         assert await node("events", name="n3", count=1) == [["direct"]]
-        assert await node("pending", name="w1") == []
+
+        # Another namespace, each way; "/" does not see it. A local emit stays local.
+        await connect(node, "nc", "node", namespace="/custom")
+        await connect(node, "wc", wsgate, namespace="/custom")
+        await node("ioEmit", namespace="/custom", args=["custom", 1])
+        await node.op("emit", namespace="/custom", args=["custom", 2])
+        await node("ioEmit", local=True, args=["local"])
+        for name in ("nc", "wc"):
+            assert await node("events", name=name, count=2) == [["custom", 1], ["custom", 2]]
+        assert await node("events", name="n1", count=1) == [["local"]]
+        await node.op("emit", args=["last"])
+        assert await node("events", name="w1", count=1) == [["last"]]
 
 
 async def test_acknowledgements_across_both(redis_server: RedisServer, backend: str) -> None:
@@ -238,12 +249,24 @@ async def test_acknowledgements_across_both(redis_server: RedisServer, backend: 
         await connect(node, "n1", "node", answer="n1")
         await connect(node, "w1", wsgate, answer="w1")
         await connect(node, "w2", wsgate, answer="w2")
+        await connect(node, "nb", "node", answer={"$bin": "01"})
+        await connect(node, "wb", wsgate, answer={"$bin": "02"})
         for name in ("n1", "w1", "w2"):
             await node("emit", name=name, args=["join", "q"])
         got = await node("ioEmitWithAck", room="q", args=["question", 1])
         assert sorted(got["responses"]) == ["n1", "w1", "w2"]
         got = await node.op("emit_with_ack", room="q", args=["question", 2])
         assert sorted(got["responses"]) == ["n1", "w1", "w2"]
+        # Binary acknowledgements; a room with no client.
+        for name in ("nb", "wb"):
+            await node("emit", name=name, args=["join", "bin"])
+        binary = [{"$bin": "01"}, {"$bin": "02"}]
+        got = await node("ioEmitWithAck", room="bin", args=["question"])
+        assert sorted(got["responses"], key=json.dumps) == binary
+        got = await node.op("emit_with_ack", room="bin", args=["question"])
+        assert sorted(got["responses"], key=json.dumps) == binary
+        assert await node("ioEmitWithAck", room="nobody", args=["question"]) == {"responses": []}
+        assert await node.op("emit_with_ack", room="nobody", args=["q"]) == {"responses": []}
         # A client that does not answer: a timeout on both sides, with the answers.
         await connect(node, "mute", "node")
         await node("emit", name="mute", args=["join", "q"])

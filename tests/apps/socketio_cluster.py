@@ -78,6 +78,11 @@ class Main:
         NOTES.append(to_wire(list(args)))
 
 
+@socketio_controller("/socket.io", namespace="/custom", recovery_ms=60_000, adapter=ADAPTER)
+class Custom:
+    """Another namespace, served by the Node server too."""
+
+
 @socketio_controller("/socket.io", namespace="/ops", recovery_ms=60_000, adapter=ADAPTER)
 class Ops:
     def __init__(self, sio: SocketIOServer) -> None:
@@ -89,7 +94,7 @@ class Ops:
         args = from_wire(kw.get("args", []))
         room = kw.get("room")
         if name == "emit":
-            await sio.emit(*args, room=room)
+            await sio.emit(*args, room=room, namespace=kw.get("namespace", "/"))
         elif name == "emit_with_ack":
             try:
                 return {
@@ -139,4 +144,4 @@ class Ops:
         return None
 
 
-app = App(gateways=[Main, Ops])
+app = App(gateways=[Main, Custom, Ops])

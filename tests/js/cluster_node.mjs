@@ -54,6 +54,7 @@ if (redisUrl !== "-") {
     connectionStateRecovery: { maxDisconnectionDuration: 60_000, skipMiddlewares: true },
     transports: ["websocket"],
   });
+  server.of("/custom");
   server.on("note", (...args) => notes.push(toWire(args)));
   server.on("hello", (who, callback) => callback(`node greets ${who}`));
   server.on("connection", (socket) => {
@@ -142,7 +143,7 @@ const commands = {
       const last = args[args.length - 1];
       if (typeof last === "function") {
         args.pop();
-        if (client.answer !== undefined) last(client.answer);
+        if (client.answer !== undefined) last(fromWire(client.answer));
       } else if (typeof last === "string" && /^[0-9]+-[0-9]+$/.test(last)) {
         args.pop(); // the offset a recovering client presents (kept by the client)
       }
@@ -194,8 +195,9 @@ const commands = {
     clients.delete(name);
     return null;
   },
-  async ioEmit({ room, skip, args }) {
-    let op = server;
+  async ioEmit({ room, skip, args, namespace = "/", local = false }) {
+    let op = server.of(namespace);
+    if (local) op = op.local;
     if (room) op = op.to(room);
     if (skip) op = op.except(skip);
     op.emit(...fromWire(args));
