@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from servers import wait_for
 from test_redis import _binary
 
@@ -378,3 +378,11 @@ def test_controllers_sharing_a_path_agree_on_the_adapter() -> None:
 
     with pytest.raises(ConfigurationError, match="adapter"):
         App(gateways=[A, B])
+
+
+async def test_startup_says_when_redis_cannot_be_reached() -> None:
+    url = f"redis://127.0.0.1:{free_port()}"
+    app = App(gateways=[controller(RedisStreamsAdapter(url))])
+    with pytest.raises(RuntimeError, match="could not reach Redis at redis://127.0.0.1"):
+        async with TestClient(app, timeout=TIMEOUT):
+            pass

@@ -302,9 +302,17 @@ class StreamsLink:
             with anyio.fail_after(5.0):
                 await subscribed.wait()
             tg.start_soon(self._read_loop, reader, offset)
-        except BaseException:
+        except BaseException as exc:
             self._client = None
             await stack.aclose()
+            from ..broadcast._redis_client import REDIS_ERRORS, redact
+
+            if isinstance(exc, REDIS_ERRORS):
+                raise ClusterUnavailableError(
+                    f"the Socket.IO adapter could not reach Redis at {redact(self.url)}: "
+                    f"{exc!r}; start Redis/Valkey there, or give RedisStreamsAdapter(url) "
+                    "or the App's broker the right URL"
+                ) from exc
             raise
         self._stack = stack
 
