@@ -138,7 +138,7 @@ async def two_workers(redis_server: RedisServer) -> AsyncIterator[tuple[TestClie
 async def test_room_broadcast_with_skip_crosses_servers(redis_server: RedisServer) -> None:
     async with contextlib.AsyncExitStack() as stack:
         one, two = await stack.enter_async_context(two_workers(redis_server))
-        a, _ = await sio_connect(stack, one)
+        a, hello_a = await sio_connect(stack, one)
         b, _ = await sio_connect(stack, two)
         c, _ = await sio_connect(stack, two)
         for i, ws in enumerate((a, b, c)):
@@ -150,6 +150,13 @@ async def test_room_broadcast_with_skip_crosses_servers(redis_server: RedisServe
         # b's next event is a's: it never got its own shout.
         assert event(await next_event(b))[:2] == ["shouted", "from a"]
         assert event(await next_event(c))[:2] == ["shouted", "from a"]
+        # skip takes rooms and several connections on every server (Node's except).
+        await call(c, 12, '["join","muted"]')
+        await sio(one).emit("quiet", room="r", skip="muted")
+        assert event(await next_event(a))[0] == "quiet"
+        assert event(await next_event(b))[0] == "quiet"
+        await sio(two).emit("quieter", skip=["muted", hello_a["sid"]])
+        assert event(await next_event(b))[0] == "quieter"
         # With recovery on, each frame carries its stream offset (the same everywhere).
         await sio(one).emit("news", 1)
         frames = [event(await next_event(ws)) for ws in (a, b, c)]

@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl
 import anyio
 
 from ..errors import ConfigurationError, WebSocketError
+from .cluster import NamespaceCluster
 from .controllers import on_socketio_event
 from .engine_session import EngineSession
 from .handlers import compile_events
@@ -166,7 +167,7 @@ class AdminMonitor:
         if admin is None:
             return
         watched = admin.rooms.member_count(admin.group(None)) > 0
-        if not watched and admin.rooms.broker_url is None:
+        if not watched and admin.rooms.broker_url is None and admin.cluster is None:
             return  # no UI here, and no other server to carry it to
         try:
             await self.endpoint.broadcast(admin, [event, *args], None, None)
@@ -526,6 +527,9 @@ def instrument(
             None,
             {},
         )
+        if some.cluster is not None:
+            # With an adapter, the admin namespace's broadcasts travel through it too.
+            admin.cluster = NamespaceCluster(some.cluster.link, admin)
         monitor.admin = admin
         endpoint.namespaces[namespace] = admin
         endpoint.observer = monitor
