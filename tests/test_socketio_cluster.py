@@ -393,3 +393,35 @@ async def test_startup_says_when_redis_cannot_be_reached() -> None:
     with pytest.raises(RuntimeError, match="could not reach Redis at redis://127.0.0.1"):
         async with TestClient(app, timeout=TIMEOUT):
             pass
+
+
+async def test_broadcasts_cross_again_after_redis_restarts() -> None:
+    """Valkey killed and started again (empty): meanwhile an emit still reaches this
+    server's members; then the servers meet again by themselves."""
+    with RedisServer(_binary()) as valkey:
+        adapter = RedisStreamsAdapter(stream="restart")
+        async with contextlib.AsyncExitStack() as stack:
+            one = await stack.enter_async_context(worker(valkey.url, adapter, "one"))
+            two = await stack.enter_async_context(worker(valkey.url, adapter, "two"))
+            a, _ = await sio_connect(stack, one)
+            b, _ = await sio_connect(stack, two)
+            await sio(one).emit("before")
+            assert event(await next_event(b))[0] == "before"
+            assert event(await next_event(a))[0] == "before"
+            valkey.kill()
+            await sio(one).emit("during")
+            assert event(await next_event(a))[0] == "during"
+            valkey.start()
+            n = 0
+
+            async def crossed() -> bool:
+                nonlocal n
+                n += 1
+                await sio(one).emit("after", n)
+                with anyio.move_on_after(0.5):
+                    frame = event(await next_event(b))
+                    assert frame[0] == "after"
+                    return True
+                return False
+
+            await wait_for(crossed, timeout=15, what="an emit crossing the servers again")
