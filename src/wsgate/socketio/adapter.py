@@ -25,10 +25,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
@@ -359,7 +360,7 @@ class StreamsLink:
             except Exception as exc:
                 from ..broadcast._redis_link import reconnect_delay
 
-                logger.warning("Socket.IO adapter: pub/sub connection lost: %r", exc)
+                logger.warning("Socket.IO adapter: pub/sub connection lost: %r", _leaf(exc))
                 await anyio.sleep(reconnect_delay(attempt, 2.0))
                 attempt += 1
 
@@ -375,6 +376,8 @@ class StreamsLink:
         if handler is not None and message.uid != self.uids.get(message.nsp):
             try:
                 await handler(message, None)
+            except ClusterUnavailableError as exc:
+                logger.warning("%s", exc)
             except Exception:
                 logger.exception("Socket.IO adapter: handling a %s failed", message.type)
 
@@ -390,7 +393,7 @@ class StreamsLink:
                 )
                 attempt = 0
             except Exception as exc:
-                logger.warning("Socket.IO adapter: reading the stream failed: %r", exc)
+                logger.warning("Socket.IO adapter: reading the stream failed: %r", _leaf(exc))
                 await anyio.sleep(reconnect_delay(attempt, 2.0))
                 attempt += 1
                 continue
@@ -412,20 +415,32 @@ class StreamsLink:
                         continue
                     try:
                         await handler(message, entry_id)
+                    except ClusterUnavailableError as exc:
+                        logger.warning("%s", exc)
                     except Exception:
                         logger.exception("Socket.IO adapter: handling entry %s failed", entry_id)
 
     # -- commands ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _redis(self, what: str) -> Iterator[None]:
+        """Redis's errors as :class:`ClusterUnavailableError` saying what failed."""
+        from ..broadcast._redis_client import REDIS_ERRORS, redact
+
+        try:
+            yield
+        except REDIS_ERRORS as exc:
+            raise ClusterUnavailableError(
+                f"Socket.IO adapter: could not {what} at {redact(self.url)}: {_leaf(exc)!r}"
+            ) from exc
 
     async def add(self, message: ClusterMessage) -> str:
         """XADD ``message``; its entry id. Raises :class:`ClusterUnavailableError` when
         Redis cannot be reached."""
         from coredis.tokens import PureToken
 
-        from ..broadcast._redis_client import REDIS_ERRORS, redact
-
         fields = encode_entry(message)
-        try:
+        with self._redis(f"add to the stream {self.config.stream!r}"):
             entry_id = await self.client.xadd(
                 self.config.stream,
                 fields,
@@ -434,23 +449,23 @@ class StreamsLink:
                 trim_operator=PureToken.APPROXIMATELY,
                 threshold=self.config.max_len,
             )
-        except REDIS_ERRORS as exc:
-            raise ClusterUnavailableError(
-                f"could not add to the stream {self.config.stream!r} at {redact(self.url)}: {exc!r}"
-            ) from exc
         return _text(entry_id)
 
     async def publish(self, message: ClusterMessage) -> None:
-        await self.client.publish(self.public_channel(message.nsp), encode_pubsub(message))
+        """PUBLISH a request to the namespace's servers."""
+        with self._redis("publish to the other servers"):
+            await self.client.publish(self.public_channel(message.nsp), encode_pubsub(message))
 
     async def respond(self, requester: str, message: ClusterMessage) -> None:
         channel = self.private_channel(message.nsp, requester)
-        await self.client.publish(channel, encode_pubsub(message))
+        with self._redis("answer another server"):
+            await self.client.publish(channel, encode_pubsub(message))
 
     async def server_count(self, nsp: str) -> int:
         """The servers of ``nsp`` in the cluster, this one included."""
         channel = self.public_channel(nsp)
-        counts = await self.client.pubsub_numsub(channel)
+        with self._redis("count the servers"):
+            counts = await self.client.pubsub_numsub(channel)
         for key, value in counts.items():
             if _text(key) == channel:
                 return int(value)
@@ -458,7 +473,8 @@ class StreamsLink:
 
     async def persist_session(self, pid: str, session: dict[str, Any], ttl_ms: int) -> None:
         key = self.config.session_key_prefix + pid
-        await self.client.set(key, encode_session(session), px=ttl_ms)
+        with self._redis("keep a session for recovery"):
+            await self.client.set(key, encode_session(session), px=ttl_ms)
 
     async def restore_session(
         self, nsp: str, pid: str, offset: str
@@ -467,6 +483,12 @@ class StreamsLink:
         ``nsp`` after ``offset``; None when the session expired or the offset is gone."""
         if not valid_offset(offset):
             return None
+        with self._redis("restore a session"):
+            return await self._restore_session(nsp, pid, offset)
+
+    async def _restore_session(
+        self, nsp: str, pid: str, offset: str
+    ) -> tuple[dict[str, Any], list[tuple[str, ClusterMessage]]] | None:
         client = self.client
         raw = await client.getdel(self.config.session_key_prefix + pid)
         there = await client.xrange(self.config.stream, offset, offset)
@@ -488,8 +510,17 @@ class StreamsLink:
         return session, entries
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups, for messages."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 async def _guarded(work: Callable[[], Awaitable[Any]]) -> None:
     try:
         await work()
+    except ClusterUnavailableError as exc:
+        logger.warning("%s", exc)
     except Exception:
         logger.exception("Socket.IO adapter: answering another server failed")

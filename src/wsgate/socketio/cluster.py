@@ -432,12 +432,19 @@ class NamespaceCluster:
     async def persist(self, conn: SocketIOConnection) -> None:
         assert self.ns.recovery is not None and conn.pid is not None
         session = {"sid": conn.sid, "pid": conn.pid, "rooms": sorted(conn.rooms), "data": conn.data}
-        await self.link.persist_session(conn.pid, session, int(self.ns.recovery * 1000))
+        try:
+            await self.link.persist_session(conn.pid, session, int(self.ns.recovery * 1000))
+        except ClusterUnavailableError as exc:
+            logger.warning("%s; %s cannot recover", exc, conn.sid)
 
     async def restore(
         self, conn: SocketIOConnection, pid: str, offset: str
     ) -> list[list[Any]] | None:
-        found = await self.link.restore_session(self.ns.name, pid, offset)
+        try:
+            found = await self.link.restore_session(self.ns.name, pid, offset)
+        except ClusterUnavailableError as exc:
+            logger.warning("%s; a new session instead", exc)
+            return None
         if found is None:
             return None
         session, entries = found
