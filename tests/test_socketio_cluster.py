@@ -11,14 +11,13 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer, free_port, require_binary
 from servers import wait_for
-from test_redis import _binary
 
 from wsgate import App
 from wsgate.errors import ConfigurationError
@@ -34,12 +33,6 @@ from wsgate.testing import TestClient, TestWebSocket
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
 TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer(_binary()) as server:
-        yield server
 
 
 #: (server, sid, reason) of every disconnect handler run.
@@ -398,7 +391,7 @@ async def test_startup_says_when_redis_cannot_be_reached() -> None:
 async def test_broadcasts_cross_again_after_redis_restarts() -> None:
     """Valkey killed and started again (empty): meanwhile an emit still reaches this
     server's members; then the servers meet again by themselves."""
-    with RedisServer(_binary()) as valkey:
+    with RedisServer(require_binary()) as valkey:
         adapter = RedisStreamsAdapter(stream="restart")
         async with contextlib.AsyncExitStack() as stack:
             one = await stack.enter_async_context(worker(valkey.url, adapter, "one"))

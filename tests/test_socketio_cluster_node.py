@@ -27,7 +27,6 @@ import anyio.to_thread
 import pytest
 import servers
 from redis_server import RedisServer, redis_command
-from test_redis import _binary
 from wsgate_run import RunProcess
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
@@ -35,12 +34,6 @@ pytestmark = pytest.mark.usefixtures("anyio_backend")
 SCRIPT = servers.ROOT / "tests" / "js" / "cluster_node.mjs"
 APP = "tests.apps.socketio_cluster:app"
 STEP_TIMEOUT = 15.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer(_binary()) as server:
-        yield server
 
 
 class Node:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from redis_server import RedisServer
-from test_redis import _binary
 
 from wsgate import App
 from wsgate.broadcast.redis import RedisBroadcastGroup
@@ -25,12 +24,6 @@ from wsgate.testing import TestClient, TestWebSocket
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
 TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer(_binary()) as server:
-        yield server
 
 
 @socketio_controller("/socket.io")

@@ -314,9 +314,13 @@ class BroadcastGroup:
         g = self._groups.get(group)
         if g is None:
             return 0
+        members: Iterable[tuple[Subscriber, Member]] = g.members.items()
         many: frozenset[Any] | None = None
         if type(exclude) is frozenset:
-            many, exclude = exclude, None
+            # Several to skip: filtered here, so the fan-out loop stays one identity test.
+            many = exclude
+            members = [(ws, conn) for ws, conn in members if ws not in many]
+            exclude = None
         sent = 0
         dropped = 0
         gone: list[Subscriber] | None = None
@@ -324,8 +328,8 @@ class BroadcastGroup:
             self._relay = WakeRelay.for_backend()
             self._relay_chosen = True
         relay = self._relay
-        for ws, conn in g.members.items():
-            if ws is exclude or (many is not None and ws in many):
+        for ws, conn in members:
+            if ws is exclude:
                 continue
             result = conn.offer(message, relay)
             if result is Offer.QUEUED:
