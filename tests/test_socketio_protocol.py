@@ -28,6 +28,7 @@ from wsgate.socketio.socketio_protocol import (
     SocketIOPacket,
     SocketIOPacketType,
     SocketIOProtocolError,
+    encode_reply,
     to_wire_args,
 )
 from wsgate.socketio.socketio_protocol import (
@@ -147,6 +148,11 @@ def test_socketio_decode_text_packets() -> None:
         '5["x"]',  # no attachment count
         '50-["x"]',
         '511-["x"]',  # more than 10 attachments
+        "2/chat,",  # an EVENT with a namespace and nothing after it
+        "2/chat",  # a namespace without its comma
+        "212",  # an ack id and no payload
+        '2/a,7["x"',  # truncated JSON after a namespace and an ack id
+        "3/a,5{}",  # ACK payload must be an array, after a namespace and an id
     ],
 )
 def test_socketio_malformed_packets_raise(text: str) -> None:
@@ -166,6 +172,32 @@ def test_socketio_decoder_sequence_errors() -> None:
     bad.feed('51-["x",{"_placeholder":true,"num":5}]')
     with pytest.raises(SocketIOProtocolError):
         bad.feed(b"data")
+
+
+@pytest.mark.parametrize(
+    ("values", "plain"),
+    [
+        ([None], True),
+        (["ok", 1, 2.5, True, {"nested": [1, {"a": "b"}]}], True),
+        ([(1, 2)], True),  # a tuple goes as an array
+        ([b"\x00"], False),  # binary: an attachment
+        ([{"a": [b"\x01"]}], False),
+        ([{1: "int key"}], False),  # converted by to_wire_args first
+    ],
+)
+@pytest.mark.parametrize("namespace", ["/", "/chat"])
+def test_reply_frames_are_those_of_the_packet(
+    values: list[object], plain: bool, namespace: str
+) -> None:
+    """A handler's return value as ACK frames: the fast encoder takes plain JSON values
+    and writes exactly what the full encoder writes; anything else it leaves to it."""
+    head = "43" if namespace == "/" else f"43{namespace},"
+    full = sio_encode(SocketIOPacket(S.ACK, namespace, to_wire_args(values), 7))
+    fast = encode_reply(f"{head}7", values)
+    if plain:
+        assert fast == ["4" + str(full[0])]
+    else:
+        assert fast is None
 
 
 def test_to_wire_args_keeps_bytes_and_converts_structs() -> None:
@@ -234,6 +266,17 @@ def test_session_traffic_refreshes_the_ping_timeout_once() -> None:
     assert s.next_deadline() == 60.0  # refreshed by the message
     s.receive(EngineIOPacket(E.MESSAGE, "y"), 50.0)
     assert s.next_deadline() == 60.0  # only once per heartbeat
+
+
+def test_a_message_refreshes_the_ping_timeout_once_on_the_fast_path_too() -> None:
+    s = _session()
+    s.tick(25.0)
+    assert s.receive_message(40.0)
+    assert s.next_deadline() == 60.0
+    assert s.receive_message(50.0)
+    assert s.next_deadline() == 60.0
+    s.close()
+    assert not s.receive_message(55.0)  # closed: the application gets nothing
 
 
 def test_session_client_ping_and_close() -> None:

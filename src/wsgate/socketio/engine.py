@@ -556,6 +556,23 @@ class EngineIOEndpoint:
                         await ws.close(status.WS_1009_MESSAGE_TOO_BIG, "Max payload size exceeded")
                     session.handle(machine.transport_closed("transport error"))
                     return False
+                if (
+                    type(frame) is str
+                    and frame[:1] == "4"
+                    and not session.busy
+                    and not scope.cancel_called
+                ):
+                    # A message, the traffic: no packet or event objects on its way to
+                    # the application (the clock is read only when the heartbeat needs it).
+                    if not machine.receive_message(
+                        current_time() if machine.awaiting_pong else 0.0
+                    ):
+                        return False
+                    pending = await session.handle_inline(frame[1:])
+                    if pending is not None:
+                        await self._hand_off(session, ws, receive, home, *pending)
+                        return True
+                    continue
                 try:
                     packet = decode_packet(frame)
                 except EngineIOProtocolError:

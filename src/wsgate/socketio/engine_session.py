@@ -22,7 +22,12 @@ from ..relay import WakeRelay
 from ..state import Phase
 from ..websocket import WebSocket, WebSocketState
 from .engineio_protocol import EngineIOPacketType
-from .engineio_state import EngineIOSession, EngineIOSessionState, MessageReceived, SessionClosed
+from .engineio_state import (
+    EngineIOSession,
+    MessageReceived,
+    SessionClosed,
+    SessionPhase,
+)
 
 if TYPE_CHECKING:
     from ..admission import Admission
@@ -178,7 +183,7 @@ class EngineSession:
     @property
     def open(self) -> bool:
         """True until the session is closed."""
-        return self.machine.state is EngineIOSessionState.OPEN
+        return self.machine.phase is not SessionPhase.CLOSED
 
     def next_deadline(self) -> float | None:
         """The next moment :meth:`tick` has something to do."""
@@ -416,14 +421,21 @@ class EngineSession:
         """A task is running this session's work: what arrives queues behind it."""
         return self._runner
 
-    async def handle_inline(self, events: list[Any]) -> tuple[Coroutine[Any, Any, Any], Any] | None:
+    async def handle_inline(
+        self, events: list[Any] | str | bytes
+    ) -> tuple[Coroutine[Any, Any, Any], Any] | None:
         """:meth:`handle` from the reader, which then runs the work that made in its own
-        task (:meth:`run_inline`). Returns the work item that suspended, if one did: the
-        session stays busy until the caller's :meth:`end_inline`."""
+        task (:meth:`run_inline`). ``events`` may also be the data of one message the
+        machine accepted (:meth:`EngineIOSession.receive_message`), handed to the
+        application as is. Returns the work item that suspended, if one did: the session
+        stays busy until the caller's :meth:`end_inline`."""
         self._runner = self._inline = True
         pending = None
         try:
-            self.handle(events)
+            if type(events) is list:
+                self.handle(events)
+            else:
+                self.endpoint.app.on_message(self, events)  # type: ignore[arg-type]
             self._inline = False
             if self._work and self.open:
                 pending = await self.run_inline()

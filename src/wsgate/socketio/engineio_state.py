@@ -279,6 +279,17 @@ class EngineIOSession:
         :meth:`receive` use ``now``."""
         return self._ping_deadline is not None
 
+    def receive_message(self, now: float) -> bool:
+        """A MESSAGE packet from the client: :meth:`receive` without building the packet
+        or the event (the path of the traffic). True if the application gets its data
+        (False once closed)."""
+        if self.phase is SessionPhase.CLOSED:
+            return False
+        if self._ping_deadline is not None and not self._refreshed:
+            self._ping_deadline = now + self.ping_timeout
+            self._refreshed = True
+        return True
+
     def receive(self, packet: EngineIOPacket, now: float) -> list[Event]:
         """A packet from the client on the current transport (``now`` matters only for a
         pong and while :attr:`awaiting_pong`)."""

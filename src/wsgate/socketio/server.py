@@ -29,6 +29,7 @@ from .socketio_protocol import (
     SocketIOPacketType,
     SocketIOProtocolError,
     encode_packet,
+    encode_reply,
     to_wire_args,
 )
 
@@ -166,6 +167,7 @@ class SocketIOConnection:
 
     __slots__ = (
         "__weakref__",
+        "_ack_head",
         "_acks",
         "_buffer",
         "_client",
@@ -189,6 +191,8 @@ class SocketIOConnection:
         self._client = client
         self._ns = ns
         self.namespace = ns.name
+        # An ACK frame's head before its id: Engine.IO MESSAGE, Socket.IO ACK, namespace.
+        self._ack_head = "43" if ns.name == "/" else f"43{ns.name},"
         #: The CONNECT packet's payload (the client's ``auth``), or None.
         self.auth: Any = auth
         self.sid = new_id()
@@ -341,7 +345,9 @@ class SocketIOConnection:
         """The ACK's frames, for the task that ran the handler to send (None: buffered
         until the connection is in)."""
         values = list(result) if isinstance(result, tuple) else [result]
-        frames = _frames(SocketIOPacket(T.ACK, self.namespace, to_wire_args(values), ack_id))
+        frames = encode_reply(f"{self._ack_head}{ack_id}", values) or _frames(
+            SocketIOPacket(T.ACK, self.namespace, to_wire_args(values), ack_id)
+        )
         buf = self._buffer
         if buf is None:
             return Reply(frames)

@@ -13,6 +13,7 @@ connection).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "SocketIOPacketType",
     "SocketIOProtocolError",
     "encode_packet",
+    "encode_reply",
     "to_wire_args",
 ]
 
@@ -90,14 +92,56 @@ def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
     return value
 
 
+#: Types that hold no binary value and need no conversion to be JSON.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _has_binary(value: Any) -> bool:
+    t = type(value)
+    if t in _SCALARS:
+        return False
     if isinstance(value, bytes | bytearray | memoryview):
         return True
     if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
+        for v in value:
+            if type(v) not in _SCALARS and _has_binary(v):
+                return True
+        return False
     if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
+        for v in value.values():
+            if type(v) not in _SCALARS and _has_binary(v):
+                return True
+        return False
     return False
+
+
+def _plain(value: Any) -> bool:
+    """True if ``value`` is builtin JSON values only (str keys, no bytes): encoded as
+    it is, with no conversion and no attachment."""
+    t = type(value)
+    if t in _SCALARS:
+        return True
+    if t is list or t is tuple:
+        for v in value:
+            if type(v) not in _SCALARS and not _plain(v):
+                return False
+        return True
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v)):
+                return False
+        return True
+    return False
+
+
+def encode_reply(prefix: str, values: list[Any]) -> list[str | bytes] | None:
+    """The Engine.IO frame of a packet without attachments whose head is ``prefix``
+    (``"43/nsp,7"``, say) and whose data is ``values``, if they are plain JSON values
+    (:func:`_plain`); None otherwise (then :func:`encode_packet` converts them and
+    finds their attachments)."""
+    if not _plain(values):
+        return None
+    return [prefix + _json_encode(values).decode()]
 
 
 def encode_packet(packet: SocketIOPacket) -> list[str | bytes]:
@@ -147,14 +191,41 @@ def _valid(kind: SocketIOPacketType, payload: Any, present: bool) -> bool:
     return isinstance(payload, list)
 
 
+_KINDS = tuple(SocketIOPacketType)
+#: After an EVENT's or an ACK's type: the namespace and the ack id.
+_EVENT_HEAD = re.compile(r"(?:/([^,]*),)?([0-9]*)")
+
+
 def decode_text(text: str) -> SocketIOPacket:
     """Parse one text packet (attachments not yet filled in)."""
+    head = text[:1]
+    if head == "2" or head == "3":
+        # The packets that carry the traffic, parsed in one regular-expression match.
+        kind = _KINDS[2] if head == "2" else _KINDS[3]
+        m = _EVENT_HEAD.match(text, 1)
+        assert m is not None  # every part of the pattern may be empty
+        nsp, digits = m.group(1, 2)
+        end = m.end()
+        if end == len(text):
+            raise SocketIOProtocolError("invalid payload")
+        try:
+            body = _json_decode(text[end:])
+        except msgspec.DecodeError:
+            raise SocketIOProtocolError("invalid payload") from None
+        if not (_is_event_payload(body) if head == "2" else type(body) is list):
+            raise SocketIOProtocolError("invalid payload")
+        return SocketIOPacket(
+            kind,
+            "/" if nsp is None else "/" + nsp,
+            body,
+            int(digits) if digits else None,
+        )
     if not text or not text[0].isdigit():
         raise SocketIOProtocolError(f"unknown packet type {text[:1]!r}")
-    try:
-        kind = SocketIOPacketType(int(text[0]))
-    except ValueError:
-        raise SocketIOProtocolError(f"unknown packet type {text[0]!r}") from None
+    digit = int(text[0])
+    if digit >= len(_KINDS):
+        raise SocketIOProtocolError(f"unknown packet type {text[0]!r}")
+    kind = _KINDS[digit]
     i = 1
     n = len(text)
     attachments = 0
