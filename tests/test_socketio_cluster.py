@@ -20,6 +20,7 @@ from redis_server import RedisServer, free_port, require_binary
 from servers import wait_for
 
 from wsgate import App
+from wsgate.broadcast.redis import RedisBroadcastGroup
 from wsgate.errors import ConfigurationError
 from wsgate.socketio import (
     RedisStreamsAdapter,
@@ -298,6 +299,38 @@ async def test_local_emit_stays_on_this_server(redis_server: RedisServer) -> Non
         await sio(two).emit("last", room="r")
         assert event(await next_event(b))[0] == "last"
         assert event(await next_event(a))[0] == "last"
+
+
+async def test_local_emit_with_a_redis_broadcast_group(redis_server: RedisServer) -> None:
+    """Without the adapter, rooms span workers through a RedisBroadcastGroup: a local
+    emit stays in this process, and may skip rooms (resolved here)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    async with contextlib.AsyncExitStack() as stack:
+        one, two = [
+            await stack.enter_async_context(
+                TestClient(
+                    App(
+                        gateways=[controller(None)],
+                        providers=[RedisBroadcastGroup(redis_server.url, prefix=prefix)],
+                    ),
+                    timeout=TIMEOUT,
+                )
+            )
+            for _ in range(2)
+        ]
+        a, _ = await sio_connect(stack, one)
+        muted, _ = await sio_connect(stack, one)
+        b, _ = await sio_connect(stack, two)
+        for i, ws in enumerate((a, muted, b)):
+            await call(ws, i, '["join","r"]')
+        await call(muted, 9, '["join","muted"]')
+        with pytest.raises(ValueError, match="local=True"):
+            await sio(one).emit("nope", room="r", skip="muted")
+        assert await sio(one).emit("here", room="r", skip="muted", local=True) == 1
+        assert event(await next_event(a))[0] == "here"
+        await sio(one).emit("everywhere", room="r")
+        for ws in (b, muted, a):
+            assert event(await next_event(ws))[0] == "everywhere"
 
 
 async def test_one_encode_per_server_and_disconnect_hooks_once(

@@ -664,7 +664,7 @@ class SocketIOEndpoint:
         """Encode ``data`` (an EVENT's array) once and hand it to every member of
         ``room`` (None: the whole namespace) except ``skip``, in every worker (``local``:
         in this process only)."""
-        excluded, skipped = _resolve_skip(ns, skip)
+        excluded, skipped = _resolve_skip(ns, skip, local)
         observer = self.observer
         if observer is not None:
             await observer.event_sent(ns, data, room, excluded)
@@ -706,12 +706,12 @@ class SocketIOEndpoint:
 
 
 def _resolve_skip(
-    ns: Namespace, skip: Skip
+    ns: Namespace, skip: Skip, local: bool = False
 ) -> tuple[SocketIOConnection | frozenset[SocketIOConnection] | None, frozenset[str] | None]:
     """``skip`` as the broadcast applies it: the member to exclude (one connection, which
     works across workers) or the set of this process's connections to exclude (the
     connections given and the members of the rooms given); and the rooms and sids left
-    out, for the recovery log."""
+    out, for the recovery log (``local``: the broadcast stays in this process)."""
     if skip is None:
         return None, None
     if isinstance(skip, SocketIOConnection):
@@ -737,11 +737,12 @@ def _resolve_skip(
             )
     if not rooms and len(conns) <= 1:
         return (next(iter(conns)) if conns else None), frozenset(names) or None
-    if ns.rooms.broker_url is not None:
+    if ns.rooms.broker_url is not None and not local:
         raise ValueError(
             "skip with rooms or several connections is resolved in this process, and "
-            f"{type(ns.rooms).__name__} delivers across workers: skip one connection, or "
-            "emit to each room you want instead"
+            f"{type(ns.rooms).__name__} delivers across workers: skip one connection, "
+            "emit to each room you want instead, or emit with local=True to reach this "
+            "process's connections only"
         )
     return frozenset(conns), frozenset(names)
 
