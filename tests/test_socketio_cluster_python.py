@@ -115,17 +115,24 @@ async def user(url: str, *rooms: str) -> User:
     return u
 
 
-async def ops(url: str) -> Callable[..., Awaitable[Any]]:
-    """A client of the server's "/ops" namespace: ``await op(name, **kw)`` runs one of
-    its cluster operations and returns the result."""
-    client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, namespaces=["/ops"], transports=["websocket"], wait_timeout=TIMEOUT)
+class Ops:
+    """A client of a server's "/ops" namespace: ``await op(name, **kw)`` runs one of
+    that server's cluster operations and returns the result."""
 
-    async def op(name: str, **kw: Any) -> Any:
-        return await client.call("op", (name, kw), namespace="/ops", timeout=TIMEOUT)
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
 
-    op.client = client  # type: ignore[attr-defined]
-    return op
+    async def connect(self, url: str) -> Ops:
+        await self.client.connect(
+            url, namespaces=["/ops"], transports=["websocket"], wait_timeout=TIMEOUT
+        )
+        return self
+
+    async def __call__(self, name: str, **kw: Any) -> Any:
+        return await self.client.call("op", (name, kw), namespace="/ops", timeout=TIMEOUT)
+
+    async def close(self) -> None:
+        await self.client.disconnect()
 
 
 async def test_room_broadcast_reaches_python_clients_on_both_servers(
@@ -147,14 +154,14 @@ async def test_room_broadcast_reaches_python_clients_on_both_servers(
                 assert await u.next() == ("shouted", ("from b1",))
             # With recovery on, a broadcast carries its offset as a last argument, the
             # same on both servers (python-socketio hands it to the handler, as with Node).
-            op = await ops(one)
+            op = await Ops().connect(one)
             await op("emit", args=["news", 1])
             raw = [await asyncio.wait_for(u.events.get(), TIMEOUT) for u in (a1, a2, b1, b2)]
             # b2 is in no room and a1 was skipped: each one's next event is this one.
             assert raw[0][0] == "news" and raw[0][1][0] == 1
             assert raw[0] == raw[1] == raw[2] == raw[3]
             assert OFFSET.fullmatch(raw[0][1][-1])
-            await op.client.disconnect()  # type: ignore[attr-defined]
+            await op.close()
         finally:
             for u in (a1, a2, b1, b2):
                 await u.close()
@@ -183,7 +190,7 @@ async def test_emit_with_ack_gathers_python_clients_answers(cluster: tuple[str, 
         slow.client.on("question", late)
         await slow.connect(two)
         try:
-            op = await ops(one)
+            op = await Ops().connect(one)
             got = await op("emit_with_ack", room="q", args=["question", 1])
             assert sorted(got["responses"]) == ["a1", "b1", "b2"]
             # A client that does not answer in time: TimeoutError, with the answers that
@@ -192,7 +199,7 @@ async def test_emit_with_ack_gathers_python_clients_answers(cluster: tuple[str, 
             got = await op("emit_with_ack", room="q", args=["question", 2], timeout=1.0)
             assert sorted(got["timeout"]) == ["a1", "b1", "b2"]
             release.set()
-            await op.client.disconnect()  # type: ignore[attr-defined]
+            await op.close()
         finally:
             for u in (*users, slow):
                 await u.close()
@@ -208,7 +215,7 @@ async def test_disconnect_sockets_from_one_server_disconnects_a_client_of_the_ot
     async def scenario() -> None:
         kicked, stays, closed = await user(two, "kick"), await user(two), await user(two, "close")
         try:
-            op = await ops(one)
+            op = await Ops().connect(one)
             await op("disconnect_sockets", room="kick")
             # The client's disconnect handler gets the server's reason; no reconnection.
             assert await asyncio.wait_for(kicked.disconnects.get(), TIMEOUT) == (
@@ -228,7 +235,7 @@ async def test_disconnect_sockets_from_one_server_disconnects_a_client_of_the_ot
                 sorted([stays.client.get_sid(), "still-here"])
             ]
             assert stays.disconnects.empty()
-            await op.client.disconnect()  # type: ignore[attr-defined]
+            await op.close()
         finally:
             for u in (kicked, stays, closed):
                 await u.close()
@@ -310,7 +317,7 @@ async def test_python_client_gets_a_new_session_on_the_other_server(
             # What a python-socketio user does: join the rooms again on every connect.
             await u.client.emit("join", "r", callback=lambda *_: joined.put_nowait("r"))
 
-        op = await ops(one)
+        op = await Ops().connect(one)
         try:
             await u.connect(url)
             assert await asyncio.wait_for(joined.get(), TIMEOUT) == "r"
@@ -350,7 +357,7 @@ async def test_python_client_gets_a_new_session_on_the_other_server(
         finally:
             u.client.reconnection = False
             await u.close()
-            await op.client.disconnect()  # type: ignore[attr-defined]
+            await op.close()
             await proxy.close()
 
     await run(scenario)
