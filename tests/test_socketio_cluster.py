@@ -20,6 +20,7 @@ from redis_server import RedisServer, free_port, require_binary
 from servers import wait_for
 
 from wsgate import App
+from wsgate.broadcast.redis import RedisBroadcastGroup
 from wsgate.errors import ConfigurationError
 from wsgate.socketio import (
     RedisStreamsAdapter,
@@ -241,6 +242,97 @@ async def test_fetch_sockets_and_remote_socket_operations(redis_server: RedisSer
         assert await next_event(a) == "41"
 
 
+async def test_remote_socket_emit_with_ack_returns_its_answer(
+    redis_server: RedisServer,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        one, two = await stack.enter_async_context(two_workers(redis_server))
+        await sio_connect(stack, one)
+        b, hello_b = await sio_connect(stack, two)
+        (remote,) = [s for s in await sio(one).fetch_sockets() if s.sid == hello_b["sid"]]
+
+        async def answer(value: str) -> None:
+            frame = await next_event(b)
+            ack_id = re.match(r"42(\d+)", frame)
+            assert ack_id and event(frame) == ["q", 1]
+            await b.send_text(f"43{ack_id.group(1)}[{json.dumps(value)}]")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer, "from b")
+            # One answer, not a list: Node's remoteSocket.timeout(ms).emitWithAck().
+            assert await remote.emit_with_ack("q", 1, timeout=TIMEOUT) == "from b"
+        with pytest.raises(TimeoutError):
+            await remote.emit_with_ack("q", 1, timeout=0.5)
+        assert event(await next_event(b)) == ["q", 1]  # asked, never answered
+        # Without an acknowledgement, emit is a broadcast to its room (it has an offset).
+        await remote.emit("plain", 2)
+        assert event(await next_event(b))[:2] == ["plain", 2]
+
+
+async def test_local_emit_stays_on_this_server(redis_server: RedisServer) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        one, two = await stack.enter_async_context(two_workers(redis_server))
+        a, _ = await sio_connect(stack, one)
+        b, _ = await sio_connect(stack, two)
+        await call(a, 1, '["join","r"]')
+        await call(b, 2, '["join","r"]')
+        assert await sio(one).emit("here", 1, room="r", local=True) == 1
+        # Not in the stream: no offset (a client recovering elsewhere cannot miss it).
+        assert event(await next_event(a)) == ["here", 1]
+        await sio(one).emit("everywhere", 2, room="r")
+        # b's next event is the normal emit: the local one never reached it.
+        assert event(await next_event(b))[:2] == ["everywhere", 2]
+        assert event(await next_event(a))[:2] == ["everywhere", 2]
+
+        # emit_with_ack(local=True) asks this server's clients only.
+        async with anyio.create_task_group() as tg:
+
+            async def answer() -> None:
+                frame = await next_event(a)
+                ack_id = re.match(r"42(\d+)", frame)
+                assert ack_id and event(frame) == ["q"]
+                await a.send_text(f'43{ack_id.group(1)}["a"]')
+
+            tg.start_soon(answer)
+            got = await sio(one).emit_with_ack("q", room="r", local=True, timeout=TIMEOUT)
+            assert got == ["a"]
+        await sio(two).emit("last", room="r")
+        assert event(await next_event(b))[0] == "last"
+        assert event(await next_event(a))[0] == "last"
+
+
+async def test_local_emit_with_a_redis_broadcast_group(redis_server: RedisServer) -> None:
+    """Without the adapter, rooms span workers through a RedisBroadcastGroup: a local
+    emit stays in this process, and may skip rooms (resolved here)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    async with contextlib.AsyncExitStack() as stack:
+        one, two = [
+            await stack.enter_async_context(
+                TestClient(
+                    App(
+                        gateways=[controller(None)],
+                        providers=[RedisBroadcastGroup(redis_server.url, prefix=prefix)],
+                    ),
+                    timeout=TIMEOUT,
+                )
+            )
+            for _ in range(2)
+        ]
+        a, _ = await sio_connect(stack, one)
+        muted, _ = await sio_connect(stack, one)
+        b, _ = await sio_connect(stack, two)
+        for i, ws in enumerate((a, muted, b)):
+            await call(ws, i, '["join","r"]')
+        await call(muted, 9, '["join","muted"]')
+        with pytest.raises(ValueError, match="local=True"):
+            await sio(one).emit("nope", room="r", skip="muted")
+        assert await sio(one).emit("here", room="r", skip="muted", local=True) == 1
+        assert event(await next_event(a))[0] == "here"
+        await sio(one).emit("everywhere", room="r")
+        for ws in (b, muted, a):
+            assert event(await next_event(ws))[0] == "everywhere"
+
+
 async def test_one_encode_per_server_and_disconnect_hooks_once(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,6 +422,9 @@ async def test_cluster_operations_in_one_process_without_an_adapter() -> None:
         await call(a, 1, '["join","r"]')
         (remote,) = await sio(client).fetch_sockets(room="r")
         assert remote.sid == hello["sid"] and remote.rooms == {hello["sid"], "r"}
+        # Without an adapter, local is this process too.
+        assert await sio(client).emit("here", room="r", local=True) == 1
+        assert event(await next_event(a))[0] == "here"
         await sio(client).sockets_join("s", room="r")
         assert [s.sid for s in await sio(client).fetch_sockets(room="s")] == [hello["sid"]]
         assert await sio(client).server_side_emit_with_ack("hello", "x") == []

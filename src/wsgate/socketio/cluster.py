@@ -227,7 +227,9 @@ def describe(conn: SocketIOConnection) -> dict[str, Any]:
 class RemoteSocket:
     """A connection of any server of the cluster, as :meth:`SocketIOServer.fetch_sockets
     <wsgate.socketio.SocketIOServer.fetch_sockets>` returns it (a snapshot; its methods
-    act through the cluster)."""
+    act through the cluster, on the connection's own room, as Node's ``RemoteSocket``
+    does: ``emit`` is ``sio.emit(..., room=sid)``, ``join`` is
+    ``sio.sockets_join(..., room=sid)``, and so on)."""
 
     #: The Socket.IO id.
     sid: str
@@ -247,10 +249,35 @@ class RemoteSocket:
         return self._server
 
     async def emit(self, event: str, *args: Any) -> None:
-        """Send ``event`` to this connection, wherever it is."""
+        """Send ``event`` to this connection, wherever it is, without waiting for it.
+
+        As in Node, where ``remoteSocket.emit()`` is a broadcast to the socket's own
+        room: ``sio.emit(event, *args, room=sid)``, one stream entry that the server
+        holding the connection delivers (with an offset when recovery is on). Nothing
+        comes back; for the client's acknowledgement use :meth:`emit_with_ack`."""
         await self._sio().emit(
             event, *args, room=self.sid, namespace=self.namespace, path=self._path
         )
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float = 5.0) -> Any:
+        """Send ``event`` to this connection, wherever it is, and return its
+        acknowledgement (the client's first argument), as Node's
+        ``remoteSocket.timeout(ms).emitWithAck(event)``. Raises ``TimeoutError`` if it
+        did not answer within ``timeout`` seconds. ``None`` when the connection is gone
+        (nobody was asked, as in Node).
+
+        It is :meth:`SocketIOServer.emit_with_ack
+        <wsgate.socketio.SocketIOServer.emit_with_ack>` on the connection's own room
+        (``room=sid``), which returns the list of answers instead."""
+        responses = await self._sio().emit_with_ack(
+            event,
+            *args,
+            room=self.sid,
+            namespace=self.namespace,
+            timeout=timeout,
+            path=self._path,
+        )
+        return responses[0] if responses else None
 
     async def join(self, rooms: str | Iterable[str]) -> None:
         """Make it join ``rooms`` (one name or several)."""

@@ -664,17 +664,24 @@ class SocketIOEndpoint:
         data: list[Any],
         room: str | None,
         skip: Skip,
+        *,
+        local: bool = False,
     ) -> int:
         """Encode ``data`` (an EVENT's array) once and hand it to every member of
-        ``room`` (None: the whole namespace) except ``skip``, in every worker."""
-        excluded, skipped = _resolve_skip(ns, skip)
+        ``room`` (None: the whole namespace) except ``skip``, in every worker (``local``:
+        in this process only)."""
+        excluded, skipped = _resolve_skip(ns, skip, local)
         observer = self.observer
         if observer is not None:
             await observer.event_sent(ns, data, room, excluded)
         if ns.cluster is not None:
             # The other servers apply the skipped rooms and sids themselves (Node's except).
             rooms = [room] if room is not None else []
-            frames, sent = await ns.cluster.broadcast(data, rooms, sorted(skipped or ()))
+            if local:
+                # Node's io.local: not in the stream, so no offset to recover from.
+                frames, sent = cluster.deliver(ns, data, rooms, sorted(skipped or ()))
+            else:
+                frames, sent = await ns.cluster.broadcast(data, rooms, sorted(skipped or ()))
             if observer is not None:
                 observer.frames_out(frames, sent)
             return sent
@@ -693,6 +700,9 @@ class SocketIOEndpoint:
             for frame in frames:
                 message = _message(frame)
                 sent = ns.rooms.deliver_local(group, message, excluded)
+        elif local:
+            for frame in frames:
+                sent = ns.rooms.deliver_local(group, _message(frame), excluded)
         else:
             for frame in frames:
                 sent = await ns.rooms.broadcast(group, frame, exclude=excluded)
@@ -702,12 +712,12 @@ class SocketIOEndpoint:
 
 
 def _resolve_skip(
-    ns: Namespace, skip: Skip
+    ns: Namespace, skip: Skip, local: bool = False
 ) -> tuple[SocketIOConnection | frozenset[SocketIOConnection] | None, frozenset[str] | None]:
     """``skip`` as the broadcast applies it: the member to exclude (one connection, which
     works across workers) or the set of this process's connections to exclude (the
     connections given and the members of the rooms given); and the rooms and sids left
-    out, for the recovery log."""
+    out, for the recovery log (``local``: the broadcast stays in this process)."""
     if skip is None:
         return None, None
     if isinstance(skip, SocketIOConnection):
@@ -733,11 +743,12 @@ def _resolve_skip(
             )
     if not rooms and len(conns) <= 1:
         return (next(iter(conns)) if conns else None), frozenset(names) or None
-    if ns.rooms.broker_url is not None:
+    if ns.rooms.broker_url is not None and not local:
         raise ValueError(
             "skip with rooms or several connections is resolved in this process, and "
-            f"{type(ns.rooms).__name__} delivers across workers: skip one connection, or "
-            "emit to each room you want instead"
+            f"{type(ns.rooms).__name__} delivers across workers: skip one connection, "
+            "emit to each room you want instead, or emit with local=True to reach this "
+            "process's connections only"
         )
     return frozenset(conns), frozenset(names)
 
@@ -790,6 +801,7 @@ class SocketIOServer:
         namespace: str = "/",
         skip: Skip = None,
         path: str | None = None,
+        local: bool = False,
     ) -> int:
         """Send ``event`` with ``args`` to every connection of ``room`` (None: of the
         namespace), except ``skip``, on every worker; encoded once. Returns the frames
@@ -800,10 +812,15 @@ class SocketIOServer:
         connection's own room), or every connection and room of an iterable, as
         ``except`` does in Node: ``skip=[conn, "muted"]``. One connection is skipped on
         every worker; rooms and several connections are resolved among this process's
-        connections (a ``ValueError`` says so when the rooms span workers)."""
+        connections (a ``ValueError`` says so when the rooms span workers).
+
+        ``local=True`` sends to this process's connections only, not through the
+        adapter or the broker to the other servers or workers (Node's ``io.local``).
+        With an adapter such an event is not in the stream: it carries no offset, and a
+        client that recovers elsewhere does not get it again."""
         endpoint, ns = self._namespace(namespace, path)
         data = [event, *to_wire_args(list(args))]
-        return await endpoint.broadcast(ns, data, room, skip)
+        return await endpoint.broadcast(ns, data, room, skip, local=local)
 
     def rooms(self, namespace: str = "/", path: str | None = None) -> list[str]:
         """The rooms of ``namespace`` that have members in this process (sids included)."""
@@ -925,11 +942,13 @@ class SocketIOServer:
         namespace: str = "/",
         timeout: float = 5.0,
         path: str | None = None,
+        local: bool = False,
     ) -> list[Any]:
         """Send ``event`` to every connection of ``room`` (None: the namespace) on every
-        server and return each client's acknowledgement (its first argument), in the
-        order they came. Raises ``TimeoutError`` if some did not answer within
-        ``timeout`` seconds; its ``responses`` holds those that did."""
+        server (``local``: on this one only) and return each client's acknowledgement
+        (its first argument), in the order they came. Raises ``TimeoutError`` if some
+        did not answer within ``timeout`` seconds; its ``responses`` holds those that
+        did."""
         _, ns = self._namespace(namespace, path)
         rooms = [room] if room is not None else []
         data = [event, *to_wire_args(list(args))]
@@ -955,7 +974,7 @@ class SocketIOServer:
 
         stop_remote: Any = None
         others = 0
-        if ns.cluster is not None:
+        if ns.cluster is not None and not local:
             others, stop_remote = await ns.cluster.broadcast_with_ack(
                 data, rooms, [], timeout, on_count, on_ack
             )
