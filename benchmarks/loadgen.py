@@ -389,23 +389,48 @@ def run_echo_websockets(args: argparse.Namespace) -> dict[str, Any]:
 
     from websockets.asyncio.client import connect
 
-    if args.sio:
-        raise SystemExit("--check does not speak Socket.IO")
-    url = f"ws://{HOST}:{args.port}/echo"
+    sio = args.sio
+    url = f"ws://{HOST}:{args.port}" + connect_path("/echo", sio)
+    data = DATA_JSON.decode()
+
+    async def open_sio(ws: Any) -> None:
+        # Engine.IO's open packet, then the Socket.IO CONNECT of the main namespace.
+        if not str(await ws.recv()).startswith("0"):
+            raise RuntimeError("no Engine.IO open packet")
+        await ws.send("40")
+        if not str(await ws.recv()).startswith("40"):
+            raise RuntimeError("the namespace refused the connection")
+
+    async def ask_sio(ws: Any, i: int) -> bool:
+        await ws.send(f'42{i}["echo",{data}]')
+        prefix = f"43{i}["
+        while True:
+            reply = str(await ws.recv())
+            if reply == "2":  # the server's ping
+                await ws.send("3")
+                continue
+            return reply.startswith(prefix) and json.loads(reply[len(prefix) - 1 :]) == [DATA]
+
+    async def ask(ws: Any, i: int) -> bool:
+        await ws.send(f'{{"event":"echo","data":{data},"id":{i}}}')
+        reply = json.loads(await ws.recv())
+        return bool(reply.get("id") == i and reply.get("data") == DATA)
 
     async def main() -> dict[str, Any]:
         conns = [await connect(url, compression=None) for _ in range(args.conns)]
+        if sio:
+            for ws in conns:
+                await open_sio(ws)
         count = bad = 0
         deadline = time.perf_counter() + args.warmup + args.duration
+        round_trip = ask_sio if sio else ask
 
         async def one(ws: Any) -> None:
             nonlocal count, bad
             i = 0
             while time.perf_counter() < deadline:
                 i += 1
-                await ws.send(f'{{"event":"echo","data":{DATA_JSON.decode()},"id":{i}}}')
-                reply = json.loads(await ws.recv())
-                if reply.get("id") != i or reply.get("data") != DATA:
+                if not await round_trip(ws, i):
                     bad += 1
                 count += 1
 
