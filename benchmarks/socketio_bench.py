@@ -10,7 +10,10 @@ a round, against python-socketio's run of the same round.
 
 - **acked round trips**: N connections each emit ``echo`` with an ack id and emit the
   next as soon as the ack came (a closed loop); *x python-socketio* = round trips/s over
-  python-socketio's.
+  python-socketio's. Measured with the load generator's own client and with the
+  ``websockets`` client (``CLIENTS``), and against a floor on each server: a bare ASGI
+  app that answers the acked echo by slicing the frame (``bare:socketio_echo``), what
+  the server itself costs.
 - **fan-out**: 1,000 members of one room, one publisher keeping 4 ``publish`` events in
   flight, each re-emitted by the server to the room; *x python-socketio* = frames
   delivered/s over python-socketio's.
@@ -43,6 +46,9 @@ SOCKETIO = Target("python-socketio", "benchmarks.peers.socketio_app:app", sio=Tr
 WSGATE_SIO = Target("wsgate Socket.IO", "benchmarks.peers.wsgate_socketio_app:app", sio=True)
 #: (server kind, target); the first is the reference of every ratio.
 PAIRS = [(ASYNCIO, SOCKETIO), (ASYNCIO, WSGATE_SIO), (TRIO, WSGATE_SIO)]
+#: The floor of the acked round trips on each server (echo only).
+BARE_SIO = Target("bare ASGI Socket.IO echo", "benchmarks.peers.bare:socketio_echo", sio=True)
+FLOORS = [(ASYNCIO, BARE_SIO), (TRIO, BARE_SIO)]
 REFERENCE = (ASYNCIO, SOCKETIO.label)
 #: The load clients of the acked round trips: the load generator's own (about a third of
 #: the ``websockets`` client's CPU per round trip, which matters when client and server
@@ -70,13 +76,14 @@ def bench_load(
     fanout: bool = True,
 ) -> tuple[Collector, Collector]:
     echo, fan = Collector(), Collector()
-    with serving((k, t.app) for k, t in PAIRS) as servers:
-        pairs = list(zip(PAIRS, servers, strict=True))
+    with serving((k, t.app) for k, t in PAIRS + FLOORS) as servers:
+        everything = list(zip(PAIRS + FLOORS, servers, strict=True))
+        pairs = everything[: len(PAIRS)]
         for r in range(rounds):
             for n, client in [(n, c) for c in CLIENTS for n in conns]:
                 got: dict[tuple[str, str], float | None] = {}
                 cpu: dict[tuple[str, str], float | None] = {}
-                for (kind, t), s in rotated(pairs, r + n):
+                for (kind, t), s in rotated(everything, r + n):
                     args: list[Any] = ["echo", "--conns", n, "--warmup", warmup]
                     args += ["--duration", duration, "--sio", *CLIENTS[client]]
                     res = _client(s, args, warmup + duration + 60, echo)

@@ -3,7 +3,10 @@
 ``echo`` sends every text frame back unchanged (the server's own cost: the floor of every
 echo figure). ``json_echo`` decodes each frame with msgspec (untyped, into a dict) and
 encodes the reply ``{"event", "id", "data"}``: the floor plus the JSON work any
-framework must do. Neither validates anything.
+framework must do. Neither validates anything. ``socketio_echo`` is the floor of the
+Socket.IO figures: just enough Engine.IO/Socket.IO over WebSocket for the load client's
+acked echo (the open packet, the main namespace's CONNECT, each ``echo`` EVENT answered
+by its ACK with the arguments cut out of the frame, no JSON decoded; pings never sent).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["echo", "json_echo"]
+__all__ = ["echo", "json_echo", "socketio_echo"]
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -73,3 +76,32 @@ async def json_echo(scope: Message, receive: Receive, send: Send) -> None:
         frame = _decode(message.get("text") or message.get("bytes") or b"null")
         reply = {"event": frame["event"], "id": frame.get("id"), "data": frame.get("data")}
         await send({"type": "websocket.send", "text": _encode(reply).decode()})
+
+
+_OPEN = (
+    '0{"sid":"bare","upgrades":[],"pingInterval":120000,"pingTimeout":20000,"maxPayload":1000000}'
+)
+
+
+async def socketio_echo(scope: Message, receive: Receive, send: Send) -> None:
+    """Socket.IO's acked ``echo`` with the least work a server can do: ``42<id>["echo",
+    <args>]`` is answered ``43<id>[<args>]``."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    if scope["type"] != "websocket":
+        return await _not_found(send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": _OPEN})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text") or ""
+        if text.startswith("42"):
+            bracket = text.index("[")
+            comma = text.index(",", bracket)
+            reply = "43" + text[2:bracket] + "[" + text[comma + 1 :]
+            await send({"type": "websocket.send", "text": reply})
+        elif text == "40":
+            await send({"type": "websocket.send", "text": '40{"sid":"bare"}'})
