@@ -339,13 +339,13 @@ async def test_one_encode_per_server_and_disconnect_hooks_once(
     import wsgate.socketio.cluster as cluster_module
 
     encoded: list[Any] = []
-    real = cluster_module.encode_packet
+    real = cluster_module.message_frames
 
     def counting(packet: Any) -> Any:
         encoded.append(packet.data[0])
         return real(packet)
 
-    monkeypatch.setattr(cluster_module, "encode_packet", counting)
+    monkeypatch.setattr(cluster_module, "message_frames", counting)
     async with contextlib.AsyncExitStack() as stack:
         one, two = await stack.enter_async_context(two_workers(redis_server))
         clients = [await sio_connect(stack, c) for c in (one, two, two, two)]

@@ -362,6 +362,25 @@ class App:
         """The connections being served right now."""
         return frozenset(self._connections)
 
+    def add_lifespan(
+        self,
+        *,
+        startup: Callable[[], Any] | None = None,
+        shutdown: Callable[[], Any] | None = None,
+        serve: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Add to the App's lifespan after it was built (the constructor's
+        ``on_startup``/``on_shutdown`` otherwise): ``startup`` runs after the startup
+        hooks given so far, ``shutdown`` after the shutdown hooks (sync or async, as
+        those), and ``serve`` runs in a task from the end of startup until shutdown,
+        when it is cancelled (a background loop: a snapshot writer, a monitor)."""
+        if startup is not None:
+            self._on_startup.append(startup)
+        if shutdown is not None:
+            self._on_shutdown.append(shutdown)
+        if serve is not None:
+            self._serving_tasks.append(serve)
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":

@@ -364,9 +364,7 @@ def _workers(app: Any) -> _Workers | None:
     workers = _WORKERS.get(app)
     if workers is None:
         workers = _WORKERS[app] = _Workers(app)
-        app._on_startup.append(workers.startup)  # noqa: SLF001
-        app._on_shutdown.append(workers.shutdown)  # noqa: SLF001
-        app._serving_tasks.append(workers.serve)  # noqa: SLF001
+        app.add_lifespan(startup=workers.startup, shutdown=workers.shutdown, serve=workers.serve)
     return workers
 
 

@@ -9,9 +9,7 @@ of ``socket.io-adapter``'s ``ClusterAdapter``.
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -30,7 +28,7 @@ from .adapter import (
     StreamsLink,
     new_uid,
 )
-from .socketio_protocol import SocketIOPacket, SocketIOPacketType, encode_packet
+from .socketio_protocol import SocketIOPacket, SocketIOPacketType, message_frames
 
 if TYPE_CHECKING:
     from .server import Namespace, SocketIOConnection, SocketIOServer
@@ -47,9 +45,17 @@ logger = logging.getLogger("wsgate.socketio")
 
 T = SocketIOPacketType
 M = MessageType
-#: Acknowledgement ids of broadcasts: one id for every client of one broadcast, so the
-#: packet is encoded once; far above the ids a connection's own calls use.
-_broadcast_ack_ids = itertools.count(1 << 30)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A session found again for a recovering connection (:meth:`NamespaceCluster.restore`)."""
+
+    sid: str
+    rooms: list[str]
+    data: Any
+    #: The EVENTs' arrays its rooms missed, each with its offset as the last element.
+    missed: list[list[Any]]
 
 
 class ClusterTimeoutError(TimeoutError):
@@ -60,12 +66,6 @@ class ClusterTimeoutError(TimeoutError):
         super().__init__(message)
         #: The answers received before the timeout.
         self.responses = responses
-
-
-def _frames(packet: SocketIOPacket) -> list[str | bytes]:
-    """A Socket.IO packet as Engine.IO message frames."""
-    encoded = encode_packet(packet)
-    return ["4" + str(encoded[0]), *encoded[1:]]
 
 
 def _opts(rooms: Iterable[str], except_: Iterable[str], **flags: Any) -> dict[str, Any]:
@@ -94,9 +94,9 @@ def local_sockets(
         excluded.update(group.members(ns.group(room)))
     out = []
     for member in found:
-        if member in excluded or not hasattr(member, "_gone"):  # not a Socket.IO connection
+        if member in excluded or not hasattr(member, "disconnected"):  # not Socket.IO
             continue
-        if member._gone or (connected and not member._connected):  # noqa: SLF001
+        if member.disconnected or (connected and not member.connected):
             continue
         out.append(member)
     return out
@@ -108,7 +108,7 @@ def deliver(
     """Encode the EVENT once and queue it to this process's connections of ``rooms``
     minus ``except_``, without waiting for any (the slow-consumer policy applies).
     Returns the frames and how many connections they were queued to."""
-    frames = _frames(SocketIOPacket(T.EVENT, ns.name, data))
+    frames = message_frames(SocketIOPacket(T.EVENT, ns.name, data))
     messages = [build_message(f, False) for f in frames]
     if len(rooms) <= 1:
         # One group: delivered (and accounted) by the BroadcastGroup.
@@ -130,51 +130,6 @@ def deliver(
     return frames, sent
 
 
-class _AckSink(list[Any]):
-    """Stands in for a call's result slot: hands each client's acknowledgement on."""
-
-    def __init__(self, callback: Callable[[list[Any]], None]) -> None:
-        super().__init__()
-        self._callback = callback
-
-    def append(self, values: Any) -> None:
-        self._callback(values)
-
-
-def deliver_with_ack(
-    ns: Namespace,
-    data: list[Any],
-    rooms: list[str],
-    except_: list[str],
-    on_ack: Callable[[Any], None],
-) -> tuple[int, Callable[[], None]]:
-    """Send the EVENT (encoded once) with one acknowledgement id to the local
-    connections; ``on_ack`` gets each client's first argument. Returns how many clients
-    were asked and a function that forgets the pending acknowledgements."""
-    ack_id = next(_broadcast_ack_ids)
-    targets = local_sockets(ns, rooms, except_)
-    sink = _AckSink(lambda values: on_ack(values[0] if values else None))
-    for conn in targets:
-        conn._acks[ack_id] = (anyio.Event(), sink)  # noqa: SLF001
-    messages = [
-        build_message(f, False) for f in _frames(SocketIOPacket(T.EVENT, ns.name, data, ack_id))
-    ]
-    count = 0
-    for conn in targets:
-        for message in messages:
-            if conn.offer(message) in (Offer.CLOSED, Offer.SLOW):
-                conn._acks.pop(ack_id, None)  # noqa: SLF001
-                break
-        else:
-            count += 1
-
-    def forget() -> None:
-        for conn in targets:
-            conn._acks.pop(ack_id, None)  # noqa: SLF001
-
-    return count, forget
-
-
 async def join_local(ns: Namespace, rooms: list[str], opts: dict[str, Any], join: bool) -> None:
     for conn in local_sockets(ns, opts.get("rooms", ()), opts.get("except", ())):
         for room in rooms:
@@ -183,41 +138,14 @@ async def join_local(ns: Namespace, rooms: list[str], opts: dict[str, Any], join
 
 async def disconnect_local(ns: Namespace, opts: dict[str, Any], close: bool) -> None:
     for conn in local_sockets(ns, opts.get("rooms", ()), opts.get("except", ())):
-        if close:
-            await conn.disconnect()
-        else:
-            await conn._send(SocketIOPacket(T.DISCONNECT, conn.namespace))  # noqa: SLF001
-            await conn._client.drop(conn, "server namespace disconnect")  # noqa: SLF001
-
-
-def handshake(conn: SocketIOConnection) -> dict[str, Any]:
-    """The connection's handshake as Node's ``socket.handshake`` describes it."""
-    scope = conn.scope
-    headers: dict[str, str] = {}
-    for key, value in scope.get("headers", ()):
-        headers[key.decode("latin-1")] = value.decode("latin-1")
-    query = {k: v for k, v in conn.query_params.items()}
-    qs = scope.get("query_string", b"").decode("latin-1")
-    client = scope.get("client")
-    issued = conn._issued  # noqa: SLF001
-    return {
-        "headers": headers,
-        "time": time.strftime("%a %b %d %Y %H:%M:%S GMT+0000", time.gmtime(issued)),
-        "address": client[0] if client else "",
-        "xdomain": "origin" in headers,
-        "secure": scope.get("scheme") in ("https", "wss"),
-        "issued": int(issued * 1000),
-        "url": scope.get("path", "") + ("?" + qs if qs else ""),
-        "query": query,
-        "auth": conn.auth if isinstance(conn.auth, dict) else {},
-    }
+        await conn.disconnect(close)
 
 
 def describe(conn: SocketIOConnection) -> dict[str, Any]:
     """A FETCH_SOCKETS_RESPONSE entry for ``conn``."""
     return {
         "id": conn.sid,
-        "handshake": handshake(conn),
+        "handshake": conn.handshake,
         "rooms": sorted(conn.rooms),
         "data": conn.data,
     }
@@ -464,9 +392,10 @@ class NamespaceCluster:
         except ClusterUnavailableError as exc:
             logger.warning("%s; %s cannot recover", exc, conn.sid)
 
-    async def restore(
-        self, conn: SocketIOConnection, pid: str, offset: str
-    ) -> list[list[Any]] | None:
+    async def restore(self, pid: str, offset: str) -> Restored | None:
+        """The session ``pid`` kept by any server of the cluster and the EVENTs its
+        rooms missed after ``offset`` (each with its offset last), or None if it cannot
+        be recovered."""
         try:
             found = await self.link.restore_session(self.ns.name, pid, offset)
         except ClusterUnavailableError as exc:
@@ -492,12 +421,7 @@ class NamespaceCluster:
                 r in unwanted for r in rooms
             ):
                 missed.append([*packet.get("data", []), entry_id])
-        conn.sid = sid
-        conn.pid = pid
-        conn.data = session.get("data")
-        conn.recovered = True
-        conn._rooms = set(rooms)  # noqa: SLF001
-        return missed
+        return Restored(sid, [str(r) for r in rooms], session.get("data"), missed)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -566,7 +490,7 @@ class NamespaceCluster:
             answer = {"requestId": request_id, "packet": value}
             link.spawn(lambda: link.respond(requester, self._message(M.BROADCAST_ACK, answer)))
 
-        count, forget = deliver_with_ack(ns, args, rooms, except_, on_ack)
+        count, forget = ns.deliver_with_ack(args, rooms, except_, on_ack)
         await link.respond(
             requester,
             self._message(

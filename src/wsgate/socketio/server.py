@@ -3,10 +3,11 @@ both ways, rooms (on the App's BroadcastGroup), connection state recovery."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -14,6 +15,7 @@ import anyio
 
 from .. import status
 from ..broadcast import BroadcastGroup
+from ..broadcast.memory import build_message
 from ..datastructures import Address, Headers, QueryParams, State
 from ..errors import WebSocketDisconnect, WebSocketError
 from ..queues import Offer
@@ -28,8 +30,8 @@ from .socketio_protocol import (
     SocketIOPacket,
     SocketIOPacketType,
     SocketIOProtocolError,
-    encode_packet,
     encode_reply,
+    message_frames,
     to_wire_args,
 )
 
@@ -57,12 +59,6 @@ RECOVERABLE = frozenset(
 CATCH_ALL = "*"
 #: Frames a connection may queue while its "connect" handler runs.
 PRE_CONNECT_LIMIT = 1024
-
-
-def _frames(packet: SocketIOPacket) -> list[str | bytes]:
-    """A Socket.IO packet as Engine.IO message frames."""
-    encoded = encode_packet(packet)
-    return ["4" + str(encoded[0]), *encoded[1:]]
 
 
 def _error(code: str, message: str, detail: Any = None) -> dict[str, Any]:
@@ -117,6 +113,22 @@ class _Saved:
     until: float
 
 
+#: Acknowledgement ids of broadcasts: one id for every client of one broadcast, so the
+#: packet is encoded once; far above the ids a connection's own calls use.
+_broadcast_ack_ids = itertools.count(1 << 30)
+
+
+class _AckSink(list[Any]):
+    """Stands in for a call's result slot: hands each client's acknowledgement on."""
+
+    def __init__(self, callback: Callable[[list[Any]], None]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def append(self, values: Any) -> None:
+        self._callback(values)
+
+
 @dataclass(slots=True)
 class Namespace:
     """One ``@socketio_controller`` class serving one namespace of a path."""
@@ -146,6 +158,39 @@ class Namespace:
         if room is None:
             return "sio*" + self.group_prefix
         return "sio" + self.group_prefix + "|" + room
+
+    def deliver_with_ack(
+        self,
+        data: list[Any],
+        rooms: list[str],
+        except_: list[str],
+        on_ack: Callable[[Any], None],
+    ) -> tuple[int, Callable[[], None]]:
+        """Send the EVENT (encoded once) with one acknowledgement id to this process's
+        connections of ``rooms`` minus ``except_``; ``on_ack`` gets each client's first
+        argument. Returns how many clients were asked and a function that forgets the
+        acknowledgements still pending."""
+        ack_id = next(_broadcast_ack_ids)
+        targets = cluster.local_sockets(self, rooms, except_)
+        sink = _AckSink(lambda values: on_ack(values[0] if values else None))
+        for conn in targets:
+            conn._acks[ack_id] = (anyio.Event(), sink)  # noqa: SLF001
+        packet = SocketIOPacket(T.EVENT, self.name, data, ack_id)
+        messages = [build_message(f, False) for f in message_frames(packet)]
+        count = 0
+        for conn in targets:
+            for message in messages:
+                if conn.offer(message) in (Offer.CLOSED, Offer.SLOW):
+                    conn._acks.pop(ack_id, None)  # noqa: SLF001
+                    break
+            else:
+                count += 1
+
+        def forget() -> None:
+            for conn in targets:
+                conn._acks.pop(ack_id, None)  # noqa: SLF001
+
+        return count, forget
 
     def prune(self, now: float) -> None:
         """Forget recovery data older than the window."""
@@ -253,6 +298,35 @@ class SocketIOConnection:
         """True from the CONNECT until the connection ends."""
         return self._connected and not self._gone
 
+    @property
+    def disconnected(self) -> bool:
+        """True once the connection has ended (Node's ``socket.disconnected``)."""
+        return self._gone
+
+    @property
+    def handshake(self) -> dict[str, Any]:
+        """The handshake as Node's ``socket.handshake`` describes it: ``headers``,
+        ``time``, ``address``, ``xdomain``, ``secure``, ``issued`` (ms), ``url``,
+        ``query`` and ``auth``."""
+        scope = self.scope
+        headers: dict[str, str] = {}
+        for key, value in scope.get("headers", ()):
+            headers[key.decode("latin-1")] = value.decode("latin-1")
+        qs = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client")
+        issued = self._issued
+        return {
+            "headers": headers,
+            "time": time.strftime("%a %b %d %Y %H:%M:%S GMT+0000", time.gmtime(issued)),
+            "address": client[0] if client else "",
+            "xdomain": "origin" in headers,
+            "secure": scope.get("scheme") in ("https", "wss"),
+            "issued": int(issued * 1000),
+            "url": scope.get("path", "") + ("?" + qs if qs else ""),
+            "query": dict(self.query_params.items()),
+            "auth": self.auth if isinstance(self.auth, dict) else {},
+        }
+
     # -- the broadcast member protocol ---------------------------------------------------
 
     def offer(self, message: dict[str, Any], relay: WakeRelay | None = None) -> Offer:
@@ -270,7 +344,7 @@ class SocketIOConnection:
     # -- sending -------------------------------------------------------------------------
 
     async def _send(self, packet: SocketIOPacket) -> None:
-        frames = _frames(packet)
+        frames = message_frames(packet)
         buf = self._buffer
         if buf is not None:
             for f in frames:
@@ -345,7 +419,7 @@ class SocketIOConnection:
         """The ACK's frames, for the task that ran the handler to send (None: buffered
         until the connection is in)."""
         values = list(result) if isinstance(result, tuple) else [result]
-        frames = encode_reply(f"{self._ack_head}{ack_id}", values) or _frames(
+        frames = encode_reply(f"{self._ack_head}{ack_id}", values) or message_frames(
             SocketIOPacket(T.ACK, self.namespace, to_wire_args(values), ack_id)
         )
         buf = self._buffer
@@ -381,10 +455,17 @@ class SocketIOConnection:
         if observer is not None:
             await observer.room_changed(self, room, False)
 
-    async def disconnect(self) -> None:
+    async def disconnect(self, close: bool = True) -> None:
         """Disconnect the client: a DISCONNECT packet for each of its namespaces, then
-        the Engine.IO close, as the reference server's ``disconnect(true)`` does."""
+        the Engine.IO close, as the reference server's ``disconnect(true)`` does. With
+        ``close=False``, this namespace only (``disconnect(false)``): its DISCONNECT
+        packet, and the client's other namespaces and its connection stay."""
         client = self._client
+        if not close:
+            if self._connected and not self._gone:
+                await self._send(SocketIOPacket(T.DISCONNECT, self.namespace))
+            await client.drop(self, "server namespace disconnect")
+            return
         for conn in list(client.sockets.values()):
             if conn._connected and not conn._gone:  # noqa: SLF001
                 await conn._send(SocketIOPacket(T.DISCONNECT, conn.namespace))  # noqa: SLF001
@@ -411,7 +492,7 @@ class _Client:
         self.leaving: dict[SocketIOConnection, str] = {}
 
     async def send(self, packet: SocketIOPacket) -> None:
-        await self.session.send_frames(_frames(packet))
+        await self.session.send_frames(message_frames(packet))
 
     async def drop(self, conn: SocketIOConnection, reason: str) -> None:
         """End one namespace connection: rooms, pending calls, recovery, hook."""
@@ -566,7 +647,7 @@ class SocketIOEndpoint:
         payload: dict[str, Any] = {"sid": conn.sid}
         if conn.pid is not None:
             payload["pid"] = conn.pid
-        frames = _frames(SocketIOPacket(T.CONNECT, ns.name, payload))
+        frames = message_frames(SocketIOPacket(T.CONNECT, ns.name, payload))
         client.session.set_timer(None)
         conn._connected = True  # noqa: SLF001
         if self.observer is not None:
@@ -575,7 +656,7 @@ class SocketIOEndpoint:
                 return None
         buffered, conn._buffer = conn._buffer or [], None  # noqa: SLF001
         for missed_data in missed:
-            frames += _frames(SocketIOPacket(T.EVENT, ns.name, missed_data))
+            frames += message_frames(SocketIOPacket(T.EVENT, ns.name, missed_data))
         for message in buffered:
             frame = message.get("text")
             frames.append(frame if frame is not None else message["bytes"])
@@ -588,10 +669,18 @@ class SocketIOEndpoint:
     ) -> list[list[Any]] | None:
         assert ns.cluster is not None
         try:
-            return await ns.cluster.restore(conn, pid, offset)
+            found = await ns.cluster.restore(pid, offset)
         except Exception:
             logger.exception("could not restore Socket.IO session %s", pid)
             return None
+        if found is None:
+            return None
+        conn.sid = found.sid
+        conn.pid = pid
+        conn.data = found.data
+        conn.recovered = True
+        conn._rooms = set(found.rooms)  # noqa: SLF001
+        return found.missed
 
     def _restore(
         self, ns: Namespace, conn: SocketIOConnection, pid: str, offset: str
@@ -692,7 +781,7 @@ class SocketIOEndpoint:
             ns.log.append((offset, room, skipped, data, now))
             if ns.log[0][4] + ns.recovery < now:
                 ns.prune(now)
-        frames = _frames(SocketIOPacket(T.EVENT, ns.name, data))
+        frames = message_frames(SocketIOPacket(T.EVENT, ns.name, data))
         group = ns.group(room)
         sent = 0
         if isinstance(excluded, frozenset):
@@ -978,7 +1067,7 @@ class SocketIOServer:
             others, stop_remote = await ns.cluster.broadcast_with_ack(
                 data, rooms, [], timeout, on_count, on_ack
             )
-        count, forget = cluster.deliver_with_ack(ns, data, rooms, [], on_ack)
+        count, forget = ns.deliver_with_ack(data, rooms, [], on_ack)
         state["need"] = 1 + others
         on_count(count)
         try:

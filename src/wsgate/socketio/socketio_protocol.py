@@ -29,6 +29,7 @@ __all__ = [
     "SocketIOProtocolError",
     "encode_packet",
     "encode_reply",
+    "message_frames",
     "to_wire_args",
 ]
 
@@ -168,6 +169,13 @@ def encode_packet(packet: SocketIOPacket) -> list[str | bytes]:
     if data is not None:
         out.append(_json_encode(data).decode())
     return ["".join(out), *buffers]
+
+
+def message_frames(packet: SocketIOPacket) -> list[str | bytes]:
+    """``packet`` as Engine.IO MESSAGE frames: the text packet behind ``4``, then the
+    attachments as binary frames."""
+    encoded = encode_packet(packet)
+    return ["4" + str(encoded[0]), *encoded[1:]]
 
 
 def _is_event_payload(payload: Any) -> bool:
