@@ -38,14 +38,23 @@ async def _not_found(send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def echo(scope: Message, receive: Receive, send: Send) -> None:
-    """Every text (or binary) frame back, unchanged."""
+async def _accept(scope: Message, receive: Receive, send: Send) -> bool:
+    """Serve the lifespan or a 404, or accept the WebSocket (then True)."""
     if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
+        await _lifespan(receive, send)
+        return False
     if scope["type"] != "websocket":
-        return await _not_found(send)
+        await _not_found(send)
+        return False
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
+    return True
+
+
+async def echo(scope: Message, receive: Receive, send: Send) -> None:
+    """Every text (or binary) frame back, unchanged."""
+    if not await _accept(scope, receive, send):
+        return
     while True:
         message = await receive()
         if message["type"] != "websocket.receive":
@@ -63,12 +72,8 @@ _encode = msgspec.json.Encoder().encode
 
 async def json_echo(scope: Message, receive: Receive, send: Send) -> None:
     """Decode the envelope, answer ``{"event", "id", "data"}``."""
-    if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
-    if scope["type"] != "websocket":
-        return await _not_found(send)
-    await receive()
-    await send({"type": "websocket.accept"})
+    if not await _accept(scope, receive, send):
+        return
     while True:
         message = await receive()
         if message["type"] != "websocket.receive":
@@ -86,12 +91,8 @@ _OPEN = (
 async def socketio_echo(scope: Message, receive: Receive, send: Send) -> None:
     """Socket.IO's acked ``echo`` with the least work a server can do: ``42<id>["echo",
     <args>]`` is answered ``43<id>[<args>]``."""
-    if scope["type"] == "lifespan":
-        return await _lifespan(receive, send)
-    if scope["type"] != "websocket":
-        return await _not_found(send)
-    await receive()
-    await send({"type": "websocket.accept"})
+    if not await _accept(scope, receive, send):
+        return
     await send({"type": "websocket.send", "text": _OPEN})
     while True:
         message = await receive()
