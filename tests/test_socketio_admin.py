@@ -11,8 +11,10 @@ in a worker thread, so the tests themselves run on trio and on asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -21,7 +23,7 @@ import pytest
 import servers
 import socketio
 from apps.socketio_admin import PASSWORD, USERNAME, Chat
-from redis_server import RedisServer, require_binary
+from redis_server import RedisServer, redis_command, require_binary
 
 from wsgate import App, ConfigurationError
 from wsgate.socketio import instrument
@@ -132,13 +134,24 @@ def _subject(event: str, args: tuple[Any, ...]) -> str:
     return str(args[2] if event in ("room_joined", "room_left") else args[1])
 
 
-async def user(url: str, room: str | None = None, transports: list[str] | None = None) -> Any:
+async def user(
+    url: str,
+    room: str | None = None,
+    transports: list[str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Any:
+    """A client of the chat; the app joins it to ``room`` and sets its ``conn.data``."""
     client = socketio.AsyncClient(reconnection=False)
     client.received = asyncio.Queue()  # type: ignore[attr-defined]
     client.on("*", lambda event, *args: client.received.put_nowait((event, args)))  # type: ignore[attr-defined]
+    auth: dict[str, Any] = {}
+    if room:
+        auth["room"] = room
+    if data is not None:
+        auth["data"] = data
     await client.connect(
         url,
-        auth={"room": room} if room else None,
+        auth=auth or None,
         transports=transports or ["websocket"],
         wait_timeout=TIMEOUT,
     )
@@ -451,3 +464,113 @@ async def test_every_worker_reports_to_the_ui_through_the_broker(
                 await admin.close()
 
             await run(scenario)
+
+
+@contextlib.contextmanager
+def two_servers(redis_url: str, backend: str) -> Iterator[tuple[str, str]]:
+    """Two wsgate servers (hypercorn on ``backend``) of one cluster: the App's broker on
+    ``redis_url`` gives their Socket.IO path the Redis Streams adapter."""
+    saved = os.environ.get("WSGATE_BROKER_URL")
+    os.environ["WSGATE_BROKER_URL"] = redis_url
+    started: list[servers.ServerProcess] = []
+    try:
+        for _ in range(2):
+            server = servers.ServerProcess(
+                f"hypercorn-{backend}", "apps.socketio_admin:cluster_app"
+            )
+            started.append(server)
+            server.start()
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    finally:
+        if saved is None:
+            os.environ.pop("WSGATE_BROKER_URL", None)
+        else:
+            os.environ["WSGATE_BROKER_URL"] = saved
+    try:
+        urls = [s.url for s in started]
+        assert urls[0] is not None and urls[1] is not None
+        yield "http" + urls[0][2:], "http" + urls[1][2:]
+    finally:
+        for server in started:
+            server.stop()
+        for server in started:
+            assert server.url is not None
+            unexpected = servers.UNEXPECTED_LOG.search(server.url.log())
+            assert unexpected is None, server.url.log()[-4000:]
+
+
+async def test_the_ui_on_one_server_sees_and_acts_on_the_sockets_of_another(
+    redis_server: RedisServer, anyio_backend_name: str
+) -> None:
+    """Servers A and B on one Valkey: a UI logged in on A lists a socket of B (its
+    transport, handshake, rooms and data), its join / emit / leave / _disconnect reach
+    that socket (its own client sees them), and the session id A handed out logs the
+    UI in on B."""
+    with two_servers(redis_server.url, anyio_backend_name) as (a, b):
+
+        async def scenario() -> str:
+            bob = await user(b, room="lobby", data={"nick": "bob"})
+            sid = bob.get_sid()
+            admin = Admin()
+            await admin.connect(a, CREDENTIALS)
+            _, (session_id,) = await admin.next("session")
+            _, (sockets,) = await admin.next("all_sockets")
+            mine = [s for s in sockets if s["id"] == sid]
+            assert len(mine) == 1, sockets
+            socket = mine[0]
+            assert socket["nsp"] == "/"
+            assert socket["transport"] == "websocket"
+            assert isinstance(socket["clientId"], str) and socket["clientId"]
+            assert sorted(socket["rooms"]) == sorted([sid, "lobby"])
+            assert socket["data"] == {"nick": "bob"}  # without the UI's "_admin"
+            handshake = socket["handshake"]
+            assert handshake["address"] == "127.0.0.1"
+            assert handshake["url"].startswith("/socket.io/?")
+            assert handshake["query"]["EIO"] == "4"
+            assert "user-agent" in handshake["headers"]
+
+            # The UI's socket page acts on bob through A: the socket's id is the filter.
+            await admin.action("join", "/", "vip", sid)
+            await admin.until(
+                "room_joined", lambda nsp, room, who, when: (room, who) == ("vip", sid)
+            )
+            assert await bob.call("rooms", timeout=TIMEOUT) == sorted([sid, "lobby", "vip"])
+            await admin.action("emit", "/", "vip", "notice", {"n": 1})
+            assert await asyncio.wait_for(bob.received.get(), TIMEOUT) == ("notice", ({"n": 1},))
+            await admin.action("leave", "/", "vip", sid)
+            await admin.until("room_left", lambda nsp, room, who, when: (room, who) == ("vip", sid))
+            assert await bob.call("rooms", timeout=TIMEOUT) == sorted([sid, "lobby"])
+            gone = asyncio.Event()
+            bob.on("disconnect", lambda *reason: gone.set())
+            await admin.action("_disconnect", "/", False, sid)
+            await asyncio.wait_for(gone.wait(), TIMEOUT)
+            assert not bob.connected
+            _, _, reason, _ = await admin.until(
+                "socket_disconnected", lambda nsp, who, *_: who == sid
+            )
+            assert reason == "server namespace disconnect"
+            await admin.close()
+
+            # A reload that lands on B: the session id A handed out is enough.
+            again = Admin()
+            await again.connect(b, {"sessionId": session_id})
+            # (B's events, e.g. the first UI's disconnection, may come first: broadcasts.)
+            event, _ = await again.next("session", "config")
+            assert event == "config"  # no new session, no password
+            await again.close()
+            # One B did not hand out is still refused there.
+            stranger = Admin()
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await stranger.connect(b, {"sessionId": session_id[::-1]})
+            await stranger.close()
+            return str(session_id)
+
+        session_id = await run(scenario)
+    # Kept where a Node server instrumented with @socket.io/admin-ui's RedisStore looks.
+    key = f"socket.io-admin#{session_id}"
+    assert redis_command(redis_server.port, "EXISTS", key).startswith(b":1")
+    ttl = redis_command(redis_server.port, "TTL", key)
+    assert 0 < int(ttl[1:].strip()) <= 86_400, ttl
