@@ -13,7 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
+import queue
+import shutil
+import subprocess
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -574,3 +579,144 @@ async def test_the_ui_on_one_server_sees_and_acts_on_the_sockets_of_another(
     assert redis_command(redis_server.port, "EXISTS", key).startswith(b":1")
     ttl = redis_command(redis_server.port, "TTL", key)
     assert 0 < int(ttl[1:].strip()) <= 86_400, ttl
+
+
+# -- a mixed cluster: wsgate and Node's @socket.io/admin-ui ------------------------------------
+
+NODE_SCRIPT = servers.ROOT / "tests" / "js" / "admin_node.mjs"
+NODE_START_TIMEOUT = 15.0
+
+
+@contextlib.contextmanager
+def node_server(redis_url: str) -> Iterator[str]:
+    """tests/js/admin_node.mjs: a Node socket.io server instrumented with the official
+    package, with the same credentials, in the cluster of ``redis_url``."""
+    node = shutil.which("node")
+    assert node is not None, "node is needed for the mixed cluster test"
+    proc = subprocess.Popen(
+        [node, str(NODE_SCRIPT), redis_url, USERNAME, PASSWORD],
+        cwd=servers.ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        try:
+            ready = json.loads(lines.get(timeout=NODE_START_TIMEOUT) or "{}")
+        except queue.Empty:
+            ready = {}
+        if "ready" not in ready:
+            proc.kill()
+            stderr = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the node server did not start:\n{stderr[-4000:]}")
+        yield f"http://127.0.0.1:{ready['ready']}"
+    finally:
+        if proc.poll() is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _cluster_ready(port: int, servers_count: int) -> Callable[[], Awaitable[bool]]:
+    """Whether ``servers_count`` servers listen on the channels of "/" and "/admin" and
+    read the stream (a server that is not reading yet would miss an action)."""
+
+    async def ready() -> bool:
+        readers = redis_command(port, "CLIENT", "LIST").count(b"cmd=xread")
+        for nsp in ("/", "/admin"):
+            reply = redis_command(port, "PUBSUB", "NUMSUB", f"socket.io#{nsp}#")
+            if not reply.rstrip().endswith(f":{servers_count}".encode()):
+                return False
+        return readers >= servers_count
+
+    return ready
+
+
+async def test_a_node_server_and_a_wsgate_server_show_each_other_s_sockets(
+    redis_server: RedisServer, anyio_backend_name: str
+) -> None:
+    """wsgate (``instrument()``) and Node (``@socket.io/admin-ui``) on one Valkey: the UI
+    on either lists the other's sockets with their transport and data, wsgate's actions
+    reach a socket of the Node server, and each accepts the other's session ids."""
+    kind = f"hypercorn-{anyio_backend_name}"
+    with contextlib.ExitStack() as stack:
+        saved = os.environ.get("WSGATE_BROKER_URL")
+        os.environ["WSGATE_BROKER_URL"] = redis_server.url
+        try:
+            url = stack.enter_context(servers.run_server(kind, "apps.socketio_admin:cluster_app"))
+        finally:
+            if saved is None:
+                os.environ.pop("WSGATE_BROKER_URL", None)
+            else:
+                os.environ["WSGATE_BROKER_URL"] = saved
+        wsgate = "http" + url[2:]
+        node = stack.enter_context(node_server(redis_server.url))
+        await servers.wait_for(
+            _cluster_ready(redis_server.port, 2), timeout=10, what="both servers in the cluster"
+        )
+
+        async def scenario() -> None:
+            carol = await user(node, room="lobby", data={"nick": "carol"})
+            dave = await user(wsgate, room="den", data={"nick": "dave"})
+            on_node, on_wsgate = carol.get_sid(), dave.get_sid()
+
+            async def sockets_seen_from(url: str, sid: str) -> tuple[str, dict[str, Any]]:
+                admin = Admin()
+                await admin.connect(url, CREDENTIALS)
+                _, (session_id,) = await admin.next("session")
+                _, (sockets,) = await admin.next("all_sockets")
+                await admin.close()
+                mine = [s for s in sockets if s["id"] == sid]
+                assert len(mine) == 1, sockets
+                return session_id, mine[0]
+
+            # The UI on wsgate lists the Node server's socket, and the other way round.
+            wsgate_session, socket = await sockets_seen_from(wsgate, on_node)
+            assert socket["transport"] == "websocket"
+            assert isinstance(socket["clientId"], str) and len(socket["clientId"]) == 12
+            assert sorted(socket["rooms"]) == sorted([on_node, "lobby"])
+            assert socket["data"] == {"nick": "carol"}
+            assert socket["handshake"]["query"]["EIO"] == "4"
+            node_session, socket = await sockets_seen_from(node, on_wsgate)
+            assert socket["transport"] == "websocket"
+            assert isinstance(socket["clientId"], str) and len(socket["clientId"]) == 12
+            assert sorted(socket["rooms"]) == sorted([on_wsgate, "den"])
+            assert socket["data"] == {"nick": "dave"}
+
+            # wsgate's actions reach the Node server's socket.
+            admin = Admin()
+            await admin.connect(wsgate, {"sessionId": node_session})  # Node's session id
+            await admin.next("config")
+            await admin.action("join", "/", "vip", on_node)
+
+            async def joined() -> bool:
+                rooms = await carol.call("rooms", timeout=TIMEOUT)
+                return bool(rooms == sorted([on_node, "lobby", "vip"]))
+
+            await servers.wait_for(joined, timeout=TIMEOUT, what="carol in vip")
+            gone = asyncio.Event()
+            carol.on("disconnect", lambda *reason: gone.set())
+            await admin.action("_disconnect", "/", False, on_node)
+            await asyncio.wait_for(gone.wait(), TIMEOUT)
+            await admin.close()
+
+            # Node accepts the session id wsgate handed out.
+            again = Admin()
+            await again.connect(node, {"sessionId": wsgate_session})
+            event, _ = await again.next("session", "config")
+            assert event == "config"
+            await again.close()
+            await dave.disconnect()
+
+        await run(scenario)
+        unexpected = servers.UNEXPECTED_LOG.search(url.log())
+        assert unexpected is None, url.log()[-4000:]
