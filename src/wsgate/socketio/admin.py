@@ -561,9 +561,11 @@ def _set_admin_info(conn: SocketIOConnection) -> None:
     if not isinstance(data, dict):
         return
     info = {"clientId": _client_id(conn), "transport": conn.transport}
-    if data.get("_admin") != info:
-        # A new dict: the application's own may be shared.
-        conn.data = {"_admin": info, **{k: v for k, v in data.items() if k != "_admin"}}
+    if isinstance(data.get("_admin"), dict):
+        data["_admin"] = info  # ours (an upgrade, a recovered session): kept in place
+    else:
+        # A new dict, as Node's package does: the application's own may be shared.
+        conn.data = {"_admin": info, **data}
 
 
 def _without_admin(data: Any) -> Any:
