@@ -32,6 +32,7 @@ from redis_server import RedisServer, redis_command, require_binary
 
 from wsgate import App, ConfigurationError
 from wsgate.socketio import instrument
+from wsgate.socketio.admin import AdminMonitor
 
 server_pool = servers.server_pool
 server_logs_clean = servers.server_logs_clean
@@ -720,3 +721,39 @@ async def test_a_node_server_and_a_wsgate_server_show_each_other_s_sockets(
         await run(scenario)
         unexpected = servers.UNEXPECTED_LOG.search(url.log())
         assert unexpected is None, url.log()[-4000:]
+
+
+def test_a_fetched_socket_shows_what_its_server_told() -> None:
+    """A socket of another server without ``data["_admin"]`` (a production-mode server,
+    or an application that replaced ``conn.data``) is listed without a client id or
+    transport, with its data as it is and its address from a proxy's header, as Node's
+    package lists it."""
+    entry = {
+        "id": "abc",
+        "rooms": ["abc", "lobby", 3],
+        "data": ["not", "a", "dict"],
+        "handshake": {
+            "address": "10.0.0.9",
+            "headers": {"x-forwarded-for": "203.0.113.7"},
+            "query": {"EIO": "4"},
+            "auth": {"token": "not for the UI"},
+        },
+    }
+    assert AdminMonitor.serialize_fetched(entry, "/") == {
+        "id": "abc",
+        "nsp": "/",
+        "data": ["not", "a", "dict"],
+        "handshake": {
+            "address": "203.0.113.7",
+            "headers": {"x-forwarded-for": "203.0.113.7"},
+            "query": {"EIO": "4"},
+        },
+        "rooms": ["abc", "lobby"],
+    }
+    entry["data"] = {"_admin": {"clientId": "0123456789ab", "transport": "polling"}, "n": 1}
+    shown = AdminMonitor.serialize_fetched(entry, "/")
+    assert (shown["clientId"], shown["transport"], shown["data"]) == (
+        "0123456789ab",
+        "polling",
+        {"n": 1},
+    )
