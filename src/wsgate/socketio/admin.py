@@ -309,7 +309,8 @@ class AdminMonitor:
                     exc,
                 )
                 entries = exc.responses
-            except ClusterUnavailableError as exc:
+            except (ClusterUnavailableError, RuntimeError) as exc:
+                # RuntimeError: the adapter is not running (a server without lifespan).
                 logger.warning("%s; the admin UI lists this server's sockets only", exc)
                 entries = []
             fetched[ns.name] = entries
