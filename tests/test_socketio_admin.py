@@ -11,8 +11,15 @@ in a worker thread, so the tests themselves run on trio and on asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -21,10 +28,11 @@ import pytest
 import servers
 import socketio
 from apps.socketio_admin import PASSWORD, USERNAME, Chat
-from redis_server import RedisServer, require_binary
+from redis_server import RedisServer, redis_command, require_binary
 
 from wsgate import App, ConfigurationError
 from wsgate.socketio import instrument
+from wsgate.socketio.admin import AdminMonitor
 
 server_pool = servers.server_pool
 server_logs_clean = servers.server_logs_clean
@@ -132,13 +140,24 @@ def _subject(event: str, args: tuple[Any, ...]) -> str:
     return str(args[2] if event in ("room_joined", "room_left") else args[1])
 
 
-async def user(url: str, room: str | None = None, transports: list[str] | None = None) -> Any:
+async def user(
+    url: str,
+    room: str | None = None,
+    transports: list[str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Any:
+    """A client of the chat; the app joins it to ``room`` and sets its ``conn.data``."""
     client = socketio.AsyncClient(reconnection=False)
     client.received = asyncio.Queue()  # type: ignore[attr-defined]
     client.on("*", lambda event, *args: client.received.put_nowait((event, args)))  # type: ignore[attr-defined]
+    auth: dict[str, Any] = {}
+    if room:
+        auth["room"] = room
+    if data is not None:
+        auth["data"] = data
     await client.connect(
         url,
-        auth={"room": room} if room else None,
+        auth=auth or None,
         transports=transports or ["websocket"],
         wait_timeout=TIMEOUT,
     )
@@ -451,3 +470,290 @@ async def test_every_worker_reports_to_the_ui_through_the_broker(
                 await admin.close()
 
             await run(scenario)
+
+
+@contextlib.contextmanager
+def two_servers(redis_url: str, backend: str) -> Iterator[tuple[str, str]]:
+    """Two wsgate servers (hypercorn on ``backend``) of one cluster: the App's broker on
+    ``redis_url`` gives their Socket.IO path the Redis Streams adapter."""
+    saved = os.environ.get("WSGATE_BROKER_URL")
+    os.environ["WSGATE_BROKER_URL"] = redis_url
+    started: list[servers.ServerProcess] = []
+    try:
+        for _ in range(2):
+            server = servers.ServerProcess(
+                f"hypercorn-{backend}", "apps.socketio_admin:cluster_app"
+            )
+            started.append(server)
+            server.start()
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    finally:
+        if saved is None:
+            os.environ.pop("WSGATE_BROKER_URL", None)
+        else:
+            os.environ["WSGATE_BROKER_URL"] = saved
+    try:
+        urls = [s.url for s in started]
+        assert urls[0] is not None and urls[1] is not None
+        yield "http" + urls[0][2:], "http" + urls[1][2:]
+    finally:
+        for server in started:
+            server.stop()
+        for server in started:
+            assert server.url is not None
+            unexpected = servers.UNEXPECTED_LOG.search(server.url.log())
+            assert unexpected is None, server.url.log()[-4000:]
+
+
+async def test_the_ui_on_one_server_sees_and_acts_on_the_sockets_of_another(
+    redis_server: RedisServer, anyio_backend_name: str
+) -> None:
+    """Servers A and B on one Valkey: a UI logged in on A lists a socket of B (its
+    transport, handshake, rooms and data), its join / emit / leave / _disconnect reach
+    that socket (its own client sees them), and the session id A handed out logs the
+    UI in on B."""
+    with two_servers(redis_server.url, anyio_backend_name) as (a, b):
+
+        async def scenario() -> str:
+            bob = await user(b, room="lobby", data={"nick": "bob"})
+            sid = bob.get_sid()
+            admin = Admin()
+            await admin.connect(a, CREDENTIALS)
+            _, (session_id,) = await admin.next("session")
+            _, (sockets,) = await admin.next("all_sockets")
+            mine = [s for s in sockets if s["id"] == sid]
+            assert len(mine) == 1, sockets
+            socket = mine[0]
+            assert socket["nsp"] == "/"
+            assert socket["transport"] == "websocket"
+            assert isinstance(socket["clientId"], str) and socket["clientId"]
+            assert sorted(socket["rooms"]) == sorted([sid, "lobby"])
+            assert socket["data"] == {"nick": "bob"}  # without the UI's "_admin"
+            handshake = socket["handshake"]
+            assert handshake["address"] == "127.0.0.1"
+            assert handshake["url"].startswith("/socket.io/?")
+            assert handshake["query"]["EIO"] == "4"
+            assert "user-agent" in handshake["headers"]
+
+            # The UI's socket page acts on bob through A: the socket's id is the filter.
+            await admin.action("join", "/", "vip", sid)
+            await admin.until(
+                "room_joined", lambda nsp, room, who, when: (room, who) == ("vip", sid)
+            )
+            assert await bob.call("rooms", timeout=TIMEOUT) == sorted([sid, "lobby", "vip"])
+            await admin.action("emit", "/", "vip", "notice", {"n": 1})
+            assert await asyncio.wait_for(bob.received.get(), TIMEOUT) == ("notice", ({"n": 1},))
+            await admin.action("leave", "/", "vip", sid)
+            await admin.until("room_left", lambda nsp, room, who, when: (room, who) == ("vip", sid))
+            assert await bob.call("rooms", timeout=TIMEOUT) == sorted([sid, "lobby"])
+            gone = asyncio.Event()
+            bob.on("disconnect", lambda *reason: gone.set())
+            await admin.action("_disconnect", "/", False, sid)
+            await asyncio.wait_for(gone.wait(), TIMEOUT)
+            assert not bob.connected
+            _, _, reason, _ = await admin.until(
+                "socket_disconnected", lambda nsp, who, *_: who == sid
+            )
+            assert reason == "server namespace disconnect"
+            await admin.close()
+
+            # A reload that lands on B: the session id A handed out is enough.
+            again = Admin()
+            await again.connect(b, {"sessionId": session_id})
+            # (B's events, e.g. the first UI's disconnection, may come first: broadcasts.)
+            event, _ = await again.next("session", "config")
+            assert event == "config"  # no new session, no password
+            await again.close()
+            # One B did not hand out is still refused there.
+            stranger = Admin()
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await stranger.connect(b, {"sessionId": session_id[::-1]})
+            await stranger.close()
+            return str(session_id)
+
+        session_id = await run(scenario)
+    # Kept where a Node server instrumented with @socket.io/admin-ui's RedisStore looks.
+    key = f"socket.io-admin#{session_id}"
+    assert redis_command(redis_server.port, "EXISTS", key).startswith(b":1")
+    ttl = redis_command(redis_server.port, "TTL", key)
+    assert 0 < int(ttl[1:].strip()) <= 86_400, ttl
+
+
+# -- a mixed cluster: wsgate and Node's @socket.io/admin-ui ------------------------------------
+
+NODE_SCRIPT = servers.ROOT / "tests" / "js" / "admin_node.mjs"
+NODE_START_TIMEOUT = 15.0
+
+
+@contextlib.contextmanager
+def node_server(redis_url: str) -> Iterator[str]:
+    """tests/js/admin_node.mjs: a Node socket.io server instrumented with the official
+    package, with the same credentials, in the cluster of ``redis_url``."""
+    node = shutil.which("node")
+    assert node is not None, "node is needed for the mixed cluster test"
+    proc = subprocess.Popen(
+        [node, str(NODE_SCRIPT), redis_url, USERNAME, PASSWORD],
+        cwd=servers.ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        try:
+            ready = json.loads(lines.get(timeout=NODE_START_TIMEOUT) or "{}")
+        except queue.Empty:
+            ready = {}
+        if "ready" not in ready:
+            proc.kill()
+            stderr = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the node server did not start:\n{stderr[-4000:]}")
+        yield f"http://127.0.0.1:{ready['ready']}"
+    finally:
+        if proc.poll() is None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _cluster_ready(port: int, servers_count: int) -> Callable[[], Awaitable[bool]]:
+    """Whether ``servers_count`` servers listen on the channels of "/" and "/admin" and
+    read the stream (a server that is not reading yet would miss an action)."""
+
+    async def ready() -> bool:
+        readers = redis_command(port, "CLIENT", "LIST").count(b"cmd=xread")
+        for nsp in ("/", "/admin"):
+            reply = redis_command(port, "PUBSUB", "NUMSUB", f"socket.io#{nsp}#")
+            if not reply.rstrip().endswith(f":{servers_count}".encode()):
+                return False
+        return readers >= servers_count
+
+    return ready
+
+
+async def test_a_node_server_and_a_wsgate_server_show_each_other_s_sockets(
+    redis_server: RedisServer, anyio_backend_name: str
+) -> None:
+    """wsgate (``instrument()``) and Node (``@socket.io/admin-ui``) on one Valkey: the UI
+    on either lists the other's sockets with their transport and data, wsgate's actions
+    reach a socket of the Node server, and each accepts the other's session ids."""
+    kind = f"hypercorn-{anyio_backend_name}"
+    with contextlib.ExitStack() as stack:
+        saved = os.environ.get("WSGATE_BROKER_URL")
+        os.environ["WSGATE_BROKER_URL"] = redis_server.url
+        try:
+            url = stack.enter_context(servers.run_server(kind, "apps.socketio_admin:cluster_app"))
+        finally:
+            if saved is None:
+                os.environ.pop("WSGATE_BROKER_URL", None)
+            else:
+                os.environ["WSGATE_BROKER_URL"] = saved
+        wsgate = "http" + url[2:]
+        node = stack.enter_context(node_server(redis_server.url))
+        await servers.wait_for(
+            _cluster_ready(redis_server.port, 2), timeout=10, what="both servers in the cluster"
+        )
+
+        async def scenario() -> None:
+            carol = await user(node, room="lobby", data={"nick": "carol"})
+            dave = await user(wsgate, room="den", data={"nick": "dave"})
+            on_node, on_wsgate = carol.get_sid(), dave.get_sid()
+
+            async def sockets_seen_from(url: str, sid: str) -> tuple[str, dict[str, Any]]:
+                admin = Admin()
+                await admin.connect(url, CREDENTIALS)
+                _, (session_id,) = await admin.next("session")
+                _, (sockets,) = await admin.next("all_sockets")
+                await admin.close()
+                mine = [s for s in sockets if s["id"] == sid]
+                assert len(mine) == 1, sockets
+                return session_id, mine[0]
+
+            # The UI on wsgate lists the Node server's socket, and the other way round.
+            wsgate_session, socket = await sockets_seen_from(wsgate, on_node)
+            assert socket["transport"] == "websocket"
+            assert isinstance(socket["clientId"], str) and len(socket["clientId"]) == 12
+            assert sorted(socket["rooms"]) == sorted([on_node, "lobby"])
+            assert socket["data"] == {"nick": "carol"}
+            assert socket["handshake"]["query"]["EIO"] == "4"
+            node_session, socket = await sockets_seen_from(node, on_wsgate)
+            assert socket["transport"] == "websocket"
+            assert isinstance(socket["clientId"], str) and len(socket["clientId"]) == 12
+            assert sorted(socket["rooms"]) == sorted([on_wsgate, "den"])
+            assert socket["data"] == {"nick": "dave"}
+
+            # wsgate's actions reach the Node server's socket.
+            admin = Admin()
+            await admin.connect(wsgate, {"sessionId": node_session})  # Node's session id
+            await admin.next("config")
+            await admin.action("join", "/", "vip", on_node)
+
+            async def joined() -> bool:
+                rooms = await carol.call("rooms", timeout=TIMEOUT)
+                return bool(rooms == sorted([on_node, "lobby", "vip"]))
+
+            await servers.wait_for(joined, timeout=TIMEOUT, what="carol in vip")
+            gone = asyncio.Event()
+            carol.on("disconnect", lambda *reason: gone.set())
+            await admin.action("_disconnect", "/", False, on_node)
+            await asyncio.wait_for(gone.wait(), TIMEOUT)
+            await admin.close()
+
+            # Node accepts the session id wsgate handed out.
+            again = Admin()
+            await again.connect(node, {"sessionId": wsgate_session})
+            event, _ = await again.next("session", "config")
+            assert event == "config"
+            await again.close()
+            await dave.disconnect()
+
+        await run(scenario)
+        unexpected = servers.UNEXPECTED_LOG.search(url.log())
+        assert unexpected is None, url.log()[-4000:]
+
+
+def test_a_fetched_socket_shows_what_its_server_told() -> None:
+    """A socket of another server without ``data["_admin"]`` (a production-mode server,
+    or an application that replaced ``conn.data``) is listed without a client id or
+    transport, with its data as it is and its address from a proxy's header, as Node's
+    package lists it."""
+    entry = {
+        "id": "abc",
+        "rooms": ["abc", "lobby", 3],
+        "data": ["not", "a", "dict"],
+        "handshake": {
+            "address": "10.0.0.9",
+            "headers": {"x-forwarded-for": "203.0.113.7"},
+            "query": {"EIO": "4"},
+            "auth": {"token": "not for the UI"},
+        },
+    }
+    assert AdminMonitor.serialize_fetched(entry, "/") == {
+        "id": "abc",
+        "nsp": "/",
+        "data": ["not", "a", "dict"],
+        "handshake": {
+            "address": "203.0.113.7",
+            "headers": {"x-forwarded-for": "203.0.113.7"},
+            "query": {"EIO": "4"},
+        },
+        "rooms": ["abc", "lobby"],
+    }
+    entry["data"] = {"_admin": {"clientId": "0123456789ab", "transport": "polling"}, "n": 1}
+    shown = AdminMonitor.serialize_fetched(entry, "/")
+    assert (shown["clientId"], shown["transport"], shown["data"]) == (
+        "0123456789ab",
+        "polling",
+        {"n": 1},
+    )

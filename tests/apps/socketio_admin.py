@@ -29,7 +29,8 @@ UI_DIST = (
 
 @socketio_controller("/socket.io", namespace="/")
 class Chat:
-    """Joins the room named in the client's auth; echoes and shouts."""
+    """Joins the room named in the client's auth and keeps its ``data`` in ``conn.data``;
+    echoes and shouts."""
 
     @on_socketio_event("connect")
     async def connect(self, conn: SocketIOConnection) -> None:
@@ -37,6 +38,9 @@ class Chat:
         room = auth.get("room")
         if isinstance(room, str):
             await conn.join(room)
+        data = auth.get("data")
+        if isinstance(data, dict):
+            conn.data = data
 
     @on_socketio_event("echo")
     async def echo(self, conn: SocketIOConnection, value: Any) -> Any:

@@ -25,11 +25,23 @@ App and speaks the UI's protocol there, as the Node package's ``instrument()`` d
 * the actions, unless ``read_only``: ``join``, ``leave``, ``_disconnect`` and ``emit``,
   each on the sockets of a namespace or of a room of it (the UI uses a socket's own id).
 
-Everything the monitor emits is a broadcast to the admin namespace, so that with a
-cluster (a broker or an adapter carrying the namespace's broadcasts between servers)
-each server's events and ``server_stats`` reach a UI connected to any of them, and the
-UI lists each server by its ``server_id``. The initial ``all_sockets`` and the actions
-work on this server's sockets.
+Across a cluster (several servers on one Redis/Valkey through a
+:class:`~wsgate.socketio.RedisStreamsAdapter`, which the App's broker gives every
+Socket.IO path by default), a UI connected to any server works on all of them:
+
+* what the monitor emits is a broadcast to the admin namespace, so each server's
+  ``server_stats`` and events reach the UI, which lists each server by its ``server_id``;
+* ``all_sockets`` holds the sockets of every server (``FETCH_SOCKETS`` per namespace).
+  As Node's package does, each socket carries what the UI needs in ``conn.data`` under
+  ``"_admin"`` (``{"clientId", "transport"}``), so the sockets of a wsgate server and of
+  a Node server instrumented with ``@socket.io/admin-ui`` show on either's UI (the UI
+  gets ``data`` without ``"_admin"``);
+* the actions are cluster operations (``sockets_join``, ``sockets_leave``,
+  ``disconnect_sockets``, ``emit`` to a room): a socket's own id names it wherever it is;
+* the session ids handed out after a login are kept in Redis (``SET
+  socket.io-admin#<id> true EX 86400``, the keys of Node's ``RedisStore``), so the UI
+  logs in again without the password on whichever server it reconnects to. Without an
+  adapter they are kept in the process, as Node's default ``InMemoryStore``.
 """
 
 from __future__ import annotations
@@ -41,20 +53,21 @@ import secrets
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl
 
 import anyio
 
+from ..broadcast._redis_client import REDIS_ERRORS, redact
 from ..errors import ConfigurationError, WebSocketError
-from .cluster import NamespaceCluster
+from .adapter import ClusterUnavailableError, MessageType, StreamsLink
+from .cluster import ClusterTimeoutError, NamespaceCluster
 from .controllers import on_socketio_event
 from .engine_session import EngineSession
 from .handlers import compile_events
 from .server import Namespace, SocketIOConnection, SocketIOEndpoint, SocketIOServer
-from .socketio_protocol import SocketIOPacket, SocketIOPacketType
 
 if TYPE_CHECKING:
     from ..app import App
@@ -67,6 +80,11 @@ logger = logging.getLogger("wsgate.socketio.admin")
 STATS_INTERVAL = 2.0
 #: Session ids handed out to logged-in UIs, kept (most recent first) for reconnects.
 MAX_SESSIONS = 1000
+#: With an adapter, a session id is the Redis key ``SESSION_KEY_PREFIX + id`` (the keys of
+#: Node's ``RedisStore``, whose default prefix is ``socket.io-admin``) ...
+SESSION_KEY_PREFIX = "socket.io-admin#"
+#: ... kept for this many seconds (``RedisStore``'s default ``sessionDuration``).
+SESSION_TTL = 86_400
 
 _FEATURES_ACTIONS = ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT"]
 
@@ -134,6 +152,7 @@ class AdminMonitor:
         endpoint: SocketIOEndpoint,
         engine_sessions: Mapping[str, EngineSession],
         *,
+        server: SocketIOServer,
         auth: dict[str, str] | None,
         development: bool,
         read_only: bool,
@@ -142,6 +161,8 @@ class AdminMonitor:
     ) -> None:
         self.endpoint = endpoint
         self.sessions = engine_sessions
+        #: Runs the actions, on every server of the cluster.
+        self.server = server
         self.auth = auth
         self.development = development
         self.read_only = read_only
@@ -204,7 +225,7 @@ class AdminMonitor:
         }
 
     def serialize(self, tracked: _Tracked) -> dict[str, Any]:
-        """A socket as the UI shows it (the Node package's format)."""
+        """One of this server's sockets as the UI shows it (the Node package's format)."""
         conn = tracked.conn
         scope = conn.scope
         headers: dict[str, str] = {}
@@ -212,11 +233,6 @@ class AdminMonitor:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = conn.client
-        address = (
-            headers.get("cf-connecting-ip")
-            or headers.get("x-forwarded-for")
-            or (client.host if client else "")
-        )
         query_string = scope.get("query_string", b"").decode("latin-1")
         path = scope.get("path", "")
         return {
@@ -224,9 +240,9 @@ class AdminMonitor:
             "clientId": _client_id(conn),
             "transport": conn.transport,
             "nsp": conn.namespace,
-            "data": {},
+            "data": _without_admin(conn.data),
             "handshake": {
-                "address": address,
+                "address": _address(headers, client.host if client else ""),
                 "headers": headers,
                 "query": dict(parse_qsl(query_string, keep_blank_values=True)),
                 "issued": int(tracked.issued * 1000),
@@ -238,9 +254,78 @@ class AdminMonitor:
             "rooms": sorted(conn.rooms),
         }
 
-    def all_sockets(self) -> list[dict[str, Any]]:
-        """Every socket of this server, serialised."""
-        return [self.serialize(t) for by_sid in self.sockets.values() for t in by_sid.values()]
+    @staticmethod
+    def serialize_fetched(entry: Mapping[str, Any], nsp: str) -> dict[str, Any]:
+        """A socket of another server (an entry of its ``FETCH_SOCKETS`` answer, wsgate's
+        or Node's) as the UI shows it: the client id and transport come from its
+        ``data["_admin"]``, as Node's package serialises fetched sockets."""
+        data = entry.get("data")
+        info = data.get("_admin") if isinstance(data, dict) else None
+        given = entry.get("handshake")
+        handshake: Mapping[str, Any] = given if isinstance(given, dict) else {}
+        raw_headers = handshake.get("headers")
+        headers: Mapping[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
+        rooms = entry.get("rooms")
+        room_names = [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
+        out: dict[str, Any] = {"id": entry.get("id")}
+        if isinstance(info, dict):
+            # Left out when unknown, as Node's undefined fields are.
+            out.update({k: info[k] for k in ("clientId", "transport") if k in info})
+        out.update(
+            {
+                "nsp": nsp,
+                "data": _without_admin(data),
+                "handshake": {
+                    "address": _address(headers, handshake.get("address")),
+                    "headers": headers,
+                    **{
+                        key: handshake[key]
+                        for key in ("query", "issued", "secure", "time", "url", "xdomain")
+                        if key in handshake
+                    },
+                },
+                "rooms": room_names,
+            }
+        )
+        return out
+
+    async def all_sockets(self) -> list[dict[str, Any]]:
+        """Every socket of the cluster, serialised: this server's, then those the other
+        servers of each namespace report (a server that does not answer within the
+        adapter's ``heartbeat_timeout_ms`` is left out, with a warning)."""
+        out = [self.serialize(t) for by_sid in self.sockets.values() for t in by_sid.values()]
+        fetched: dict[str, list[Any]] = {}
+
+        async def fetch(ns: Namespace, cluster: NamespaceCluster) -> None:
+            opts: dict[str, Any] = {"rooms": [], "except": [], "flags": {}}
+            timeout = cluster.link.config.heartbeat_timeout_ms / 1000
+            try:
+                entries = await cluster.request(MessageType.FETCH_SOCKETS, {"opts": opts}, timeout)
+            except ClusterTimeoutError as exc:
+                logger.warning(
+                    "admin UI: the sockets of %s from the other servers: %s; those of the "
+                    "servers that did not answer are missing",
+                    ns.name,
+                    exc,
+                )
+                entries = exc.responses
+            except (ClusterUnavailableError, RuntimeError) as exc:
+                # RuntimeError: the adapter is not running (a server without lifespan).
+                logger.warning("%s; the admin UI lists this server's sockets only", exc)
+                entries = []
+            fetched[ns.name] = entries
+
+        async with anyio.create_task_group() as tg:
+            for ns in self.endpoint.namespaces.values():
+                if ns.cluster is not None:
+                    tg.start_soon(fetch, ns, ns.cluster)
+        for name, entries in fetched.items():
+            out += [
+                self.serialize_fetched(e, name)
+                for e in entries
+                if isinstance(e, dict) and isinstance(e.get("id"), str)
+            ]
+        return out
 
     async def emit_stats(self) -> None:
         """Broadcast this server's ``server_stats`` (and the transports that changed)."""
@@ -251,6 +336,7 @@ class AdminMonitor:
                     if transport != tracked.transport:
                         tracked.transport = transport
                         conn = tracked.conn
+                        _set_admin_info(conn)
                         await self._emit(
                             "socket_updated",
                             {"id": conn.sid, "nsp": conn.namespace, "transport": transport},
@@ -286,6 +372,7 @@ class AdminMonitor:
             return
         tracked = _Tracked(conn)
         self.sockets.setdefault(conn.namespace, {})[conn.sid] = tracked
+        _set_admin_info(conn)
         await self._emit("socket_connected", self.serialize(tracked), _now())
 
     async def disconnected(self, conn: SocketIOConnection, reason: str) -> None:
@@ -336,23 +423,66 @@ class AdminMonitor:
         if self.auth is not None:
             given = conn.auth if isinstance(conn.auth, dict) else {}
             session_id = given.get("sessionId")
-            if isinstance(session_id, str) and session_id in self._session_ids:
-                self._session_ids.move_to_end(session_id, last=False)
+            if isinstance(session_id, str) and session_id and await self.session_exists(session_id):
+                pass
             elif self._credentials_match(given):
                 session_id = secrets.token_hex(8)
-                self._session_ids[session_id] = None
-                self._session_ids.move_to_end(session_id, last=False)
-                while len(self._session_ids) > MAX_SESSIONS:
-                    self._session_ids.popitem()
+                await self.save_session(session_id)
                 await conn.emit("session", session_id)
             else:
                 logger.warning("admin UI login refused (invalid credentials)")
                 raise WebSocketError("invalid credentials")
         await conn.emit("config", {"supportedFeatures": self.features})
         if self.development:
-            await conn.emit("all_sockets", self.all_sockets())
+            await conn.emit("all_sockets", await self.all_sockets())
         # At once, not in up to 2 s (the period's events stay for the broadcast).
         await conn.emit("server_stats", self.stats(take_events=False))
+
+    def _session_link(self) -> StreamsLink | None:
+        """The adapter's link to Redis, where session ids are kept (None: in the process)."""
+        admin = self.admin
+        return admin.cluster.link if admin is not None and admin.cluster is not None else None
+
+    async def session_exists(self, session_id: str) -> bool:
+        """Whether ``session_id`` was handed out after a login, by this server or (with an
+        adapter) by any server of the cluster."""
+        if session_id in self._session_ids:
+            self._session_ids.move_to_end(session_id, last=False)
+            return True
+        link = self._session_link()
+        if link is None:
+            return False
+        try:
+            found = await link.client.exists([SESSION_KEY_PREFIX + session_id])
+        except (*REDIS_ERRORS, RuntimeError) as exc:
+            logger.warning(
+                "admin UI: could not look up a session id at %s (%r); the UI is asked for "
+                "the password",
+                redact(link.url),
+                exc,
+            )
+            return False
+        return bool(found)
+
+    async def save_session(self, session_id: str) -> None:
+        """Keep ``session_id``: in the process (the most recent :data:`MAX_SESSIONS`) and,
+        with an adapter, in Redis for :data:`SESSION_TTL` seconds."""
+        self._session_ids[session_id] = None
+        self._session_ids.move_to_end(session_id, last=False)
+        while len(self._session_ids) > MAX_SESSIONS:
+            self._session_ids.popitem()
+        link = self._session_link()
+        if link is None:
+            return
+        try:
+            await link.client.set(SESSION_KEY_PREFIX + session_id, "true", ex=SESSION_TTL)
+        except (*REDIS_ERRORS, RuntimeError) as exc:
+            logger.warning(
+                "admin UI: could not keep a session id at %s (%r); a reload that reaches "
+                "another server asks for the password again",
+                redact(link.url),
+                exc,
+            )
 
     def _credentials_match(self, given: Mapping[str, Any]) -> bool:
         assert self.auth is not None
@@ -363,61 +493,92 @@ class AdminMonitor:
         password_ok = hmac.compare_digest(password.encode(), self.auth["password"].encode())
         return user_ok and password_ok
 
-    def targets(self, nsp: str, room: str | None) -> list[SocketIOConnection]:
-        """This server's sockets of namespace ``nsp`` (in ``room`` if given)."""
-        ns = self.endpoint.namespaces.get(nsp)
-        if ns is None:
-            return []
-        members = ns.rooms.members(ns.group(room))
-        return [m for m in members if isinstance(m, SocketIOConnection) and m.connected]
-
     def _writable(self, action: str) -> None:
         if self.read_only:
             logger.warning("admin UI action %r refused: instrument(read_only=True)", action)
             raise WebSocketError(f"{action} refused: the admin UI is read-only")
 
+    async def _act(self, action: str, nsp: str, operation: Awaitable[Any]) -> None:
+        try:
+            await operation
+        except ClusterUnavailableError as exc:
+            logger.warning("admin UI action %r on %s: %s", action, nsp, exc)
+            raise WebSocketError(f"{action} did not reach the other servers: {exc}") from None
+
     async def join(self, nsp: str, room: str, room_filter: str | None) -> None:
-        """Make the sockets of ``nsp`` (in ``room_filter``) join ``room``."""
+        """Make the sockets of ``nsp`` (in ``room_filter``) join ``room``, on every server
+        of the cluster."""
         self._writable("join")
-        for conn in self.targets(nsp, room_filter):
-            await conn.join(room)
+        if nsp in self.endpoint.namespaces:
+            where = self.endpoint.path
+            operation = self.server.sockets_join(
+                room, room=room_filter or None, namespace=nsp, path=where
+            )
+            await self._act("join", nsp, operation)
 
     async def leave(self, nsp: str, room: str, room_filter: str | None) -> None:
-        """Make the sockets of ``nsp`` (in ``room_filter``) leave ``room``."""
+        """Make the sockets of ``nsp`` (in ``room_filter``) leave ``room``, on every server
+        of the cluster."""
         self._writable("leave")
-        for conn in self.targets(nsp, room_filter):
-            await conn.leave(room)
+        if nsp in self.endpoint.namespaces:
+            where = self.endpoint.path
+            operation = self.server.sockets_leave(
+                room, room=room_filter or None, namespace=nsp, path=where
+            )
+            await self._act("leave", nsp, operation)
 
     async def disconnect(self, nsp: str, close: bool, room_filter: str | None) -> None:
-        """Disconnect the sockets of ``nsp`` (in ``room_filter``): the client's whole
-        connection if ``close``, else that namespace only."""
+        """Disconnect the sockets of ``nsp`` (in ``room_filter``), on every server of the
+        cluster: the client's whole connection if ``close``, else that namespace only."""
         self._writable("_disconnect")
-        for conn in self.targets(nsp, room_filter):
-            if close:
-                await conn.disconnect()
-            else:
-                await _disconnect_namespace(conn)
+        if nsp in self.endpoint.namespaces:
+            where = self.endpoint.path
+            operation = self.server.disconnect_sockets(
+                room=room_filter or None, namespace=nsp, close=bool(close), path=where
+            )
+            await self._act("_disconnect", nsp, operation)
 
     async def emit(self, nsp: str, room_filter: str | None, event: str, args: list[Any]) -> None:
-        """Emit ``event`` to the sockets of ``nsp`` (in ``room_filter``)."""
+        """Emit ``event`` to the sockets of ``nsp`` (in ``room_filter``), on every server
+        of the cluster."""
         self._writable("emit")
         ns = self.endpoint.namespaces.get(nsp)
         if ns is not None:
-            await self.endpoint.broadcast(ns, [event, *args], room_filter, None)
+            operation = self.endpoint.broadcast(ns, [event, *args], room_filter or None, None)
+            await self._act("emit", nsp, operation)
 
 
 def _client_id(conn: SocketIOConnection) -> str:
-    return str(conn._client.session.sid)  # noqa: SLF001
+    """The Engine.IO id of the connection's client, cut to 12 characters as Node's
+    package does (so the UI's clients read alike across a mixed cluster)."""
+    return str(conn._client.session.sid)[:12]  # noqa: SLF001
 
 
-async def _disconnect_namespace(conn: SocketIOConnection) -> None:
-    """End ``conn``'s namespace only (Node's ``socket.disconnect(false)``)."""
-    client = conn._client  # noqa: SLF001
-    if len(client.sockets) <= 1:
-        await conn.disconnect()
+def _set_admin_info(conn: SocketIOConnection) -> None:
+    """Put the UI's facts about ``conn`` in ``conn.data["_admin"]``, where the other
+    servers of the cluster read them (Node's ``socket.data._admin``). A ``data`` that is
+    not a dict is left alone (the UI then shows no client id or transport for it)."""
+    data = conn.data
+    if not isinstance(data, dict):
         return
-    await conn._send(SocketIOPacket(SocketIOPacketType.DISCONNECT, conn.namespace))  # noqa: SLF001
-    await client.drop(conn, "server namespace disconnect")
+    info = {"clientId": _client_id(conn), "transport": conn.transport}
+    if isinstance(data.get("_admin"), dict):
+        data["_admin"] = info  # ours (an upgrade, a recovered session): kept in place
+    else:
+        # A new dict, as Node's package does: the application's own may be shared.
+        conn.data = {"_admin": info, **data}
+
+
+def _without_admin(data: Any) -> Any:
+    """``data`` as the UI shows it: without ``"_admin"`` (Node's ``serializeData``)."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k != "_admin"}
+    return data if data is not None else {}
+
+
+def _address(headers: Mapping[str, Any], address: Any) -> Any:
+    """The client's address as the UI shows it (a proxy's header first, as Node's)."""
+    return headers.get("cf-connecting-ip") or headers.get("x-forwarded-for") or address
 
 
 class _AdminController:
@@ -477,6 +638,17 @@ def instrument(
     per-socket events). ``read_only`` refuses the UI's actions (join, leave, disconnect,
     emit). ``server_id`` names this server in the UI (default ``hostname#pid``).
 
+    Across a cluster (a :class:`~wsgate.socketio.RedisStreamsAdapter`, given or from the
+    App's broker), call it on every server: a UI connected to any of them lists every
+    server, gets the sockets of all of them at login (with their transport, handshake,
+    rooms and ``data``; each socket carries the UI's facts in ``conn.data["_admin"]``,
+    as Node's package does, so wsgate and Node servers show each other's sockets), sees
+    every server's events, and its actions (join, leave, disconnect, emit) reach the
+    sockets wherever they are. The session id a login hands out is kept in Redis (the
+    keys of Node's ``RedisStore``: ``socket.io-admin#<id>``, one day), so a reload that
+    reaches another server needs no password; without an adapter it is kept in the
+    process.
+
     Returns the monitor of each Socket.IO path. Raises
     :class:`~wsgate.errors.ConfigurationError` without ``auth``, for an App without
     Socket.IO controllers, or if ``namespace`` is already served.
@@ -509,6 +681,7 @@ def instrument(
         monitor = AdminMonitor(
             endpoint,
             engine.sessions,
+            server=server,
             auth=credentials,
             development=mode == "development",
             read_only=read_only,
