@@ -551,7 +551,7 @@ class AdminMonitor:
 def _client_id(conn: SocketIOConnection) -> str:
     """The Engine.IO id of the connection's client, cut to 12 characters as Node's
     package does (so the UI's clients read alike across a mixed cluster)."""
-    return str(conn._client.session.sid)[:12]  # noqa: SLF001
+    return conn.engine_sid[:12]
 
 
 def _set_admin_info(conn: SocketIOConnection) -> None:
@@ -706,7 +706,7 @@ def instrument(
         monitor.admin = admin
         endpoint.namespaces[namespace] = admin
         endpoint.observer = monitor
-        app._serving_tasks.append(monitor.run)  # noqa: SLF001
+        app.add_lifespan(serve=monitor.run)
         monitors.append(monitor)
     return monitors
 

@@ -289,6 +289,12 @@ class SocketIOConnection:
         return self._client.session.transport
 
     @property
+    def engine_sid(self) -> str:
+        """The Engine.IO session's id (Node's ``socket.conn.id``): one per client
+        connection, shared by its namespaces."""
+        return str(self._client.session.sid)
+
+    @property
     def rooms(self) -> frozenset[str]:
         """The rooms this connection is in (its own sid among them)."""
         return frozenset(self._rooms)
