@@ -144,7 +144,7 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
     if not [a for a in session.posargs if not a.startswith("-")]:  # no benchmark named
-        # Socket.IO across two workers on Valkey vs python-socketio (about 3 minutes;
+        # Socket.IO across two workers on Valkey vs python-socketio (about 2.5 minutes;
         # results/socketio-cluster.md).
         flags = [a for a in session.posargs if a in ("--quick", "--no-write")]
         session.run("python", "-m", "benchmarks.socketio_cluster_bench", *flags)

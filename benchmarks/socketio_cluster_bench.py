@@ -36,8 +36,8 @@ in this process), from opening the TCP connection (live: from sending ``burst``)
 last packet (connect: to the ``CONNECT`` reply); CPU is that of both workers and Valkey
 over the segment, per client. Medians over the rounds.
 
-Run: ``python -m benchmarks.socketio_cluster_bench [--quick] [--rounds N]`` (about two
-minutes); writes ``benchmarks/results/socketio-cluster.md``.
+Run: ``python -m benchmarks.socketio_cluster_bench [--quick] [--rounds N]`` (about 2.5
+minutes; part of ``nox -s bench``); writes ``benchmarks/results/socketio-cluster.md``.
 """
 
 from __future__ import annotations
@@ -234,7 +234,10 @@ class SioClient:
             except TimeoutError:
                 continue
             if not data:
-                raise ConnectionError(f"closed after {len(self.frames)} of {n} frames")
+                code = self.conn.close_code
+                raise ConnectionError(
+                    f"closed after {len(self.frames)} of {n} frames (close code {code})"
+                )
             self.conn.feed(data)
 
     def call(self, *args: Any) -> Any:
