@@ -38,6 +38,10 @@ over the segment, per client. Medians over the rounds.
 
 Run: ``python -m benchmarks.socketio_cluster_bench [--quick] [--rounds N]`` (about 2.5
 minutes; part of ``nox -s bench``); writes ``benchmarks/results/socketio-cluster.md``.
+``--profile`` instead samples both workers of each deployment with py-spy during one
+fan-out (``pip install py-spy``) and writes ``results/profile-socketio-cluster.md``:
+the workers' CPU per delivered frame split by the package whose code was running, as
+:mod:`benchmarks.profile_server` does for one server.
 """
 
 from __future__ import annotations
@@ -46,9 +50,14 @@ import argparse
 import json
 import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +66,7 @@ from typing import Any
 from benchmarks import _proc
 from benchmarks._common import Summary, environment, markdown_table, publish, rotated
 from benchmarks.broker_bench import Valkey
-from benchmarks.harness import Server
+from benchmarks.harness import Server, run_client
 from benchmarks.loadgen import (
     HOST,
     SIO_PATH,
@@ -66,6 +75,7 @@ from benchmarks.loadgen import (
     _read_head,
     handshake_request,
 )
+from benchmarks.profile_server import _category, _leaf
 from benchmarks.servers_bench import ASYNCIO, TRIO, Collector, _client
 from benchmarks.socketio_bench import _med, _ratios
 
@@ -402,6 +412,104 @@ def bench_recovery(rounds: int, reps: int, connects: int) -> dict[tuple[str, str
     return dict(got)
 
 
+# ----------------------------------------------------------------------------- profile
+
+
+def profile(duration: float = 4.0, rate: int = 200, top_n: int = 12, *, out: bool = True) -> str:
+    """The workers' CPU per delivered frame of each fan-out deployment, by package (py-spy
+    on both workers; Valkey is left out)."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("py-spy is not installed: pip install py-spy")
+    per: dict[str, tuple[Counter[str], Counter[str], float]] = {}
+    for c in _fanout_clusters():
+        name = f"{c.kind}, {c.label}"
+        cats: Counter[str] = Counter()
+        funcs: Counter[str] = Counter()
+        try:
+            c.start()
+            w1, w2 = c.workers
+            with tempfile.TemporaryDirectory() as tmp:
+                files = [Path(tmp) / f"worker{i}.txt" for i in (1, 2)]
+                record = [spy, "record", "-r", str(rate), "-f", "raw"]
+                spies = [
+                    subprocess.Popen(
+                        [*record, "-p", str(w.pid), "-o", str(f)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for w, f in zip(c.workers, files, strict=True)
+                ]
+                try:
+                    time.sleep(1.0)  # py-spy attaches
+                    args: list[Any] = ["fanout", "--port", w1.port, "--server-pid", w1.pid]
+                    args += ["--server-pid", w2.pid, "--member-port", w2.port, "--sio"]
+                    args += ["--members", MEMBERS, "--size", SIZE, "--window", WINDOW]
+                    args += ["--duration", duration, "--warmup", 0.5]
+                    result = run_client(args, duration + 120)
+                finally:
+                    for p in spies:
+                        p.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    for p in spies:
+                        p.wait(30)
+                for f in files:
+                    for line in f.read_text().splitlines():
+                        stack, _, count = line.rpartition(" ")
+                        if stack:
+                            func, path = _leaf(stack)
+                            cats[_category(path)] += int(count)
+                            funcs[func] += int(count)
+        finally:
+            c.stop()
+        per[name] = (cats, funcs, result["server_cpu_us"])
+        print(f"  {name}: {result['server_cpu_us']:.1f} µs per frame (workers)", flush=True)
+    names = list(per)
+
+    def us(name: str, cat: str) -> float:
+        counts, _, cpu_us = per[name]
+        total = sum(counts.values())
+        return counts[cat] / total * cpu_us if total else 0.0
+
+    cats_all = sorted(
+        {k for counts, _, _ in per.values() for k in counts},
+        key=lambda k: -max(us(n, k) for n in names),
+    )
+    rows = [[cat, *(f"{us(n, cat):.1f}" for n in names)] for cat in cats_all]
+    rows.append(["**both workers, all**", *(f"**{per[n][2]:.1f}**" for n in names)])
+    parts = [
+        "# Server profile: Socket.IO fan-out across 2 workers",
+        "",
+        f"`python -m benchmarks.socketio_cluster_bench --profile`: py-spy at {rate} Hz on both "
+        f"workers over {duration:.0f} s of the fan-out ({MEMBERS:,} members, 500 per worker, "
+        f"{WINDOW} `publish` in flight); "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "CPU µs of the two workers per delivered frame, split by the package whose code was "
+        "running (the innermost Python frame: C functions and syscalls count for the Python "
+        "function that called them):",
+        "",
+        markdown_table(["code running", *(f"{n} µs" for n in names)], rows),
+        "",
+    ]
+    for name in names:
+        _, funcs, cpu_us = per[name]
+        total = sum(funcs.values())
+        top = [
+            [f"`{func}`", f"{n / total * 100:.1f}", f"{n / total * cpu_us:.2f}"]
+            for func, n in funcs.most_common(top_n)
+        ]
+        parts += [
+            f"Innermost functions of {name} ({total:,} samples):",
+            "",
+            markdown_table(["function", "% of samples", "µs per frame"], top),
+            "",
+        ]
+    parts.append(environment())
+    report = "\n".join(parts) + "\n"
+    publish("profile-socketio-cluster.md", report, out)
+    return report
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -567,7 +675,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one short round")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the fan-out's workers with py-spy"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        profile(out=not args.no_write)
+        return
     if args.quick:
         kw: dict[str, Any] = {"rounds": args.rounds or 1, "duration": 1.0, "reps": 2}
         kw["connects"] = 10
