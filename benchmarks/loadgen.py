@@ -288,14 +288,15 @@ def close_all(conns: Sequence[Conn]) -> None:
 
 
 class Meter:
-    """CPU of the server tree and of this client over a window."""
+    """CPU of the server trees (summed: several for a cluster) and of this client over a
+    window."""
 
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pids: Sequence[int]) -> None:
+        self.server_pids = [p for p in server_pids if p]
 
     def read(self) -> tuple[float, float, float]:
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        server = cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        server = sum(cpu_seconds(p) for p in self.server_pids)
         return time.perf_counter(), server, ru.ru_utime + ru.ru_stime
 
 
@@ -533,7 +534,17 @@ def stalled_member(port: int, sio: bool, rcvbuf: int) -> socket.socket:
 
 def run_fanout(args: argparse.Namespace) -> dict[str, Any]:
     sio = args.sio
-    members = connect_many(args.members, args.port, connect_path("/sub", sio, "sub"), sio)
+    ports = [args.port, *args.member_port]
+    members = [
+        c
+        for i, port in enumerate(ports)
+        for c in connect_many(
+            args.members // len(ports) + (i < args.members % len(ports)),
+            port,
+            connect_path("/sub", sio, "sub"),
+            sio,
+        )
+    ]
     conns = list(members)
     stalled: socket.socket | None = None
     loop: Loop | None = None
@@ -681,7 +692,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--port", type=int, required=True)
     common.add_argument("--sio", action="store_true", help="Socket.IO v4 over WebSocket")
-    common.add_argument("--server-pid", type=int, default=0, help="for its CPU time")
+    common.add_argument(
+        "--server-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="for its CPU time (repeat it: the CPU of every process given, summed)",
+    )
     p = sub.add_parser("echo", parents=[common])
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--warmup", type=float, default=0.5)
@@ -689,6 +706,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--check", action="store_true", help="use the websockets client")
     p = sub.add_parser("fanout", parents=[common])
     p.add_argument("--members", type=int, default=1000)
+    p.add_argument(
+        "--member-port",
+        type=int,
+        action="append",
+        default=[],
+        help="another server of the cluster: the members are spread evenly over --port and "
+        "these (the publisher stays on --port)",
+    )
     p.add_argument("--size", type=int, default=64, help="bytes of the tick's data")
     p.add_argument("--window", type=int, default=4, help="broadcasts in flight")
     p.add_argument("--duration", type=float, default=3.0)
