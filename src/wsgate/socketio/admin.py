@@ -508,24 +508,23 @@ class AdminMonitor:
     async def join(self, nsp: str, room: str, room_filter: str | None) -> None:
         """Make the sockets of ``nsp`` (in ``room_filter``) join ``room``, on every server
         of the cluster."""
-        self._writable("join")
-        if nsp in self.endpoint.namespaces:
-            where = self.endpoint.path
-            operation = self.server.sockets_join(
-                room, room=room_filter or None, namespace=nsp, path=where
-            )
-            await self._act("join", nsp, operation)
+        await self._rooms("join", nsp, room, room_filter)
 
     async def leave(self, nsp: str, room: str, room_filter: str | None) -> None:
         """Make the sockets of ``nsp`` (in ``room_filter``) leave ``room``, on every server
         of the cluster."""
-        self._writable("leave")
+        await self._rooms("leave", nsp, room, room_filter)
+
+    async def _rooms(
+        self, action: Literal["join", "leave"], nsp: str, room: str, room_filter: str | None
+    ) -> None:
+        self._writable(action)
         if nsp in self.endpoint.namespaces:
-            where = self.endpoint.path
-            operation = self.server.sockets_leave(
-                room, room=room_filter or None, namespace=nsp, path=where
+            change = self.server.sockets_join if action == "join" else self.server.sockets_leave
+            operation = change(
+                room, room=room_filter or None, namespace=nsp, path=self.endpoint.path
             )
-            await self._act("leave", nsp, operation)
+            await self._act(action, nsp, operation)
 
     async def disconnect(self, nsp: str, close: bool, room_filter: str | None) -> None:
         """Disconnect the sockets of ``nsp`` (in ``room_filter``), on every server of the

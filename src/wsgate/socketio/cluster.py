@@ -72,7 +72,8 @@ def _opts(rooms: Iterable[str], except_: Iterable[str], **flags: Any) -> dict[st
     return {"rooms": list(rooms), "except": list(except_), "flags": flags}
 
 
-def _rooms_arg(rooms: str | Iterable[str]) -> list[str]:
+def rooms_arg(rooms: str | Iterable[str]) -> list[str]:
+    """A room name or several, as a list."""
     return [rooms] if isinstance(rooms, str) else list(rooms)
 
 
@@ -330,6 +331,11 @@ class NamespaceCluster:
         kind = M.SOCKETS_JOIN if join else M.SOCKETS_LEAVE
         await self.link.add(self._message(kind, {"opts": opts, "rooms": rooms}))
         await join_local(self.ns, rooms, opts, join)
+
+    async def server_side_emit(self, packet: list[Any]) -> None:
+        """Publish a server-side event (its name, then its arguments) to the other
+        servers, without waiting for answers."""
+        await self.link.publish(self._message(M.SERVER_SIDE_EMIT, {"packet": packet}))
 
     async def disconnect_sockets(self, opts: dict[str, Any], close: bool) -> None:
         await self.link.add(self._message(M.DISCONNECT_SOCKETS, {"opts": opts, "close": close}))

@@ -976,7 +976,7 @@ class SocketIOServer:
         join: bool,
     ) -> None:
         _, ns = self._namespace(namespace, path)
-        names = cluster._rooms_arg(rooms)  # noqa: SLF001
+        names = cluster.rooms_arg(rooms)
         opts = {"rooms": [room] if room is not None else [], "except": [], "flags": {}}
         if ns.cluster is not None:
             await ns.cluster.sockets_join(names, opts, join)
@@ -1007,10 +1007,7 @@ class SocketIOServer:
         servers of the cluster (not this one; without an adapter, nowhere)."""
         _, ns = self._namespace(namespace, path)
         if ns.cluster is not None:
-            packet = [event, *to_wire_args(list(args))]
-            await ns.cluster.link.publish(
-                ns.cluster._message(MessageType.SERVER_SIDE_EMIT, {"packet": packet})  # noqa: SLF001
-            )
+            await ns.cluster.server_side_emit([event, *to_wire_args(list(args))])
 
     async def server_side_emit_with_ack(
         self,
